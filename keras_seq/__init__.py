@@ -1,0 +1,1 @@
+"""keras_seq: recurrent and attention sequence models for Keras 3."""

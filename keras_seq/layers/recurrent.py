@@ -1,0 +1,322 @@
+"""Recurrent layers: ``SimpleRNN``, ``LSTM``, ``GRU``.
+
+Each layer is a runner around one cell per stacked level: it projects the inputs of all
+time steps in one GEMM, loops over time with :func:`keras_seq.ops.recurrence`, and owns
+masks, ``go_backwards``, dropout, stacking, initial and returned states, statefulness.
+
+Constructor options and weight layout match ``keras.layers.{SimpleRNN, LSTM, GRU}``:
+``ours.set_weights(keras_layer.get_weights())`` works for the same options. Extras:
+``num_layers`` and ``inter_layer_dropout`` (as ``torch.nn.LSTM``'s ``num_layers`` and
+``dropout``), LSTM ``peephole`` / ``coupled_gates``.
+
+States: ``return_state=True`` returns ``output, *states`` where ``states`` lists each
+level's states in order (LSTM: ``h_0, c_0, h_1, c_1, ...``); ``initial_state`` takes the
+same list.
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+import keras
+import tensorflow as tf
+
+from keras_seq import _validate, cells
+from keras_seq.layers._export import export_level
+from keras_seq.layers._fast import fast_level
+from keras_seq.ops import in_export_mode, recurrence
+
+__all__ = ["GRU", "LSTM", "SimpleRNN"]
+
+# Runner options; everything else in a config belongs to the cell.
+_RUNNER_KEYS = (
+    "return_sequences",
+    "return_state",
+    "go_backwards",
+    "stateful",
+    "zero_output_for_mask",
+    "num_layers",
+    "inter_layer_dropout",
+)
+
+
+class RecurrentLayer(keras.layers.Layer):
+    """Base runner. Subclasses set ``cell_class``."""
+
+    cell_class: type[cells._Cell]
+
+    def __init__(
+        self,
+        units: int,
+        *,
+        return_sequences: bool = False,
+        return_state: bool = False,
+        go_backwards: bool = False,
+        stateful: bool = False,
+        zero_output_for_mask: bool = False,
+        num_layers: int = 1,
+        inter_layer_dropout: float = 0.0,
+        name: str | None = None,
+        dtype: Any = None,
+        trainable: bool = True,
+        **cell_kwargs: Any,
+    ) -> None:
+        super().__init__(name=name, dtype=dtype, trainable=trainable)
+        self.units = _validate.positive_int("units", units)
+        self.num_layers = _validate.positive_int("num_layers", num_layers)
+        self.inter_layer_dropout = _validate.rate("inter_layer_dropout", inter_layer_dropout)
+        self.return_sequences = bool(return_sequences)
+        self.return_state = bool(return_state)
+        self.go_backwards = bool(go_backwards)
+        self.stateful = bool(stateful)
+        self.zero_output_for_mask = bool(zero_output_for_mask)
+        self.supports_masking = True
+        seed = cell_kwargs.get("seed")
+        self._cell_kwargs = cell_kwargs
+        self.cells = [
+            self.cell_class(
+                units,
+                dtype=dtype,
+                name=f"cell_{k}" if num_layers > 1 else "cell",
+                **{**cell_kwargs, "seed": None if seed is None else seed + k},
+            )
+            for k in range(self.num_layers)
+        ]
+        self._inter_dropout_seed = keras.random.SeedGenerator(seed)
+        self.states: list | None = None
+
+    # -- properties -------------------------------------------------------------------------
+    @property
+    def cell(self) -> cells._Cell:
+        """The first (or only) cell, as ``keras.layers.RNN.cell``."""
+        return self.cells[0]
+
+    @property
+    def state_sizes(self) -> list[int]:
+        per_level = self.cell.state_size
+        per_level = list(per_level) if isinstance(per_level, (list, tuple)) else [per_level]
+        return per_level * self.num_layers
+
+    # Cell options read through the layer, as on keras.layers.LSTM.
+    dropout = property(lambda self: self.cell.dropout)
+    recurrent_dropout = property(lambda self: self.cell.recurrent_dropout)
+    activation = property(lambda self: self.cell.activation)
+    use_bias = property(lambda self: self.cell.use_bias)
+
+    # -- build ------------------------------------------------------------------------------
+    def build(self, sequences_shape, initial_state_shape=None) -> None:
+        shape = tuple(sequences_shape)
+        if len(shape) != 3:
+            raise ValueError(
+                f"Invalid input for layer `{self.name}`. Expected a 3D tensor "
+                f"(batch, timesteps, features). Received: inputs.shape={shape}"
+            )
+        dim = _validate.feature_dim(shape)
+        for k, cell in enumerate(self.cells):
+            cell.build((shape[0], dim if k == 0 else self.units))
+        if self.stateful:
+            if shape[0] is None:
+                raise ValueError(
+                    "When using `stateful=True` the batch size must be static. "
+                    f"Received: inputs.shape={shape}"
+                )
+            # Not tracked as weights (as keras.layers.RNN): get/set_weights stay Keras's.
+            object.__setattr__(
+                self,
+                "states",
+                [
+                    keras.Variable(tf.zeros((shape[0], size)), trainable=False, name="rnn_state")
+                    for size in self.state_sizes
+                ],
+            )
+
+    def reset_state(self) -> None:
+        for v in self.states or []:
+            v.assign(tf.zeros_like(v))
+
+    reset_states = reset_state
+
+    # -- call -------------------------------------------------------------------------------
+    def call(self, sequences, initial_state=None, mask=None, training=False):
+        sequences = tf.convert_to_tensor(sequences)
+        self._check_inputs(sequences, mask)
+        batch = tf.shape(sequences)[0]
+        states = self._initial_states(initial_state, batch, sequences.dtype)
+        if mask is not None:
+            mask = tf.cast(mask, tf.bool)
+
+        x, finals, last = sequences, [], None
+        per = len(self.state_sizes) // self.num_layers
+        for k, cell in enumerate(self.cells):
+            if k > 0 and training and self.inter_layer_dropout > 0:
+                x = keras.random.dropout(x, self.inter_layer_dropout, seed=self._inter_dropout_seed)
+            last_level = k == self.num_layers - 1
+            last, outputs, level_states = self.run_level(
+                cell,
+                x,
+                states[k * per : (k + 1) * per],
+                mask=mask,
+                training=training,
+                return_sequences=self.return_sequences or not last_level,
+                go_backwards=self.go_backwards if k == 0 else False,
+            )
+            finals.extend(level_states)
+            x = outputs
+        if self.stateful:
+            for var, value in zip(self.states, finals):
+                var.assign(tf.cast(value, var.dtype))
+        output = x if self.return_sequences else last
+        return [output, *finals] if self.return_state else output
+
+    def run_level(
+        self, cell, x, states, *, mask, training, return_sequences, go_backwards
+    ) -> tuple[tf.Tensor, tf.Tensor | None, list[tf.Tensor]]:
+        """One stacked level over the whole sequence: ``(last, outputs, final_states)``.
+
+        Later levels of a stack read the previous level's outputs in the order it produced
+        them, so only the first level reverses time (as a stack of Keras layers would).
+        """
+        recurrent_mask = None
+        if training and cell.dropout > 0:
+            x = x * cell.dropout_mask(x[:, 0, :])[:, None, :]  # one mask per sequence
+        if training and cell.recurrent_dropout > 0:
+            recurrent_mask = cell.recurrent_dropout_mask(states[0])
+        if in_export_mode():
+            result = export_level(
+                cell, x, states, mask=mask, go_backwards=go_backwards,
+                return_sequences=return_sequences,
+                zero_output_for_mask=self.zero_output_for_mask,
+            )
+            if result is not None:
+                return result
+        result = fast_level(
+            cell, x, states, recurrent_mask=recurrent_mask, mask=mask,
+            go_backwards=go_backwards, return_sequences=return_sequences,
+            zero_output_for_mask=self.zero_output_for_mask, training=training,
+        )
+        if result is not None:
+            return result
+        projected = cell.project_inputs(x)  # (B, T, G*U): one GEMM for all steps
+
+        def step(p_t, s):
+            return cell.step(p_t, s, recurrent_mask)
+
+        return recurrence(
+            step,
+            projected,
+            states,
+            output_size=cell.units,
+            mask=mask,
+            go_backwards=go_backwards,
+            zero_output_for_mask=self.zero_output_for_mask,
+            return_sequences=return_sequences,
+        )
+
+    def _check_inputs(self, sequences, mask) -> None:
+        shape = tuple(sequences.shape)
+        if len(shape) != 3:
+            raise ValueError(
+                f"Invalid input for layer `{self.name}`. Expected a 3D tensor "
+                f"(batch, timesteps, features). Received: inputs.shape={shape}"
+            )
+        expected = self.cell.input_dim
+        if expected is not None and shape[-1] is not None and shape[-1] != expected:
+            raise ValueError(
+                f"Invalid input for layer `{self.name}`. Expected inputs with last "
+                f"dimension {expected} (the size the weights were built for). "
+                f"Received: inputs.shape={shape}"
+            )
+        if mask is not None:
+            mshape = tuple(mask.shape)
+            if len(mshape) != 2 or any(
+                a is not None and b is not None and a != b for a, b in zip(mshape, shape[:2])
+            ):
+                raise ValueError(
+                    f"Invalid `mask` for layer `{self.name}`. Expected shape "
+                    f"(batch, timesteps) = {shape[:2]}. Received: mask.shape={mshape}"
+                )
+
+    def _initial_states(self, initial_state, batch, dtype) -> list[tf.Tensor]:
+        sizes = self.state_sizes
+        if initial_state is None:
+            if self.stateful and self.states:
+                return [tf.convert_to_tensor(v) for v in self.states]
+            return [tf.zeros(tf.stack([batch, size]), dtype=dtype) for size in sizes]
+        if not isinstance(initial_state, (list, tuple)):
+            initial_state = [initial_state]
+        if len(initial_state) != len(sizes):
+            raise ValueError(
+                f"Invalid `initial_state` for layer `{self.name}`. Expected a list of "
+                f"{len(sizes)} tensors (one per state per level, sizes {sizes}). "
+                f"Received: {len(initial_state)} tensors"
+            )
+        result = []
+        for k, (state, size) in enumerate(zip(initial_state, sizes)):
+            state = tf.convert_to_tensor(state, dtype=dtype)
+            if state.shape.rank != 2 or (state.shape[-1] is not None and state.shape[-1] != size):
+                raise ValueError(
+                    f"Invalid `initial_state[{k}]` for layer `{self.name}`. Expected shape "
+                    f"(batch, {size}). Received: shape={tuple(state.shape)}"
+                )
+            result.append(state)
+        return result
+
+    # -- Keras plumbing ---------------------------------------------------------------------
+    def compute_output_shape(self, sequences_shape, initial_state_shape=None):
+        batch, steps = sequences_shape[0], sequences_shape[1]
+        out = (batch, steps, self.units) if self.return_sequences else (batch, self.units)
+        if not self.return_state:
+            return out
+        return [out, *[(batch, size) for size in self.state_sizes]]
+
+    def compute_mask(self, sequences, mask=None):
+        if isinstance(mask, (list, tuple)):
+            mask = mask[0]
+        output_mask = mask if self.return_sequences else None
+        if self.return_state:
+            return [output_mask] + [None] * len(self.state_sizes)
+        return output_mask
+
+    def get_config(self) -> dict[str, Any]:
+        cell_config = self.cell.get_config()
+        for key in ("name", "trainable", "dtype"):
+            cell_config.pop(key, None)
+        cell_config["seed"] = self._cell_kwargs.get("seed")
+        base = super().get_config()
+        return {
+            **base,
+            **cell_config,
+            **{key: getattr(self, key) for key in _RUNNER_KEYS},
+        }
+
+
+@keras.saving.register_keras_serializable(package="keras_seq")
+class SimpleRNN(RecurrentLayer):
+    """Elman RNN, ``h_t = tanh(x_t W + h_{t-1} R + b)``; see :class:`cells.SimpleRNNCell`.
+
+    Example:
+        >>> layer = SimpleRNN(16, return_sequences=True)
+        >>> layer(tf.zeros((2, 5, 3))).shape
+        TensorShape([2, 5, 16])
+    """
+
+    cell_class = cells.SimpleRNNCell
+
+
+@keras.saving.register_keras_serializable(package="keras_seq")
+class LSTM(RecurrentLayer):
+    """LSTM layer; see :class:`cells.LSTMCell` for the equations and options.
+
+    Example:
+        >>> layer = LSTM(32, num_layers=2, return_state=True)
+        >>> out, h0, c0, h1, c1 = layer(tf.zeros((4, 10, 8)))
+    """
+
+    cell_class = cells.LSTMCell
+
+
+@keras.saving.register_keras_serializable(package="keras_seq")
+class GRU(RecurrentLayer):
+    """GRU layer (``reset_after=True`` by default, as Keras); see :class:`cells.GRUCell`."""
+
+    cell_class = cells.GRUCell
