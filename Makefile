@@ -1,0 +1,45 @@
+# keras_seq — every target creates or reuses the project's virtual environment itself.
+SHELL := /bin/bash
+PYTHON ?= python3
+VENV ?= .venv
+PY := $(VENV)/bin/python
+EXTRAS ?= dev
+DATA ?= ../shared/data
+comma := ,
+STAMP := $(VENV)/.installed-$(subst $(comma),-,$(EXTRAS))
+export TF_CPP_MIN_LOG_LEVEL ?= 2
+
+.PHONY: install test train export verify bench lint clean
+
+$(VENV)/bin/python:
+	$(PYTHON) -m venv $(VENV)
+	$(PY) -m pip install -q --upgrade pip
+
+$(STAMP): pyproject.toml | $(VENV)/bin/python
+	$(PY) -m pip install -q -e '.[$(EXTRAS)]'
+	touch $@
+
+install: $(STAMP)  ## create/reuse .venv and install keras_seq with the $(EXTRAS) extras
+
+test: install  ## the test suite (2 processes)
+	$(PY) -m pytest -q -n 2 --dist loadfile tests
+
+train: install  ## train the default recipe (synthetic dates, no download) and export it
+	$(VENV)/bin/keras-seq train dates --run-dir runs/dates/latest
+	$(VENV)/bin/keras-seq export runs/dates/latest --out exported/dates --replace
+
+export: install  ## export the latest run of every trained recipe into exported/
+	$(VENV)/bin/keras-seq export --all-latest runs --out exported
+
+verify: install  ## compare every exported artifact with its Keras model
+	for d in exported/*/; do [ -f "$$d/metadata.json" ] && $(VENV)/bin/keras-seq verify "$$d"; done
+
+bench: install  ## speed and pipeline benchmarks (figures, not gates)
+	$(PY) benchmarks/speed.py
+	$(PY) benchmarks/pipelines.py --data-dir $(DATA)
+
+lint: install
+	$(VENV)/bin/ruff check keras_seq pipelines tests benchmarks
+
+clean:
+	rm -rf $(VENV) build *.egg-info .pytest_cache .ruff_cache

@@ -1,0 +1,370 @@
+"""Recurrent loops traced in the shapes that TensorFlow's exporters recognise.
+
+The recurrent layers call these functions while tracing inside :func:`keras_seq.ops.export_mode`.
+They are pure TensorFlow functions of tensors (variables are read once, before the loop) and
+compute exactly what ``keras.layers.LSTM`` / ``GRU`` / ``SimpleRNN`` compute with the same
+weights (Keras layout, batch-major ``x[B, T, D]``). What each exporter makes of them:
+
+=============  ======================================  =====================================
+function       TFLite, builtins only                   ONNX via tf2onnx (opset >= 17)
+=============  ======================================  =====================================
+``lstm``       static batch: one fused                 native ``LSTM`` node, any batch
+               ``UNIDIRECTIONAL_SEQUENCE_LSTM``;
+               dynamic batch or ``c_T`` consumed:
+               ``WHILE`` loop of builtins
+``gru``        ``WHILE`` loop of builtins, any batch   native ``GRU`` node, any batch
+                                                       (``linear_before_reset`` = reset_after)
+``simple_rnn`` ``WHILE`` loop of builtins, any batch   native ``RNN`` node with
+                                                       :func:`keras_seq.ops.onnx_rewriters.
+                                                       onnx_custom_rewriters`, else ``Loop``
+any + ``mask`` ``WHILE`` loop of builtins, any batch   ``Loop`` (runs, not fused)
+=============  ======================================  =====================================
+
+The loop shape that satisfies both converters: the time-major input is a TensorList read once
+per step (``TensorListGetItem``), the outputs are written to a TensorList created *from a
+zeros tensor* (``TensorListFromTensor``; a ``TensorListReserve`` does not lower to builtins at
+a dynamic batch), the loop carries only the step counter, the output list and the states,
+and the weights are loop-invariant captures. The step is written op for op as tf2onnx's
+rewriters expect (``BiasAdd(AddV2(MatMul(x_t, W), MatMul(h, R)), b)`` and so on).
+"""
+
+from __future__ import annotations
+
+import uuid
+from collections.abc import Callable, Sequence
+
+import keras
+import tensorflow as tf
+
+__all__ = ["gru", "lstm", "simple_rnn"]
+
+TensorLike = tf.Tensor | tf.Variable
+Step = Callable[[tf.Tensor, Sequence[tf.Tensor]], tuple[tf.Tensor, list[tf.Tensor]]]
+
+_ACTIVATIONS: dict[str, Callable[[tf.Tensor], tf.Tensor]] = {
+    "tanh": tf.tanh,
+    "relu": tf.nn.relu,
+    "sigmoid": tf.sigmoid,
+    "linear": tf.identity,
+}
+
+
+def lstm(
+    x: tf.Tensor,
+    h0: tf.Tensor,
+    c0: tf.Tensor,
+    kernel: TensorLike,
+    recurrent_kernel: TensorLike,
+    bias: TensorLike | None,
+    *,
+    go_backwards: bool = False,
+    return_sequences: bool = True,
+    mask: tf.Tensor | None = None,
+    zero_output_for_mask: bool = False,
+) -> tuple[tf.Tensor, tf.Tensor, tf.Tensor]:
+    """Run an LSTM over ``x`` (Keras layout, gate order i, f, c, o).
+
+    Per step, with ``z = x_t W + h_{t-1} R + b`` split into ``z_i, z_f, z_c, z_o``::
+
+        c_t = sigmoid(z_f) * c_{t-1} + sigmoid(z_i) * tanh(z_c)
+        h_t = sigmoid(z_o) * tanh(c_t)
+
+    Without a mask the loop is wrapped in a ``tf.function`` carrying Keras's
+    ``api_implements="lstm_<id>"``, ``time_major`` and ``go_backwards`` attributes, so the
+    TFLite converter replaces it by one ``UNIDIRECTIONAL_SEQUENCE_LSTM`` when the batch is
+    static and only the outputs (or ``h_T``) are consumed. The fused op cannot return the cell
+    state: when ``c_T`` is consumed the converter keeps the loop (correct, builtins, not
+    fused). tf2onnx turns the same loop into one ``LSTM`` node whatever is consumed.
+
+    Args:
+        x: inputs ``[B, T, D]``.
+        h0, c0: initial states ``[B, U]``. Give them a static batch when ``x`` has one.
+        kernel: ``[D, 4U]``; recurrent_kernel: ``[U, 4U]``; bias: ``[4U]`` or ``None``.
+        go_backwards: process time in reverse; outputs come in processing order (as Keras).
+        return_sequences: return ``[B, T, U]`` outputs, else the last output ``[B, U]``.
+        mask: optional ``[B, T]`` booleans; at a False step the states carry over and the
+            output repeats the previous one (zeros with ``zero_output_for_mask``). A mask
+            disables both fusions (plain loop).
+        zero_output_for_mask: Keras's flag of the same name.
+
+    Returns:
+        ``(outputs, h_T, c_T)``.
+    """
+    x, kernel, recurrent_kernel = _check(x, kernel, recurrent_kernel, gates=4, name="lstm")
+    bias = _bias(bias, [kernel.shape[1]], x.dtype, "lstm")
+    h0 = tf.convert_to_tensor(h0, x.dtype)
+    c0 = tf.convert_to_tensor(c0, x.dtype)
+
+    if mask is not None:
+        step = _lstm_step(kernel, recurrent_kernel, bias)
+        outputs, (h_t, c_t) = _run(step, x, [h0, c0], go_backwards, mask, zero_output_for_mask)
+        return (outputs if return_sequences else outputs[:, -1]), h_t, c_t
+
+    def keras_lstm(inputs, init_h, init_c, w, r, b):  # exactly the six arguments TFLite reads
+        outputs, (h_t, c_t) = _run(_lstm_step(w, r, b), inputs, [init_h, init_c], go_backwards)
+        runtime = tf.constant(0.0)  # Keras's fifth result; never consumed
+        return outputs[:, -1], outputs, h_t, c_t, runtime
+
+    fused = tf.function(
+        keras_lstm,
+        autograph=False,
+        experimental_attributes={
+            "api_implements": f"lstm_{uuid.uuid4().hex}",
+            "time_major": False,
+            "go_backwards": go_backwards,
+        },
+    )
+    last, outputs, _, c_t, _ = fused(x, h0, c0, kernel, recurrent_kernel, bias)
+    # h_T is the last output (result 0): consuming it keeps the TFLite fusion.
+    return (outputs if return_sequences else last), last, c_t
+
+
+def _lstm_step(kernel: tf.Tensor, recurrent_kernel: tf.Tensor, bias: tf.Tensor) -> Step:
+    def step(x_t: tf.Tensor, states: Sequence[tf.Tensor]) -> tuple[tf.Tensor, list[tf.Tensor]]:
+        h, c = states
+        # BiasAdd after AddV2, not `+ b`: tf2onnx's Keras-LSTM pattern needs this exact form.
+        z = tf.nn.bias_add(tf.matmul(x_t, kernel) + tf.matmul(h, recurrent_kernel), bias)
+        z_i, z_f, z_c, z_o = tf.split(z, 4, axis=1)  # 4 x (B, U)
+        i = tf.sigmoid(z_i)
+        f = tf.sigmoid(z_f)
+        c = f * c + i * tf.tanh(z_c)
+        o = tf.sigmoid(z_o)
+        h = o * tf.tanh(c)
+        return h, [h, c]
+
+    return step
+
+
+def gru(
+    x: tf.Tensor,
+    h0: tf.Tensor,
+    kernel: TensorLike,
+    recurrent_kernel: TensorLike,
+    bias: TensorLike | None,
+    *,
+    reset_after: bool = True,
+    go_backwards: bool = False,
+    return_sequences: bool = True,
+    mask: tf.Tensor | None = None,
+    zero_output_for_mask: bool = False,
+) -> tuple[tf.Tensor, tf.Tensor]:
+    """Run a GRU over ``x`` (Keras layout, gate order z, r, h).
+
+    With ``x_* = x_t W_* + b^x_*`` and ``r_* = h_{t-1} R_* + b^h_*``::
+
+        z = sigmoid(x_z + r_z),  r = sigmoid(x_r + r_r)
+        reset_after=True:   n = tanh(x_n + r * (h_{t-1} R_h + b^h_h))
+        reset_after=False:  n = tanh(x_n + (r * h_{t-1}) R_h)
+        h_t = z * h_{t-1} + (1 - z) * n
+
+    tf2onnx maps the loop to one ``GRU`` node: ``reset_after=True`` through its Keras pattern
+    (``linear_before_reset=1``), ``reset_after=False`` through its TF ``GRUCell`` pattern
+    (``linear_before_reset=0``; the step is computed on ``concat([x_t, h])`` for that).
+
+    Args:
+        x: inputs ``[B, T, D]``; h0: initial state ``[B, U]``.
+        kernel: ``[D, 3U]``; recurrent_kernel: ``[U, 3U]``; bias: ``[2, 3U]`` (input row 0,
+            recurrent row 1) when ``reset_after`` else ``[3U]``, or ``None``.
+        reset_after, go_backwards, return_sequences, mask, zero_output_for_mask: as in Keras;
+            see :func:`lstm` for the mask semantics.
+
+    Returns:
+        ``(outputs, h_T)``.
+    """
+    x, kernel, recurrent_kernel = _check(x, kernel, recurrent_kernel, gates=3, name="gru")
+    units3 = kernel.shape[1]
+    bias = _bias(bias, [2, units3] if reset_after else [units3], x.dtype, "gru")
+    h0 = tf.convert_to_tensor(h0, x.dtype)
+
+    if reset_after:
+        input_bias, recurrent_bias = tf.unstack(bias)  # captured as two loop inputs
+
+        def step(x_t: tf.Tensor, states: Sequence[tf.Tensor]) -> tuple[tf.Tensor, list[tf.Tensor]]:
+            (h,) = states
+            x_z, x_r, x_n = tf.split(tf.nn.bias_add(tf.matmul(x_t, kernel), input_bias), 3, 1)
+            h_z, h_r, h_n = tf.split(
+                tf.nn.bias_add(tf.matmul(h, recurrent_kernel), recurrent_bias), 3, 1
+            )
+            z = tf.sigmoid(x_z + h_z)
+            r = tf.sigmoid(x_r + h_r)
+            n = tf.tanh(x_n + r * h_n)
+            h = z * h + (1.0 - z) * n
+            return h, [h]
+
+    else:
+        # TF GRUCell layout: gates (r, z) and candidate read concat([x_t, h]) / [x_t, r * h].
+        w_z, w_r, w_n = tf.split(kernel, 3, axis=1)
+        r_z, r_r, r_n = tf.split(recurrent_kernel, 3, axis=1)
+        b_z, b_r, b_n = tf.split(bias, 3)
+        gate_kernel = tf.concat([tf.concat([w_r, w_z], 1), tf.concat([r_r, r_z], 1)], 0)
+        gate_bias = tf.concat([b_r, b_z], 0)
+        candidate_kernel = tf.concat([w_n, r_n], 0)  # (D + U, U)
+
+        def step(x_t: tf.Tensor, states: Sequence[tf.Tensor]) -> tuple[tf.Tensor, list[tf.Tensor]]:
+            (h,) = states
+            gates = tf.sigmoid(
+                tf.nn.bias_add(
+                    tf.matmul(tf.concat([x_t, h], 1), tf.identity(gate_kernel)),
+                    tf.identity(gate_bias),
+                )
+            )
+            r, z = tf.split(gates, 2, axis=1)
+            n = tf.tanh(
+                tf.nn.bias_add(
+                    tf.matmul(tf.concat([x_t, r * h], 1), tf.identity(candidate_kernel)),
+                    tf.identity(b_n),
+                )
+            )
+            h = z * h + (1.0 - z) * n
+            return h, [h]
+
+    outputs, (h_t,) = _run(step, x, [h0], go_backwards, mask, zero_output_for_mask)
+    return (outputs if return_sequences else outputs[:, -1]), h_t
+
+
+def simple_rnn(
+    x: tf.Tensor,
+    h0: tf.Tensor,
+    kernel: TensorLike,
+    recurrent_kernel: TensorLike,
+    bias: TensorLike | None,
+    *,
+    activation: str | Callable[[tf.Tensor], tf.Tensor] = "tanh",
+    go_backwards: bool = False,
+    return_sequences: bool = True,
+    mask: tf.Tensor | None = None,
+    zero_output_for_mask: bool = False,
+) -> tuple[tf.Tensor, tf.Tensor]:
+    """Run an Elman RNN over ``x``: ``h_t = activation(x_t W + h_{t-1} R + b)``.
+
+    tf2onnx has no SimpleRNN rewriter; pass
+    :func:`keras_seq.ops.onnx_rewriters.onnx_custom_rewriters` to tf2onnx to get one native
+    ``RNN`` node (activations tanh, relu, sigmoid). Without it, or with another activation,
+    the loop becomes an ONNX ``Loop``.
+
+    Args:
+        x: inputs ``[B, T, D]``; h0: initial state ``[B, U]``.
+        kernel: ``[D, U]``; recurrent_kernel: ``[U, U]``; bias: ``[U]`` or ``None``.
+        activation: a name (``"tanh"``, ``"relu"``, ``"sigmoid"``, ``"linear"`` or any
+            ``keras.activations`` name) or a callable on tensors.
+        go_backwards, return_sequences, mask, zero_output_for_mask: see :func:`lstm`.
+
+    Returns:
+        ``(outputs, h_T)``.
+    """
+    x, kernel, recurrent_kernel = _check(x, kernel, recurrent_kernel, gates=1, name="simple_rnn")
+    bias = _bias(bias, [kernel.shape[1]], x.dtype, "simple_rnn")
+    h0 = tf.convert_to_tensor(h0, x.dtype)
+    act = _activation(activation)
+
+    def step(x_t: tf.Tensor, states: Sequence[tf.Tensor]) -> tuple[tf.Tensor, list[tf.Tensor]]:
+        (h,) = states
+        h = act(tf.nn.bias_add(tf.matmul(x_t, kernel) + tf.matmul(h, recurrent_kernel), bias))
+        return h, [h]
+
+    outputs, (h_t,) = _run(step, x, [h0], go_backwards, mask, zero_output_for_mask)
+    return (outputs if return_sequences else outputs[:, -1]), h_t
+
+
+def _run(
+    step: Step,
+    x: tf.Tensor,
+    states: list[tf.Tensor],
+    go_backwards: bool,
+    mask: tf.Tensor | None = None,
+    zero_output_for_mask: bool = False,
+) -> tuple[tf.Tensor, list[tf.Tensor]]:
+    """Loop ``step`` over time; returns batch-major outputs ``[B, T, U]`` and final states."""
+    xs = tf.transpose(x, [1, 0, 2])  # (T, B, D)
+    if go_backwards:
+        xs = tf.reverse(xs, [0])
+    steps = tf.shape(xs)[0]
+    h0 = states[0]
+    out_shape = tf.stack([steps, tf.shape(h0)[0], tf.shape(h0)[1]])
+    inputs = tf.TensorArray(x.dtype, size=steps, element_shape=xs.shape[1:]).unstack(xs)
+    outputs = tf.TensorArray(x.dtype, size=steps, element_shape=h0.shape).unstack(
+        tf.zeros(out_shape, x.dtype)  # TensorListFromTensor: lowers to builtins at any batch
+    )
+
+    if mask is None:
+
+        def body(t, out, *carried):
+            y, new = step(inputs.read(t), carried)
+            return (t + 1, out.write(t, y), *new)
+
+        loop_vars = (tf.constant(0), outputs, *states)
+    else:
+        keep = tf.transpose(tf.cast(mask, tf.bool), [1, 0])  # (T, B)
+        if go_backwards:
+            keep = tf.reverse(keep, [0])
+        keeps = tf.TensorArray(tf.bool, size=steps, element_shape=keep.shape[1:]).unstack(keep)
+
+        def body(t, out, prev_y, *carried):
+            y, new = step(inputs.read(t), carried)
+            m = tf.expand_dims(keeps.read(t), -1)  # (B, 1)
+            y = tf.where(m, y, tf.zeros_like(y) if zero_output_for_mask else prev_y)
+            new = [tf.where(m, s, s_old) for s, s_old in zip(new, carried, strict=True)]
+            return (t + 1, out.write(t, y), y, *new)
+
+        loop_vars = (tf.constant(0), outputs, tf.zeros_like(h0), *states)
+
+    final = tf.while_loop(lambda t, *_: t < steps, body, loop_vars, maximum_iterations=steps)
+    ys = tf.transpose(final[1].stack(), [1, 0, 2])  # (B, T, U)
+    return ys, list(final[-len(states) :])
+
+
+def _check(
+    x: tf.Tensor, kernel: TensorLike, recurrent_kernel: TensorLike, *, gates: int, name: str
+) -> tuple[tf.Tensor, tf.Tensor, tf.Tensor]:
+    x = tf.convert_to_tensor(x)
+    if x.shape.rank != 3:
+        raise ValueError(
+            f"Invalid value for argument `x` of `{name}`. Expected a rank-3 tensor "
+            f"[batch, time, features]. Received: x.shape={x.shape}"
+        )
+    # Read variables here, outside the loop: the fused TFLite op needs tensors, not handles.
+    kernel = tf.convert_to_tensor(kernel, x.dtype)
+    recurrent_kernel = tf.convert_to_tensor(recurrent_kernel, x.dtype)
+    units = recurrent_kernel.shape[0]
+    expected_k = [x.shape[-1], gates * units]
+    if kernel.shape.rank != 2 or not kernel.shape.is_compatible_with(expected_k):
+        raise ValueError(
+            f"Invalid value for argument `kernel` of `{name}`. Expected shape {expected_k}. "
+            f"Received: kernel.shape={kernel.shape}"
+        )
+    if not recurrent_kernel.shape.is_compatible_with([units, gates * units]):
+        raise ValueError(
+            f"Invalid value for argument `recurrent_kernel` of `{name}`. Expected shape "
+            f"{[units, gates * units]}. Received: recurrent_kernel.shape={recurrent_kernel.shape}"
+        )
+    return x, kernel, recurrent_kernel
+
+
+def _bias(bias: TensorLike | None, shape: list[int], dtype: tf.DType, name: str) -> tf.Tensor:
+    if bias is None:
+        return tf.zeros(shape, dtype)
+    bias = tf.convert_to_tensor(bias, dtype)
+    if not bias.shape.is_compatible_with(shape):
+        raise ValueError(
+            f"Invalid value for argument `bias` of `{name}`. Expected shape {shape}. "
+            f"Received: bias.shape={bias.shape}"
+        )
+    return bias
+
+
+def _activation(
+    activation: str | Callable[[tf.Tensor], tf.Tensor] | None,
+) -> Callable[[tf.Tensor], tf.Tensor]:
+    if activation is None:
+        return tf.identity
+    if callable(activation):
+        return activation
+    if activation in _ACTIVATIONS:
+        return _ACTIVATIONS[activation]
+    try:
+        return keras.activations.get(activation)
+    except ValueError:
+        raise ValueError(
+            "Invalid value for argument `activation`. Expected a callable or a "
+            f"`keras.activations` name such as 'tanh' or 'relu'. Received: activation={activation!r}"
+        ) from None

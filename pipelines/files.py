@@ -1,0 +1,127 @@
+"""Where data lives, and reading text files line by line with bad lines counted, not fatal.
+
+Resolution order for a source's files (relative paths are those of `/work/shared/data`:
+``names/``, ``sentiment/sst2/``, ``spa-eng/spa.txt``, ``tinyshakespeare/input.txt``):
+
+1. the `--data-dir` argument (`explicit`), else the ``KERAS_SEQ_DATA`` environment variable;
+2. the download cache, ``$KERAS_SEQ_CACHE/data`` (default ``~/.cache/keras_seq/data``);
+3. the source's public download into that cache (see `pipelines.download`).
+"""
+
+from __future__ import annotations
+
+import os
+from collections import Counter
+from dataclasses import dataclass, field
+from pathlib import Path
+
+DATA_ENV = "KERAS_SEQ_DATA"
+CACHE_ENV = "KERAS_SEQ_CACHE"
+
+
+class DataUnavailableError(FileNotFoundError):
+    """A source's files are neither on disk nor downloadable (offline, or no public copy)."""
+
+
+def cache_dir() -> Path:
+    """Download cache: ``$KERAS_SEQ_CACHE`` or ``~/.cache/keras_seq``."""
+    env = os.environ.get(CACHE_ENV)
+    return Path(env).expanduser() if env else Path.home() / ".cache" / "keras_seq"
+
+
+def data_dir(explicit: str | os.PathLike | None = None) -> Path:
+    """The data directory: `explicit` (``--data-dir``), else ``$KERAS_SEQ_DATA``, else the cache.
+
+    The directory may not exist yet (downloads create it).
+    """
+    if explicit is not None and os.fspath(explicit) != "":
+        return Path(explicit).expanduser()
+    env = os.environ.get(DATA_ENV)
+    if env:
+        return Path(env).expanduser()
+    return cache_dir() / "data"
+
+
+def candidate_dirs(explicit: str | os.PathLike | None = None) -> list[Path]:
+    """Directories searched for a source's files, in order (data dir, then the cache)."""
+    dirs = [data_dir(explicit), cache_dir() / "data"]
+    return list(dict.fromkeys(dirs))
+
+
+@dataclass
+class Lines:
+    """Decoded lines of a file with their 1-based line numbers, and counts of dropped lines."""
+
+    path: Path
+    numbers: list[int] = field(default_factory=list)
+    texts: list[str] = field(default_factory=list)
+    dropped: Counter = field(default_factory=Counter)
+
+    def __iter__(self):
+        return iter(zip(self.numbers, self.texts))
+
+    def __len__(self) -> int:
+        return len(self.texts)
+
+
+def check_file(path: str | os.PathLike, what: str) -> Path:
+    """`path` as a `Path` if it is an existing, non-empty file; else a clear error.
+
+    Raises:
+        FileNotFoundError: no such file (the message says what was expected there).
+        ValueError: a directory, or an empty file.
+    """
+    path = Path(path)
+    if not path.exists():
+        raise FileNotFoundError(f"Expected {what} at {str(path)!r}, but there is no such file.")
+    if path.is_dir():
+        raise ValueError(f"Expected {what} at {str(path)!r}, but it is a directory.")
+    if path.stat().st_size == 0:
+        raise ValueError(f"Expected {what} at {str(path)!r}, but the file is empty.")
+    return path
+
+
+def read_lines(path: str | os.PathLike, what: str, *, strict: bool = False) -> Lines:
+    """Read a UTF-8 text file as lines (LF or CRLF, a UTF-8 BOM removed).
+
+    Lines that are not valid UTF-8 are dropped and counted under ``"non_utf8"``, or with
+    ``strict=True`` raise a `ValueError` naming the file, line and byte offset. Empty lines
+    are kept (callers decide).
+    """
+    path = check_file(path, what)
+    data = path.read_bytes()
+    if data.startswith(b"\xef\xbb\xbf"):
+        data = data[3:]
+    out = Lines(path)
+    try:
+        texts = data.decode("utf-8").split("\n")
+        if texts and texts[-1] == "":
+            texts.pop()
+        out.texts = [t[:-1] if t.endswith("\r") else t for t in texts]
+        out.numbers = list(range(1, len(out.texts) + 1))
+        return out
+    except UnicodeDecodeError:
+        pass
+    raw = data.split(b"\n")
+    if raw and raw[-1] == b"":
+        raw.pop()
+    for number, line in enumerate(raw, start=1):
+        try:
+            text = line.decode("utf-8")
+        except UnicodeDecodeError as err:
+            if strict:
+                raise ValueError(
+                    f"{str(path)!r}, line {number}: not valid UTF-8 (byte 0x{line[err.start]:02x} "
+                    f"at column {err.start + 1}). Expected UTF-8 text."
+                ) from None
+            out.dropped["non_utf8"] += 1
+            continue
+        out.numbers.append(number)
+        out.texts.append(text[:-1] if text.endswith("\r") else text)
+    return out
+
+
+def bad_line(path: Path, number: int, problem: str, line: str) -> ValueError:
+    """The error raised for a malformed line when `strict=True`."""
+    shown = line if len(line) <= 80 else line[:77] + "..."
+    return ValueError(f"{str(path)!r}, line {number}: {problem}. Received: {shown!r}")

@@ -1,0 +1,68 @@
+"""Bad input fails early with Keras-style messages: argument, expected, received."""
+
+import keras
+import numpy as np
+import pytest
+
+from keras_seq import cells, layers
+
+
+@pytest.mark.parametrize("units", [0, -3, 2.5, True, "8"])
+def test_units(units):
+    with pytest.raises(ValueError, match=r"argument `units`. Expected a positive integer. Received: units="):
+        layers.LSTM(units)
+
+
+def test_activation():
+    with pytest.raises(ValueError, match=r"argument `activation`.*Received: activation='tanhh'"):
+        layers.SimpleRNN(4, activation="tanhh")
+    with pytest.raises(ValueError, match=r"argument `recurrent_activation`"):
+        cells.GRUCell(4, recurrent_activation="nope")
+
+
+def test_rates():
+    with pytest.raises(ValueError, match=r"argument `dropout`. Expected a float in \[0, 1\). Received: dropout=1.5"):
+        layers.GRU(4, dropout=1.5)
+    with pytest.raises(ValueError, match=r"argument `inter_layer_dropout`.*Received: inter_layer_dropout=-0.1"):
+        layers.GRU(4, num_layers=2, inter_layer_dropout=-0.1)
+
+
+def test_merge_mode():
+    with pytest.raises(
+        ValueError,
+        match=r"argument `merge_mode`. Expected one of \{'concat', 'sum', 'mul', 'ave', None\}. "
+        r"Received: merge_mode='max'",
+    ):
+        layers.Bidirectional(layers.LSTM(4), merge_mode="max")
+    with pytest.raises(ValueError, match=r"argument `layer`. Expected a keras_seq recurrent layer"):
+        layers.Bidirectional(keras.layers.LSTM(4))
+
+
+def test_wrong_rank():
+    with pytest.raises(ValueError, match=r"Expected a 3D tensor \(batch, timesteps, features\). Received: inputs.shape=\(2, 5\)"):
+        layers.LSTM(4)(np.zeros((2, 5), "float32"))
+
+
+def test_feature_size_mismatch():
+    layer = layers.GRU(4)
+    layer(np.zeros((2, 5, 3), "float32"))
+    with pytest.raises(ValueError, match=r"Expected inputs with last dimension 3.*Received: inputs.shape=\(2, 5, 7\)"):
+        layer(np.zeros((2, 5, 7), "float32"))
+
+
+def test_mask_shape_mismatch():
+    with pytest.raises(ValueError, match=r"Invalid `mask`.*Expected shape \(batch, timesteps\) = \(2, 5\). Received: mask.shape=\(2, 4\)"):
+        layers.SimpleRNN(4)(np.zeros((2, 5, 3), "float32"), mask=np.ones((2, 4), bool))
+
+
+def test_initial_state_count_and_shape():
+    x = np.zeros((2, 5, 3), "float32")
+    with pytest.raises(ValueError, match=r"Invalid `initial_state`.*Expected a list of 2 tensors.*Received: 1 tensors"):
+        layers.LSTM(4)(x, initial_state=[np.zeros((2, 4), "float32")])
+    with pytest.raises(ValueError, match=r"Invalid `initial_state\[0\]`.*Expected shape \(batch, 4\). Received: shape=\(2, 6\)"):
+        layers.GRU(4)(x, initial_state=[np.zeros((2, 6), "float32")])
+
+
+def test_stateful_needs_static_batch():
+    with pytest.raises(ValueError, match=r"stateful=True.*batch size must be static"):
+        keras.Sequential([keras.Input((5, 3)), layers.LSTM(4, stateful=True)])

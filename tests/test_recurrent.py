@@ -1,0 +1,247 @@
+"""keras_seq recurrent layers equal keras.layers with copied weights, option by option."""
+
+import keras
+import numpy as np
+import pytest
+import tensorflow as tf
+
+from keras_seq import layers
+
+B, T, D, U = 3, 6, 4, 5
+FWD_TOL, GRAD_TOL = 1e-5, 1e-4
+
+# (ours, keras's, shared constructor options)
+KINDS = {
+    "simple_rnn": (layers.SimpleRNN, keras.layers.SimpleRNN, {}),
+    "simple_rnn_relu": (layers.SimpleRNN, keras.layers.SimpleRNN, {"activation": "relu"}),
+    "lstm": (layers.LSTM, keras.layers.LSTM, {}),
+    "lstm_no_forget_bias": (
+        layers.LSTM, keras.layers.LSTM, {"unit_forget_bias": False, "use_bias": True}
+    ),
+    "gru": (layers.GRU, keras.layers.GRU, {}),
+    "gru_cho": (layers.GRU, keras.layers.GRU, {"reset_after": False}),
+    "gru_no_bias": (layers.GRU, keras.layers.GRU, {"use_bias": False}),
+}
+OPTIONS = {
+    "last": {},
+    "sequences": {"return_sequences": True},
+    "state": {"return_state": True},
+    "backwards_sequences_state": {
+        "go_backwards": True, "return_sequences": True, "return_state": True
+    },
+    "backwards_last": {"go_backwards": True},
+}
+
+
+def mixed_mask():
+    return np.array([[1] * T, [1] * 4 + [0] * 2, [1] * 1 + [0] * 5], dtype=bool)
+
+
+def as_list(y):
+    return [np.asarray(v) for v in (y if isinstance(y, (list, tuple)) else [y])]
+
+
+def max_diff(a, b):
+    a, b = as_list(a), as_list(b)
+    assert len(a) == len(b)
+    return max(float(np.abs(x - y).max()) for x, y in zip(a, b))
+
+
+def twins(kind, **options):
+    ours_cls, keras_cls, shared = KINDS[kind]
+    reference = keras_cls(U, **shared, **options)
+    ours = ours_cls(U, **shared, **options)
+    reference.build((None, T, D))
+    ours.build((None, T, D))
+    # Random (not initial) weights so biases and gates all matter.
+    rng = np.random.default_rng(7)
+    weights = [rng.normal(scale=0.5, size=w.shape).astype("float32") for w in reference.get_weights()]
+    reference.set_weights(weights)
+    ours.set_weights(reference.get_weights())
+    return ours, reference
+
+
+@pytest.mark.parametrize("option", OPTIONS)
+@pytest.mark.parametrize("kind", KINDS)
+@pytest.mark.parametrize("masked", [False, True], ids=["nomask", "mask"])
+def test_forward_equals_keras(kind, option, masked, rng):
+    ours, reference = twins(kind, **OPTIONS[option])
+    x = rng.normal(size=(B, T, D)).astype("float32")
+    mask = mixed_mask() if masked else None
+    assert max_diff(ours(x, mask=mask), reference(x, mask=mask)) < FWD_TOL
+
+
+@pytest.mark.parametrize("kind", ["simple_rnn", "lstm", "gru", "gru_cho"])
+def test_initial_state_equals_keras(kind, rng):
+    ours, reference = twins(kind, return_sequences=True, return_state=True)
+    x = rng.normal(size=(B, T, D)).astype("float32")
+    n_states = 2 if kind == "lstm" else 1
+    init = [rng.normal(size=(B, U)).astype("float32") for _ in range(n_states)]
+    got = ours(x, initial_state=init, mask=mixed_mask())
+    want = reference(x, initial_state=init, mask=mixed_mask())
+    assert max_diff(got, want) < FWD_TOL
+
+
+@pytest.mark.parametrize("kind", ["simple_rnn", "lstm", "gru", "gru_cho"])
+@pytest.mark.parametrize("backwards", [False, True])
+def test_gradients_equal_keras(kind, backwards, rng):
+    ours, reference = twins(kind, return_sequences=True, go_backwards=backwards)
+    x = tf.constant(rng.normal(size=(B, T, D)).astype("float32"))
+    target = tf.constant(rng.normal(size=(B, T, U)).astype("float32"))
+    mask = mixed_mask()
+
+    def grads(layer):
+        with tf.GradientTape() as tape:
+            tape.watch(x)
+            loss = tf.reduce_sum((layer(x, mask=mask) - target) ** 2)
+        return tape.gradient(loss, [x, *layer.trainable_weights])
+
+    got, want = grads(ours), grads(reference)
+    assert len(got) == len(want)
+    for g, w in zip(got, want):
+        np.testing.assert_allclose(g, w, atol=GRAD_TOL, rtol=GRAD_TOL)
+
+
+def test_mask_from_embedding_and_masking_layer(rng):
+    """Masks propagated by Embedding(mask_zero) and keras.layers.Masking are honoured."""
+    ids = np.array([[5, 3, 2, 0, 0, 0], [1, 2, 3, 4, 5, 6], [7, 0, 0, 0, 0, 0]])
+    for kind in ["lstm", "gru", "simple_rnn"]:
+        ours, reference = twins(kind, return_sequences=True)
+        embed = keras.layers.Embedding(10, D, mask_zero=True)
+        tokens = keras.Input((T,), dtype="int32")
+        m_ours = keras.Model(tokens, ours(embed(tokens)))
+        m_ref = keras.Model(tokens, reference(embed(tokens)))
+        assert max_diff(m_ours(ids), m_ref(ids)) < FWD_TOL
+
+        x = rng.normal(size=(B, T, D)).astype("float32")
+        x[0, 3:] = 0.0
+        x[2, 1:] = 0.0
+        seq = keras.Input((T, D))
+        masking = keras.layers.Masking(0.0)
+        got = keras.Model(seq, ours(masking(seq)))(x)
+        want = keras.Model(seq, reference(masking(seq)))(x)
+        assert max_diff(got, want) < FWD_TOL
+        # Padded steps repeat the last valid output (Keras's zero_output_for_mask=False).
+        y = np.asarray(ours(x, mask=x.any(-1)))
+        np.testing.assert_array_equal(y[0, 3:], np.repeat(y[0, 2:3], 3, axis=0))
+        np.testing.assert_array_equal(y[2, 1:], np.repeat(y[2, 0:1], 5, axis=0))
+
+
+@pytest.mark.parametrize("merge_mode", ["concat", "sum", "mul", "ave", None])
+@pytest.mark.parametrize("kind", ["lstm", "gru", "simple_rnn"])
+@pytest.mark.parametrize("return_sequences", [False, True])
+def test_bidirectional_equals_keras(merge_mode, kind, return_sequences, rng):
+    ours_cls, keras_cls, shared = KINDS[kind]
+    opts = {"return_sequences": return_sequences, "return_state": True, **shared}
+    reference = keras.layers.Bidirectional(keras_cls(U, **opts), merge_mode=merge_mode)
+    ours = layers.Bidirectional(ours_cls(U, **opts), merge_mode=merge_mode)
+    x = rng.normal(size=(B, T, D)).astype("float32")
+    reference(x)
+    ours(x)
+    weights = [rng.normal(scale=0.5, size=w.shape).astype("float32") for w in reference.get_weights()]
+    reference.set_weights(weights)
+    ours.set_weights(weights)
+    mask = mixed_mask()
+    assert max_diff(ours(x, mask=mask), reference(x, mask=mask)) < FWD_TOL
+    assert max_diff(ours(x), reference(x)) < FWD_TOL
+
+
+def test_bidirectional_backward_direction_skips_padding(rng):
+    """The backward pass of a right-padded row starts at its last valid step."""
+    layer = layers.Bidirectional(layers.GRU(U, return_sequences=True), merge_mode=None)
+    x = rng.normal(size=(1, T, D)).astype("float32")
+    padded = np.concatenate([x[:, :4], rng.normal(size=(1, 2, D)).astype("float32")], axis=1)
+    mask = np.array([[1, 1, 1, 1, 0, 0]], bool)
+    _, backward = layer(padded, mask=mask)
+    _, backward_short = layer(x[:, :4])
+    np.testing.assert_allclose(backward[:, :4], backward_short, atol=FWD_TOL)
+    np.testing.assert_array_equal(backward[:, 4:], 0.0)  # zero_output_for_mask, as Keras
+
+
+@pytest.mark.parametrize("kind", ["lstm", "gru", "simple_rnn"])
+def test_stacked_equals_keras_stack(kind, rng):
+    ours_cls, keras_cls, shared = KINDS[kind]
+    ours = ours_cls(U, num_layers=2, return_sequences=True, return_state=True, **shared)
+    first = keras_cls(U, return_sequences=True, return_state=True, **shared)
+    second = keras_cls(U, return_sequences=True, return_state=True, **shared)
+    x = rng.normal(size=(B, T, D)).astype("float32")
+    mask = mixed_mask()
+    out1 = first(x, mask=mask)
+    out2 = second(out1[0], mask=mask)
+    ours(x)
+    assert [w.shape for w in ours.get_weights()] == [
+        w.shape for w in first.get_weights() + second.get_weights()
+    ]
+    ours.set_weights(first.get_weights() + second.get_weights())
+    got = ours(x, mask=mask)
+    assert max_diff(got, [out2[0], *out1[1:], *out2[1:]]) < FWD_TOL
+
+
+def test_cell_runs_inside_keras_rnn(rng):
+    from keras_seq import cells
+
+    x = rng.normal(size=(B, T, D)).astype("float32")
+    for ours_cell, layer in [
+        (cells.LSTMCell(U, peephole=True), layers.LSTM(U, peephole=True)),
+        (cells.GRUCell(U, reset_after=False), layers.GRU(U, reset_after=False)),
+        (cells.SimpleRNNCell(U), layers.SimpleRNN(U)),
+    ]:
+        rnn = keras.layers.RNN(ours_cell, return_sequences=True)
+        rnn(x)
+        layer = type(layer).from_config({**layer.get_config(), "return_sequences": True})
+        layer(x)
+        layer.set_weights(rnn.get_weights())
+        np.testing.assert_allclose(rnn(x, mask=mixed_mask()), layer(x, mask=mixed_mask()), atol=FWD_TOL)
+
+
+def test_stateful_continues_from_last_state(rng):
+    layer = layers.LSTM(U, stateful=True, return_sequences=True)
+    full = layers.LSTM(U, return_sequences=True)
+    x = rng.normal(size=(B, T, D)).astype("float32")
+    layer(x[:, :3])
+    full(x)
+    full.set_weights(layer.get_weights())
+    assert len(layer.get_weights()) == 3  # states are not weights, as in Keras
+    layer.reset_state()
+    first, second = layer(x[:, :3]), layer(x[:, 3:])
+    np.testing.assert_allclose(np.concatenate([first, second], 1), full(x), atol=FWD_TOL)
+    layer.reset_state()
+    np.testing.assert_allclose(layer(x[:, :3]), first, atol=FWD_TOL)
+
+
+def test_input_dropout_is_one_mask_per_sequence():
+    """Variational dropout: the same input mask at every step (linear identity cell)."""
+    layer = layers.SimpleRNN(D, activation="linear", dropout=0.5, return_sequences=True, seed=3)
+    x = np.ones((64, T, D), "float32")
+    layer(x)
+    layer.set_weights([np.eye(D), np.zeros((D, D)), np.zeros(D)])
+    y = np.asarray(layer(x, training=True))
+    np.testing.assert_array_equal(y, np.repeat(y[:, :1], T, axis=1))
+    assert set(np.unique(y)) == {0.0, 2.0}
+    np.testing.assert_array_equal(layer(x, training=False), x)
+
+
+def test_recurrent_dropout_is_one_mask_per_sequence():
+    layer = layers.SimpleRNN(D, activation="linear", recurrent_dropout=0.5, return_sequences=True, seed=5)
+    x = np.zeros((64, 3, D), "float32")
+    layer(x)
+    layer.set_weights([np.zeros((D, D)), np.eye(D), np.zeros(D)])
+    h0 = np.ones((64, D), "float32")
+    y = np.asarray(layer(x, initial_state=[h0], training=True))
+    # h1 = m, h2 = m*m with the same mask m in {0, 2}.
+    np.testing.assert_array_equal(y[:, 1], y[:, 0] * y[:, 0])
+    assert set(np.unique(y[:, 0])) == {0.0, 2.0}
+
+
+def test_inter_layer_dropout_only_in_training(rng):
+    layer = layers.GRU(U, num_layers=3, inter_layer_dropout=0.5, seed=1)
+    x = rng.normal(size=(B, T, D)).astype("float32")
+    inference = layer(x)
+    np.testing.assert_array_equal(inference, layer(x, training=False))
+    assert np.abs(np.asarray(layer(x, training=True)) - inference).max() > 1e-3
+
+
+def test_weight_layout_matches_keras_names():
+    ours, reference = twins("gru")
+    assert [w.shape for w in ours.weights] == [w.shape for w in reference.weights]
+    assert [w.name for w in ours.weights] == [w.name for w in reference.weights]
