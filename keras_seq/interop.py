@@ -128,6 +128,7 @@ def from_torch(
         "return_sequences": return_sequences,
         "return_state": return_state,
         "dtype": dtype,
+        "name": None if module.bidirectional else name,
     }
     if module.mode == "LSTM":
         layer = layers.LSTM(units, **options)
@@ -136,11 +137,9 @@ def from_torch(
     else:
         layer = layers.SimpleRNN(units, activation=_MODES[module.mode], **options)
     if module.bidirectional:
-        layer = layers.Bidirectional(layer, merge_mode="concat", name=name)
+        layer = layers.Bidirectional(layer, merge_mode="concat", name=name, dtype=dtype)
         directions = [(layer.forward_layer, ""), (layer.backward_layer, "_reverse")]
     else:
-        if name is not None:
-            layer = type(layer).from_config({**layer.get_config(), "name": name})
         directions = [(layer, "")]
     layer.build((None, None, module.input_size))
 
@@ -247,7 +246,7 @@ def to_torch(layer: Any):
         module = torch.nn.RNN(nonlinearity=_MODES[mode], **kwargs)
     else:
         module = getattr(torch.nn, mode)(**kwargs)
-    module = module.to(getattr(torch, str(cell.kernel.dtype).removeprefix("torch.")))
+    module = module.to(getattr(torch, str(cell.kernel.dtype)))
 
     params = dict(module.named_parameters())
     with torch.no_grad():
@@ -326,9 +325,9 @@ def _check_exportable(layer, first) -> None:
 
 
 def _cell_to_torch(cell, mode: str) -> dict[str, np.ndarray]:
-    w_ih = np.asarray(cell.kernel.numpy()).T  # [G*U, D]
-    w_hh = np.asarray(cell.recurrent_kernel.numpy()).T  # [G*U, U]
-    bias = None if cell.bias is None else np.asarray(cell.bias.numpy())
+    w_ih = _variable_numpy(cell.kernel).T  # [G*U, D]
+    w_hh = _variable_numpy(cell.recurrent_kernel).T  # [G*U, U]
+    bias = None if cell.bias is None else _variable_numpy(cell.bias)
     if mode == "GRU":
         order = _gru_order(cell.units)
         w_ih, w_hh = w_ih[order], w_hh[order]
@@ -340,3 +339,8 @@ def _cell_to_torch(cell, mode: str) -> dict[str, np.ndarray]:
     if bias is not None:
         result.update(bias_ih=b_ih, bias_hh=b_hh)
     return result
+
+
+def _variable_numpy(variable) -> np.ndarray:
+    value = np.asarray(variable.numpy())
+    return value.astype(np.float32) if value.dtype.name == "bfloat16" else value

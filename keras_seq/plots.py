@@ -4,7 +4,8 @@ Drawn with matplotlib's Agg canvas (no display, no pyplot global state, safe in 
 on servers). Each function writes ``path`` (creating its folder) and returns the
 ``matplotlib.figure.Figure`` so callers and tests can inspect it.
 
-    >>> fig = attention_heatmap(weights, ["le", "chat", "</s>"], ["the", "cat"], "att.png")
+    fig = attention_heatmap(weights, src_tokens=["le", "chat", "</s>"],
+                            tgt_tokens=["the", "cat"], path="att.png")  # weights [2, 3]
 """
 
 from __future__ import annotations
@@ -49,17 +50,19 @@ def _matrix(name: str, value: Any) -> np.ndarray:
     return array
 
 
-def _labels(name: str, tokens: Sequence[Any], expected: int, axis_text: str) -> list[str]:
+def _labels(
+    name: str, tokens: Sequence[Any], expected: int, axis_text: str, noun: str = "tokens"
+) -> list[str]:
     if isinstance(tokens, str):
         raise ValueError(
-            f"Invalid value for argument `{name}`. Expected a sequence of tokens, not one "
+            f"Invalid value for argument `{name}`. Expected a sequence of {noun}, not one "
             f"string. Received: {name}={tokens!r}"
         )
     labels = [str(t) for t in tokens]
     if len(labels) != expected:
         raise ValueError(
-            f"Invalid value for argument `{name}`. Expected {expected} tokens ({axis_text}). "
-            f"Received: {len(labels)} tokens"
+            f"Invalid value for argument `{name}`. Expected {expected} {noun} ({axis_text}). "
+            f"Received: {len(labels)} {noun}"
         )
     return labels
 
@@ -192,7 +195,7 @@ def confusion_matrix(
             f"Received: minimum {counts.min()}"
         )
     n = counts.shape[0]
-    names = _labels("labels", labels, n, "one per row/column of `matrix`")
+    names = _labels("labels", labels, n, "one per row/column of `matrix`", "labels")
     if normalize:
         totals = counts.sum(axis=1, keepdims=True)
         shown = np.divide(counts, totals, out=np.zeros_like(counts), where=totals > 0)

@@ -394,21 +394,39 @@ def test_functional_model_saves_and_reloads_in_safe_mode(tmp_path):
 @pytest.mark.parametrize(
     ("make", "message"),
     [
-        (lambda: BahdanauAttention(0), r"argument `units`\. Expected a positive integer\. "
-         r"Received: units=0"),
+        (
+            lambda: BahdanauAttention(0),
+            r"argument `units`\. Expected a positive integer\. "
+            r"Received: units=0",
+        ),
         (lambda: BahdanauAttention("8"), r"Received: units='8'"),
         (lambda: BahdanauAttention(True), r"Received: units=True"),
-        (lambda: BahdanauAttention(4, normalize="yes"), r"argument `normalize`\. Expected a "
-         r"bool\. Received: normalize='yes'"),
-        (lambda: LuongAttention("x"), r"argument `score`\. Expected one of \{'dot', 'general', "
-         r"'concat'\}\. Received: score='x'"),
-        (lambda: LuongAttention("concat"), r"`units` is required when score='concat'.*"
-         r"Received: units=None"),
+        (
+            lambda: BahdanauAttention(4, normalize="yes"),
+            r"argument `normalize`\. Expected a "
+            r"bool\. Received: normalize='yes'",
+        ),
+        (
+            lambda: LuongAttention("x"),
+            r"argument `score`\. Expected one of \{'dot', 'general', "
+            r"'concat'\}\. Received: score='x'",
+        ),
+        (
+            lambda: LuongAttention("concat"),
+            r"`units` is required when score='concat'.*"
+            r"Received: units=None",
+        ),
         (lambda: LuongAttention("concat", units=-2), r"Received: units=-2"),
-        (lambda: LuongAttention("general", units=8), r"only used when score='concat'.*"
-         r"Received: units=8 with score='general'"),
-        (lambda: LuongAttention("dot", scale=1), r"argument `scale`\. Expected a bool\. "
-         r"Received: scale=1"),
+        (
+            lambda: LuongAttention("general", units=8),
+            r"only used when score='concat'.*"
+            r"Received: units=8 with score='general'",
+        ),
+        (
+            lambda: LuongAttention("dot", scale=1),
+            r"argument `scale`\. Expected a bool\. "
+            r"Received: scale=1",
+        ),
     ],
 )
 def test_bad_constructor_arguments_raise(make, message):
@@ -418,30 +436,48 @@ def test_bad_constructor_arguments_raise(make, message):
 
 def test_dot_with_different_dims_raises():
     query, values, _ = _inputs(DQ)
-    with pytest.raises(ValueError, match=r"score='dot'.*Received: query\.shape\[-1\]=4, "
-                       r"values\.shape\[-1\]=6"):
+    with pytest.raises(
+        ValueError,
+        match=r"score='dot'.*Received: query\.shape\[-1\]=4, "
+        r"values\.shape\[-1\]=6",
+    ):
         LuongAttention("dot")(query, values)
 
 
 def test_bad_call_arguments_raise():
     layer, query_dim = _built("luong_general")
     query, values, mask = _inputs(query_dim)
-    with pytest.raises(ValueError, match=r"Invalid `query` rank.*Received: query\.shape="
-                       r"\(2, 3, 1, 4\)"):
+    with pytest.raises(
+        ValueError,
+        match=r"Invalid `query` rank.*Received: query\.shape="
+        r"\(2, 3, 1, 4\)",
+    ):
         layer(query[:, :, None], values)
-    with pytest.raises(ValueError, match=r"Invalid `values` rank.*Received: values\.shape="
-                       r"\(2, 6\)"):
+    with pytest.raises(
+        ValueError,
+        match=r"Invalid `values` rank.*Received: values\.shape="
+        r"\(2, 6\)",
+    ):
         layer(query, values[:, 0])
-    with pytest.raises(ValueError, match=r"built for values with last dimension 6\. "
-                       r"Received: values\.shape=\(2, 5, 3\)"):
+    with pytest.raises(
+        ValueError,
+        match=r"built for values with last dimension 6\. "
+        r"Received: values\.shape=\(2, 5, 3\)",
+    ):
         layer(query, values[..., :3])
     with pytest.raises(ValueError, match=r"Invalid `mask`.*Received: mask\.shape=\(2, 4\)"):
         layer(query, values, mask=mask[:, :4])
-    with pytest.raises(ValueError, match=r"list \[query_mask, values_mask\]\. "
-                       r"Received: a list of length 3"):
+    with pytest.raises(
+        ValueError,
+        match=r"list \[query_mask, values_mask\]\. "
+        r"Received: a list of length 3",
+    ):
         layer(query, values, mask=[None, mask, mask])
-    with pytest.raises(ValueError, match=r"Invalid `keys`.*\[batch, value_steps, 4\]\. "
-                       r"Received: keys\.shape=\(2, 5, 6\)"):
+    with pytest.raises(
+        ValueError,
+        match=r"Invalid `keys`.*\[batch, value_steps, 4\]\. "
+        r"Received: keys\.shape=\(2, 5, 6\)",
+    ):
         layer(query, values, keys=values)
 
 
@@ -450,6 +486,9 @@ def test_unbuilt_and_unknown_dims_raise():
         BahdanauAttention(3).precompute(np.zeros((1, 2, 3), "float32"))
     with pytest.raises(ValueError, match=r"last dimension of `query` and `values` to be known"):
         BahdanauAttention(3).build((None, None), (None, 2, 3))
-    with pytest.raises(ValueError, match=r"Invalid `values` rank.*Received: values\.shape="
-                       r"\(2, 3\)"):
+    with pytest.raises(
+        ValueError,
+        match=r"Invalid `values` rank.*Received: values\.shape="
+        r"\(2, 3\)",
+    ):
         BahdanauAttention(3).build((None, 4), (2, 3))

@@ -156,9 +156,7 @@ class _Attention(keras.layers.Layer):
                 )
         return mask
 
-    def call(
-        self, query: Any, values: Any, mask: Any = None, keys: Any = None
-    ) -> tuple[Any, Any]:
+    def call(self, query: Any, values: Any, mask: Any = None, keys: Any = None) -> tuple[Any, Any]:
         """Attend from ``query`` over ``values``.
 
         Args:
@@ -172,6 +170,8 @@ class _Attention(keras.layers.Layer):
         """
         query_mask, values_mask = self._split_mask(mask)
         self._check_values(values)
+        if values_mask is not None:
+            values_mask = self._values_mask(values_mask, values)  # (B, Tv) bool
         q_rank = len(_shape(query))
         if q_rank not in (2, 3):
             raise ValueError(
@@ -188,7 +188,6 @@ class _Attention(keras.layers.Layer):
             self._check_keys(keys)
         scores = self.score(query, keys)  # (B, Tq, Tv)
         if values_mask is not None:
-            values_mask = self._values_mask(values_mask, values)
             valid = ops.expand_dims(values_mask, 1)  # (B, 1, Tv)
             floor = -65504.0 if scores.dtype == "float16" else -1.0e9
             scores = ops.where(valid, scores, ops.cast(floor, scores.dtype))

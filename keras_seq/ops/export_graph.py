@@ -280,17 +280,18 @@ def _run(
         xs = tf.reverse(xs, [0])
     steps = tf.shape(xs)[0]
     h0 = states[0]
-    out_shape = tf.stack([steps, tf.shape(h0)[0], tf.shape(h0)[1]])
     inputs = tf.TensorArray(x.dtype, size=steps, element_shape=xs.shape[1:]).unstack(xs)
-    outputs = tf.TensorArray(x.dtype, size=steps, element_shape=h0.shape).unstack(
-        tf.zeros(out_shape, x.dtype)  # TensorListFromTensor: lowers to builtins at any batch
+    # Output list: TensorListReserve with a *runtime* element shape. A constant shape with an
+    # unknown batch does not lower to TFLite builtins; tf2onnx's Loop conversion needs a Reserve.
+    outputs = tf.raw_ops.TensorListReserve(
+        element_shape=tf.shape(h0), num_elements=steps, element_dtype=x.dtype
     )
 
     if mask is None:
 
         def body(t, out, *carried):
             y, new = step(inputs.read(t), carried)
-            return (t + 1, out.write(t, y), *new)
+            return (t + 1, _write(out, t, y), *new)
 
         loop_vars = (tf.constant(0), outputs, *states)
     else:
@@ -304,13 +305,21 @@ def _run(
             m = tf.expand_dims(keeps.read(t), -1)  # (B, 1)
             y = tf.where(m, y, tf.zeros_like(y) if zero_output_for_mask else prev_y)
             new = [tf.where(m, s, s_old) for s, s_old in zip(new, carried, strict=True)]
-            return (t + 1, out.write(t, y), y, *new)
+            return (t + 1, _write(out, t, y), y, *new)
 
         loop_vars = (tf.constant(0), outputs, tf.zeros_like(h0), *states)
 
-    final = tf.while_loop(lambda t, *_: t < steps, body, loop_vars, maximum_iterations=steps)
-    ys = tf.transpose(final[1].stack(), [1, 0, 2])  # (B, T, U)
+    final = tf.while_loop(lambda t, *_: t < steps, body, loop_vars)
+    stacked = tf.raw_ops.TensorListStack(
+        input_handle=final[1], element_shape=[-1 if d is None else d for d in h0.shape],
+        element_dtype=x.dtype,
+    )  # (T, B, U)
+    ys = tf.transpose(stacked, [1, 0, 2])  # (B, T, U)
     return ys, list(final[-len(states) :])
+
+
+def _write(output_list: tf.Tensor, t: tf.Tensor, y: tf.Tensor) -> tf.Tensor:
+    return tf.raw_ops.TensorListSetItem(input_handle=output_list, index=t, item=y)
 
 
 def _check(

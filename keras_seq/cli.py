@@ -1,0 +1,228 @@
+"""`keras-seq` command line (also `python -m keras_seq`).
+
+    keras-seq recipes
+    keras-seq train RECIPE [--data-dir D] [--test-data PATH] [--epochs N] [--run-dir PATH]
+                           [--seed S] [--strategy default|mirrored|multiworker]
+                           [--mixed-precision] [--set KEY=VALUE ...]
+    keras-seq evaluate RUN_DIR [--data-dir D] [--test-data PATH]
+    keras-seq export RUN_DIR [--out DIR] [--formats saved_model,tflite,onnx]
+                             [--quantize none|dynamic|float16|int8] [--version N] [--replace]
+    keras-seq verify EXPORT_DIR
+    keras-seq predict PATH TEXT... [--json] [--server URL --model NAME]
+    keras-seq bench
+
+Errors a user can fix (unknown recipe, bad --set, missing data) print one line and exit 2.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import sys
+from pathlib import Path
+from typing import Any
+
+os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
+
+
+class UsageError(Exception):
+    """A problem in the user's command or data, reported without a traceback."""
+
+
+def main(argv: list[str] | None = None) -> int:
+    parser = build_parser()
+    args = parser.parse_args(argv)
+    if not getattr(args, "command", None):
+        parser.print_help()
+        return 2
+    try:
+        return int(args.func(args) or 0)
+    except UsageError as err:
+        print(f"keras-seq {args.command}: error: {err}", file=sys.stderr)
+        return 2
+    except (ValueError, FileNotFoundError, NotADirectoryError) as err:
+        if os.environ.get("KERAS_SEQ_DEBUG"):
+            raise
+        message = str(err).splitlines()[0] if str(err) else type(err).__name__
+        print(f"keras-seq {args.command}: error: {message}", file=sys.stderr)
+        return 2
+
+
+def build_parser() -> argparse.ArgumentParser:
+    parser = argparse.ArgumentParser(prog="keras-seq", description=__doc__.split("\n\n")[0])
+    sub = parser.add_subparsers(dest="command")
+
+    p = sub.add_parser("recipes", help="list the recipes")
+    p.set_defaults(func=cmd_recipes)
+
+    p = sub.add_parser("train", help="train a recipe into a run directory")
+    p.add_argument("recipe")
+    p.add_argument("--data-dir", default=None, help="datasets folder (default: $KERAS_SEQ_DATA)")
+    p.add_argument("--test-data", default=None, help="test split in the source's own layout")
+    p.add_argument("--epochs", type=int, default=None)
+    p.add_argument("--run-dir", default=None, help="default: runs/<recipe>/<timestamp>/")
+    p.add_argument("--seed", type=int, default=0)
+    p.add_argument("--strategy", default="default", choices=["default", "mirrored", "multiworker"])
+    p.add_argument("--mixed-precision", action="store_true")
+    p.add_argument("--set", dest="overrides", action="append", default=[], metavar="KEY=VALUE")
+    p.add_argument("--quiet", action="store_true", help="no progress bar")
+    p.set_defaults(func=cmd_train)
+
+    p = sub.add_parser("evaluate", help="print a run's test metrics as JSON")
+    p.add_argument("run_dir")
+    p.add_argument("--data-dir", default=None)
+    p.add_argument("--test-data", default=None)
+    p.set_defaults(func=cmd_evaluate)
+
+    p = sub.add_parser("export", help="export a run to SavedModel, TFLite and ONNX")
+    p.add_argument("run_dir", nargs="?")
+    p.add_argument("--out", default=None)
+    p.add_argument("--formats", default="saved_model,tflite,onnx")
+    p.add_argument("--quantize", default="none", choices=["none", "dynamic", "float16", "int8"])
+    p.add_argument("--version", type=int, default=None)
+    p.add_argument("--replace", action="store_true", help="overwrite an existing version")
+    p.add_argument("--all-latest", metavar="RUNS_ROOT", default=None,
+                   help="export the latest run of every recipe under RUNS_ROOT")
+    p.set_defaults(func=cmd_export)
+
+    p = sub.add_parser("verify", help="compare exported artifacts with the Keras model")
+    p.add_argument("export_dir")
+    p.set_defaults(func=cmd_verify)
+
+    p = sub.add_parser("predict", help="run an exported model on text")
+    p.add_argument("path")
+    p.add_argument("texts", nargs="+")
+    p.add_argument("--json", action="store_true")
+    p.add_argument("--server", default=None, help="TF Serving REST base URL")
+    p.add_argument("--model", default=None, help="model name on the server")
+    p.set_defaults(func=cmd_predict)
+
+    p = sub.add_parser("bench", help="speed benchmark (benchmarks/speed.py)")
+    p.add_argument("rest", nargs=argparse.REMAINDER)
+    p.set_defaults(func=cmd_bench)
+    return parser
+
+
+def cmd_recipes(args) -> int:
+    from keras_seq.training import recipes
+
+    found = recipes.available()
+    width = max(map(len, found))
+    for name, description in found.items():
+        print(f"{name:<{width}}  {description}")
+    return 0
+
+
+def cmd_train(args) -> int:
+    from keras_seq.training import recipes
+
+    try:
+        recipe = recipes.apply_overrides(recipes.load(args.recipe), args.overrides)
+    except recipes.RecipeError as err:
+        raise UsageError(str(err)) from None
+    if args.epochs is not None:
+        recipe["train"]["epochs"] = args.epochs
+    _check_data(recipe, args.data_dir, args.test_data)
+    from keras_seq.training import experiments, runner
+
+    run_dir = runner.resolve_run_dir(recipe, args.run_dir)
+    options: dict[str, Any] = dict(
+        data_dir=args.data_dir, test_data=args.test_data, seed=args.seed,
+        strategy=args.strategy, mixed_precision=args.mixed_precision,
+        verbose=0 if args.quiet else "auto",
+    )
+    if "experiment" in recipe:
+        metrics = experiments.run(recipe, run_dir=run_dir, **options)
+    else:
+        metrics = runner.train(recipe, run_dir=run_dir, **options)
+    print(json.dumps({"run_dir": str(run_dir), **runner._public(metrics)}, indent=1))
+    return 0
+
+
+def _check_data(recipe: dict[str, Any], data_dir: str | None, test_data: str | None) -> None:
+    """Fail before any training when the source's files are missing."""
+    import pipelines
+
+    try:
+        pipelines.get_source(recipe["source"]).check(data_dir=data_dir, test_path=test_data)
+    except AttributeError:
+        pass  # sources without files (synthetic) have nothing to check
+    except pipelines.DataUnavailableError as err:
+        raise UsageError(str(err).splitlines()[0]) from None
+
+
+def cmd_evaluate(args) -> int:
+    import keras
+
+    import keras_seq.models  # noqa: F401  (registers the model classes)
+    from keras_seq.training import runner
+
+    run_dir = Path(args.run_dir)
+    config_path = run_dir / "config.json"
+    if not config_path.exists():
+        raise UsageError(f"{run_dir} is not a run directory (no config.json)")
+    recipe = json.loads(config_path.read_text())
+    splits = runner.load_splits(
+        recipe, data_dir=args.data_dir or recipe.get("data_dir"), seed=recipe.get("seed", 0),
+        test_data=args.test_data,
+    )
+    model = keras.saving.load_model(run_dir / "model.keras", safe_mode=True)
+    metrics = runner.evaluate(model, recipe, splits)
+    print(json.dumps(runner._public({"recipe": recipe["name"], "test": metrics}), indent=1))
+    return 0
+
+
+def cmd_export(args) -> int:
+    from keras_seq import export
+
+    formats = [f.strip() for f in args.formats.split(",") if f.strip()]
+    if args.all_latest:
+        export.export_all_latest(args.all_latest, args.out or "exported", formats=formats,
+                                 quantize=args.quantize, replace=args.replace)
+        return 0
+    if not args.run_dir:
+        raise UsageError("give RUN_DIR or --all-latest RUNS_ROOT")
+    out = args.out or str(Path("exported") / json.loads(
+        (Path(args.run_dir) / "config.json").read_text())["recipe"])
+    export.export_run(args.run_dir, out, formats=formats, quantize=args.quantize,
+                      version=args.version, replace=args.replace)
+    return 0
+
+
+def cmd_verify(args) -> int:
+    from keras_seq import export
+
+    report = export.verify(args.export_dir)
+    print(report.table() if hasattr(report, "table") else report)
+    return 0 if getattr(report, "ok", True) else 1
+
+
+def cmd_predict(args) -> int:
+    from keras_seq import export
+
+    results = export.predict(args.path, args.texts, server=args.server, model_name=args.model)
+    for item in results:
+        print(json.dumps(item, ensure_ascii=False) if args.json else _plain(item))
+    return 0
+
+
+def _plain(item: dict[str, Any]) -> str:
+    if "label" in item:
+        return f"{item['input']}\t{item['label']}"
+    return f"{item['input']}\t{item['output']}"
+
+
+def cmd_bench(args) -> int:
+    import runpy
+
+    script = Path(__file__).resolve().parents[1] / "benchmarks" / "speed.py"
+    if not script.exists():
+        raise UsageError(f"benchmarks not found at {script} (run from a source checkout)")
+    sys.argv = [str(script), *args.rest]
+    runpy.run_path(str(script), run_name="__main__")
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())

@@ -1,0 +1,1 @@
+"""The training application behind `keras-seq train` / `evaluate`."""

@@ -1,0 +1,107 @@
+"""Test metrics per task: accuracy / macro-F1, exact match / BLEU, loss, MSE."""
+
+from __future__ import annotations
+
+from typing import Any
+
+import numpy as np
+import tensorflow as tf
+
+END, PAD = 3, 0
+
+
+def macro_f1(y_true: np.ndarray, y_pred: np.ndarray, num_classes: int) -> float:
+    """Unweighted mean of per-class F1 over the classes present in ``y_true``."""
+    scores = []
+    for c in range(num_classes):
+        tp = np.sum((y_pred == c) & (y_true == c))
+        fp = np.sum((y_pred == c) & (y_true != c))
+        fn = np.sum((y_pred != c) & (y_true == c))
+        if tp + fn == 0:
+            continue
+        scores.append(0.0 if tp == 0 else 2 * tp / (2 * tp + fp + fn))
+    return float(np.mean(scores)) if scores else 0.0
+
+
+def confusion(y_true: np.ndarray, y_pred: np.ndarray, num_classes: int) -> np.ndarray:
+    matrix = np.zeros((num_classes, num_classes), dtype=np.int64)
+    np.add.at(matrix, (y_true, y_pred), 1)
+    return matrix
+
+
+def classification(model, dataset: tf.data.Dataset, num_classes: int) -> dict[str, Any]:
+    y_true, probs = [], []
+    for x, y in dataset:
+        probs.append(np.asarray(model(x, training=False)))
+        y_true.append(np.asarray(y))
+    p, y = np.concatenate(probs), np.concatenate(y_true).astype(np.int64)
+    pred = p.argmax(-1)
+    loss = -np.mean(np.log(np.clip(p[np.arange(len(y)), y], 1e-12, None)))
+    return {
+        "accuracy": float(np.mean(pred == y)),
+        "macro_f1": macro_f1(y, pred, num_classes),
+        "loss": float(loss),
+        "examples": len(y),
+        "_confusion": confusion(y, pred, num_classes),
+    }
+
+
+def _until_end(row: np.ndarray) -> list[int]:
+    out = []
+    for token in row.tolist():
+        if token in (END, PAD):
+            break
+        out.append(int(token))
+    return out
+
+
+def seq2seq(
+    model, dataset: tf.data.Dataset, target_vocabulary, *, max_length: int, bleu: bool
+) -> dict[str, Any]:
+    """Greedy decoding of the test split: exact match (and corpus BLEU on detokenized text)."""
+    exact, total, hyps, refs = 0, 0, [], []
+    losses = []
+    for (src, tgt_in), tgt_out in dataset:
+        tokens, _ = model.translate(src, max_length=max_length, method="greedy")
+        tokens, tgt = np.asarray(tokens), np.asarray(tgt_out)
+        logits = model((src, tgt_in), training=False)
+        losses.append(_masked_xent(np.asarray(logits), tgt))
+        for hyp, ref in zip(tokens, tgt):
+            h, r = _until_end(hyp), _until_end(ref)
+            exact += h == r
+            total += 1
+            if bleu:
+                hyps.append(target_vocabulary.decode([h])[0])
+                refs.append(target_vocabulary.decode([r])[0])
+    metrics = {"exact_match": exact / max(total, 1), "loss": float(np.mean(losses)), "examples": total}
+    if bleu:
+        import sacrebleu
+
+        metrics["bleu"] = float(sacrebleu.corpus_bleu(hyps, [refs]).score)
+    return metrics
+
+
+def _masked_xent(probs: np.ndarray, targets: np.ndarray) -> float:
+    keep = targets != PAD
+    picked = np.take_along_axis(probs, targets[..., None], axis=-1)[..., 0]
+    return float(-np.log(np.clip(picked[keep], 1e-12, None)).mean())
+
+
+def language_model(model, dataset: tf.data.Dataset) -> dict[str, Any]:
+    """Mean cross-entropy in nats per token (and perplexity)."""
+    total, count = 0.0, 0
+    for x, y in dataset:
+        probs, tgt = np.asarray(model(x, training=False)), np.asarray(y)
+        keep = tgt != PAD
+        picked = np.take_along_axis(probs, tgt[..., None], axis=-1)[..., 0]
+        total += float(-np.log(np.clip(picked[keep], 1e-12, None)).sum())
+        count += int(keep.sum())
+    loss = total / max(count, 1)
+    return {"loss": loss, "perplexity": float(np.exp(loss)), "tokens": count}
+
+
+def regression(model, dataset: tf.data.Dataset) -> dict[str, Any]:
+    errors = []
+    for x, y in dataset:
+        errors.append((np.asarray(model(x, training=False)) - np.asarray(y)) ** 2)
+    return {"mse": float(np.concatenate(errors).mean())}

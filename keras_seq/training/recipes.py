@@ -1,0 +1,107 @@
+"""Recipes: small declarative TOML files shipped inside the package.
+
+A recipe has top-level ``description``, ``task``, ``source`` and three tables: ``[data]``
+(options of the pipelines source), ``[model]`` (``class`` + constructor arguments) and
+``[train]`` (epochs, optimiser, callbacks). ``--set key=value`` overrides one field; a bare
+key is looked up in the three tables, ``table.key`` names it exactly.
+"""
+
+from __future__ import annotations
+
+import ast
+import copy
+import tomllib
+from importlib import resources
+from typing import Any
+
+SECTIONS = ("data", "model", "train")
+
+TRAIN_DEFAULTS: dict[str, Any] = {
+    "epochs": 10,
+    "learning_rate": 1e-3,
+    "clipnorm": 1.0,  # gradient clipping by global norm
+    "early_stopping_patience": 4,
+    "reduce_lr_patience": 2,
+    "reduce_lr_factor": 0.5,
+    "steps_per_epoch": None,  # None: one pass over the training split
+    "validation_steps": None,
+    "time_budget_s": None,  # stop after the epoch that crosses this wall time
+    "monitor": "val_loss",
+}
+
+
+class RecipeError(ValueError):
+    """A recipe name or override that cannot be applied (reported as one line by the CLI)."""
+
+
+def available() -> dict[str, str]:
+    """``{name: description}`` of the packaged recipes, sorted by name."""
+    files = resources.files("keras_seq.recipes")
+    found = {}
+    for entry in sorted(files.iterdir(), key=lambda e: e.name):
+        if entry.name.endswith(".toml"):
+            found[entry.name[: -len(".toml")]] = tomllib.loads(entry.read_text("utf-8"))[
+                "description"
+            ]
+    return found
+
+
+def load(name: str) -> dict[str, Any]:
+    """The recipe ``name`` with train defaults filled in."""
+    names = available()
+    if name not in names:
+        raise RecipeError(
+            f"Unknown recipe {name!r}. Expected one of: {', '.join(names)}. "
+            "(`keras-seq recipes` lists them.)"
+        )
+    text = resources.files("keras_seq.recipes").joinpath(f"{name}.toml").read_text("utf-8")
+    recipe = tomllib.loads(text)
+    recipe["name"] = name
+    for section in SECTIONS:
+        recipe.setdefault(section, {})
+    recipe["train"] = {**TRAIN_DEFAULTS, **recipe["train"]}
+    return recipe
+
+
+def parse_value(text: str) -> Any:
+    """``"256" -> 256``, ``"0.1" -> 0.1``, ``"true" -> True``, ``"none" -> None``, else the string."""
+    lowered = text.strip().lower()
+    if lowered in ("true", "false"):
+        return lowered == "true"
+    if lowered in ("none", "null"):
+        return None
+    try:
+        return ast.literal_eval(text)
+    except (ValueError, SyntaxError):
+        return text
+
+
+def apply_overrides(recipe: dict[str, Any], overrides: list[str]) -> dict[str, Any]:
+    """Apply ``key=value`` overrides; unknown keys are an error naming the known ones."""
+    recipe = copy.deepcopy(recipe)
+    for item in overrides:
+        if "=" not in item:
+            raise RecipeError(f"Invalid --set {item!r}. Expected KEY=VALUE, e.g. units=256.")
+        key, raw = item.split("=", 1)
+        key = key.strip()
+        value = parse_value(raw)
+        if "." in key:
+            section, field = key.split(".", 1)
+            if section not in SECTIONS or field not in recipe[section]:
+                raise RecipeError(_unknown(key, recipe))
+            recipe[section][field] = value
+            continue
+        owners = [s for s in SECTIONS if key in recipe[s]]
+        if not owners:
+            raise RecipeError(_unknown(key, recipe))
+        if len(owners) > 1:
+            raise RecipeError(
+                f"Ambiguous --set key {key!r}: it is in {owners}. Use e.g. {owners[0]}.{key}=..."
+            )
+        recipe[owners[0]][key] = value
+    return recipe
+
+
+def _unknown(key: str, recipe: dict[str, Any]) -> str:
+    known = sorted(f"{s}.{k}" for s in SECTIONS for k in recipe[s])
+    return f"Unknown --set key {key!r} for recipe {recipe['name']!r}. Known keys: {', '.join(known)}"

@@ -1,0 +1,79 @@
+"""Human-readable artefacts of a run: curves, confusion matrix, attention maps, samples."""
+
+from __future__ import annotations
+
+import csv
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+
+from keras_seq import plots
+
+END = 3
+
+
+def write_all(run_dir: Path, model, recipe: dict[str, Any], splits, metrics: dict) -> None:
+    history = read_history(run_dir / "history.csv")
+    if history:
+        plots.training_curves(history, run_dir / "training_curves.png")
+    task = recipe["task"]
+    if task == "classification" and "_confusion" in metrics["test"]:
+        plots.confusion_matrix(
+            metrics["test"]["_confusion"], splits.info.labels, run_dir / "confusion_matrix.png"
+        )
+    elif task == "seq2seq":
+        attention_maps(run_dir, model, recipe, splits)
+    elif task == "language_model":
+        samples(run_dir, model, recipe, splits)
+
+
+def read_history(path: Path) -> dict[str, list[float]]:
+    if not path.exists():
+        return {}
+    with path.open() as f:
+        rows = list(csv.DictReader(f))
+    keys = [k for k in (rows[0] if rows else {}) if k != "epoch"]
+    return {k: [float(r[k]) for r in rows if r.get(k) not in (None, "")] for k in keys}
+
+
+def attention_maps(run_dir: Path, model, recipe, splits, count: int = 3) -> None:
+    if getattr(model, "attention_type", getattr(model, "attention", None)) is None:
+        return
+    info = splits.info
+    test = splits.test if splits.test is not None else splits.validation
+    (src, _), _ = next(iter(test))
+    src = src[:count]
+    tokens, weights = model.translate(
+        src, max_length=int(recipe["train"].get("max_decode_length", 40))
+    )
+    src, tokens, weights = np.asarray(src), np.asarray(tokens), np.asarray(weights)
+    for k in range(len(src)):
+        src_ids = [int(t) for t in src[k] if t != 0]
+        out_ids = []
+        for t in tokens[k]:
+            out_ids.append(int(t))
+            if t in (END, 0):
+                break
+        plots.attention_heatmap(
+            weights[k, : len(out_ids), : len(src_ids)],
+            [info.source_vocabulary.id_to_token(i) for i in src_ids],
+            [info.target_vocabulary.id_to_token(i) for i in out_ids],
+            run_dir / f"attention_{k}.png",
+        )
+
+
+def samples(run_dir: Path, model, recipe, splits, count: int = 3) -> None:
+    vocab = splits.info.vocabulary
+    hp = recipe["train"]
+    prompts = hp.get("sample_prompts", ["ROMEO:\n", "First Citizen:\n", "KING"])[:count]
+    lines = []
+    for k, prompt in enumerate(prompts):
+        ids = np.asarray(vocab.encode([prompt])[0])[None, :]
+        generated = model.generate(
+            ids, int(hp.get("sample_length", 300)), temperature=float(hp.get("temperature", 0.8)),
+            seed=k,
+        )
+        text = vocab.decode(np.asarray(generated))[0]
+        lines.append(f"=== prompt {prompt!r} ===\n{prompt}{text}\n")
+    (run_dir / "samples.txt").write_text("\n".join(lines), encoding="utf-8")

@@ -1,0 +1,193 @@
+"""`keras-seq train`: one recipe -> one run directory.
+
+The run directory holds the resolved config, vocabularies, the model (``model.keras``), the
+metrics, logs and plots; see the README's "Run directory" section. Training is ``model.fit``
+with gradient clipping, checkpoints (best and last), BackupAndRestore (a killed run resumes
+from its last finished epoch with the same data order, so it ends where an uninterrupted run
+ends), early stopping, LR reduction, NaN termination, TensorBoard and a CSV log.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import time
+from pathlib import Path
+from typing import Any
+
+import keras
+import numpy as np
+import tensorflow as tf
+
+from keras_seq.training import distribute, evaluation, reports
+from keras_seq.training.builders import build_model, compile_model
+
+BACKUP = "backup"
+
+
+def resolve_run_dir(recipe: dict[str, Any], run_dir: str | None) -> Path:
+    if run_dir:
+        return Path(run_dir)
+    return Path("runs") / recipe["name"] / time.strftime("%Y%m%d-%H%M%S")
+
+
+def load_splits(recipe: dict[str, Any], *, data_dir, seed: int, test_data=None):
+    import pipelines
+
+    source = pipelines.get_source(recipe["source"])
+    return source.load(data_dir=data_dir, seed=seed, test_path=test_data, **recipe["data"])
+
+
+def train(
+    recipe: dict[str, Any],
+    *,
+    run_dir: Path,
+    data_dir: str | None = None,
+    test_data: str | None = None,
+    seed: int = 0,
+    strategy: str = "default",
+    mixed_precision: bool = False,
+    verbose: int | str = "auto",
+) -> dict[str, Any]:
+    """Train ``recipe`` into ``run_dir`` and return the metrics written to metrics.json."""
+    started = time.time()
+    keras.utils.set_random_seed(seed)
+    tf.config.experimental.enable_op_determinism()
+    if mixed_precision:
+        keras.mixed_precision.set_global_policy("mixed_float16")
+    run_dir.mkdir(parents=True, exist_ok=True)
+    resolved = {**recipe, "seed": seed, "data_dir": data_dir, "test_data": test_data,
+                "strategy": strategy, "mixed_precision": mixed_precision}
+    (run_dir / "config.json").write_text(json.dumps(resolved, indent=1) + "\n")
+
+    splits = load_splits(recipe, data_dir=data_dir, seed=seed, test_data=test_data)
+    info = splits.info
+    info.save(run_dir)
+    write_samples(run_dir, info)
+    if info.labels:
+        (run_dir / "labels.json").write_text(json.dumps(info.labels, ensure_ascii=False) + "\n")
+
+    scope = distribute.make_strategy(strategy)
+    with scope.scope():
+        model = build_model(recipe, info)
+        compile_model(model, recipe)
+        first = next(iter(splits.train))
+        model(first[0], training=False)  # build before BackupAndRestore restores weights
+
+    hp = recipe["train"]
+    steps = hp["steps_per_epoch"] or _count_batches(splits.train)
+    resumed_epoch = _backup_epoch(run_dir / BACKUP)
+    # One endless stream whose order is fixed by the seed: a resumed run skips the batches
+    # of the epochs it already finished, so it sees exactly the batches the killed run saw.
+    train_stream = splits.train.repeat().skip(resumed_epoch * steps)
+    if not distribute.is_chief(scope):
+        verbose = 0
+    model.fit(
+        train_stream,
+        epochs=hp["epochs"],
+        steps_per_epoch=steps,
+        validation_data=splits.validation,
+        validation_steps=hp["validation_steps"],
+        class_weight=info.class_weight if recipe["task"] == "classification" and hp.get(
+            "class_weight") else None,
+        callbacks=callbacks(run_dir, hp, started),
+        verbose=verbose,
+    )
+    best = run_dir / "checkpoints" / "best.weights.h5"
+    if best.exists():
+        model.load_weights(best)
+    model.save(run_dir / "model.keras")
+
+    metrics = {"recipe": recipe["name"], "test": evaluate(model, recipe, splits)}
+    metrics["wall_time_s"] = round(time.time() - started, 1)
+    reports.write_all(run_dir, model, recipe, splits, metrics)
+    (run_dir / "metrics.json").write_text(json.dumps(_public(metrics), indent=1) + "\n")
+    return metrics
+
+
+def evaluate(model, recipe: dict[str, Any], splits) -> dict[str, Any]:
+    task, info = recipe["task"], splits.info
+    test = splits.test if splits.test is not None else splits.validation
+    if task == "classification":
+        return evaluation.classification(model, test, len(info.labels))
+    if task == "seq2seq":
+        return evaluation.seq2seq(
+            model, test, info.target_vocabulary,
+            max_length=int(recipe["train"].get("max_decode_length", 40)),
+            bleu=bool(recipe["train"].get("bleu", False)),
+        )
+    if task == "language_model":
+        return evaluation.language_model(model, test)
+    return evaluation.regression(model, test)
+
+
+def callbacks(run_dir: Path, hp: dict[str, Any], started: float) -> list[keras.callbacks.Callback]:
+    ckpt = run_dir / "checkpoints"
+    ckpt.mkdir(exist_ok=True)
+    monitor = hp["monitor"]
+    result = [
+        keras.callbacks.BackupAndRestore(str(run_dir / BACKUP), save_freq="epoch"),
+        keras.callbacks.ModelCheckpoint(str(ckpt / "last.weights.h5"), save_weights_only=True),
+        keras.callbacks.ModelCheckpoint(
+            str(ckpt / "best.weights.h5"), monitor=monitor, save_best_only=True,
+            save_weights_only=True,
+        ),
+        keras.callbacks.EarlyStopping(monitor=monitor, patience=hp["early_stopping_patience"]),
+        keras.callbacks.ReduceLROnPlateau(
+            monitor=monitor, patience=hp["reduce_lr_patience"], factor=hp["reduce_lr_factor"]
+        ),
+        keras.callbacks.TerminateOnNaN(),
+        keras.callbacks.TensorBoard(str(run_dir / "tensorboard"), write_graph=False),
+        keras.callbacks.CSVLogger(str(run_dir / "history.csv"), append=True),
+    ]
+    if hp.get("time_budget_s"):
+        result.append(TimeBudget(started, float(hp["time_budget_s"])))
+    return result
+
+
+class TimeBudget(keras.callbacks.Callback):
+    """Stop after the epoch during which the wall-time budget ran out."""
+
+    def __init__(self, started: float, budget_s: float) -> None:
+        super().__init__()
+        self.started, self.budget_s = started, budget_s
+
+    def on_epoch_end(self, epoch, logs=None):
+        if time.time() - self.started > self.budget_s:
+            self.model.stop_training = True
+
+
+def write_samples(run_dir: Path, info, limit: int = 64) -> None:
+    """Real raw test examples (text in, expected out) for export warm-up and `verify`."""
+    samples = []
+    for text, target in info.test_examples[:limit]:
+        if isinstance(text, str):
+            if info.labels and isinstance(target, (int, np.integer)):
+                target = info.labels[int(target)]
+            samples.append({"input": text, "target": str(target)})
+    (run_dir / "samples.json").write_text(json.dumps(samples, indent=1, ensure_ascii=False) + "\n")
+
+
+def _count_batches(dataset: tf.data.Dataset) -> int:
+    n = int(dataset.cardinality())
+    if n < 0:
+        n = sum(1 for _ in dataset)
+    return n
+
+
+def _backup_epoch(backup_dir: Path) -> int:
+    meta = backup_dir / "training_metadata.json"
+    if not meta.exists():
+        return 0
+    return int(json.loads(meta.read_text())["epoch"])
+
+
+def _public(metrics: dict[str, Any]) -> dict[str, Any]:
+    """Drop private entries (arrays kept for reports) before writing JSON."""
+    if isinstance(metrics, dict):
+        return {k: _public(v) for k, v in metrics.items() if not k.startswith("_")}
+    return metrics
+
+
+def default_workers() -> int:
+    return int(os.environ.get("KERAS_SEQ_WORKERS", "1"))

@@ -1,0 +1,158 @@
+"""What a source returns (`Splits`, `SourceInfo`) and deterministic, leak-free split assignment."""
+
+from __future__ import annotations
+
+import json
+import os
+from collections import Counter
+from collections.abc import Sequence
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import tensorflow as tf
+
+from pipelines.text import Vocabulary
+
+TASKS = ("classification", "language_model", "seq2seq", "regression")
+SPLIT_NAMES = ("train", "validation", "test")
+MAX_TEST_EXAMPLES = 256
+
+
+@dataclass
+class SourceInfo:
+    """Metadata of a loaded source.
+
+    Attributes:
+        name: source name (``"names"``, ``"sst2"``, ...).
+        task: ``"classification" | "language_model" | "seq2seq" | "regression"``.
+        vocabulary: the vocabulary of single-vocabulary tasks (classification, language model).
+        source_vocabulary, target_vocabulary: the two vocabularies of seq2seq tasks.
+        labels: class names, index = label id (classifiers).
+        counts: examples per split, e.g. ``{"train": 14423, "validation": 1804, "test": 1805}``.
+        dropped: lines or examples removed while reading, by reason (``"non_utf8"``,
+            ``"malformed"``, ``"bad_label"``, ``"empty"``, ``"invalid"``, ``"duplicate"``, ...).
+        class_weight: ``{label: n_train / (n_classes * n_train_label)}`` (classifiers), for
+            ``model.fit(class_weight=...)``.
+        test_examples: up to 256 raw test examples, ``(text, target)``: target is the label id
+            (classification), the target text (seq2seq), the next-character text (language
+            model); ``(x, y)`` arrays for the synthetic numeric tasks.
+        batch_size, seed: what the datasets were built with.
+        options: the source options used (for reproducibility).
+        extra: source-specific facts (e.g. ``"unlabeled_test"`` texts for sst2, layouts).
+    """
+
+    name: str
+    task: str
+    vocabulary: Vocabulary | None = None
+    source_vocabulary: Vocabulary | None = None
+    target_vocabulary: Vocabulary | None = None
+    labels: list[str] = field(default_factory=list)
+    counts: dict[str, int] = field(default_factory=dict)
+    dropped: dict[str, int] = field(default_factory=dict)
+    class_weight: dict[int, float] = field(default_factory=dict)
+    test_examples: list[tuple[Any, Any]] = field(default_factory=list)
+    batch_size: int = 64
+    seed: int = 0
+    options: dict[str, Any] = field(default_factory=dict)
+    extra: dict[str, Any] = field(default_factory=dict)
+
+    @property
+    def vocabularies(self) -> dict[str, Vocabulary]:
+        """The vocabularies present: ``{"text": ...}`` or ``{"source": ..., "target": ...}``."""
+        found = {"text": self.vocabulary, "source": self.source_vocabulary,
+                 "target": self.target_vocabulary}
+        return {k: v for k, v in found.items() if v is not None}
+
+    def summary(self) -> dict[str, Any]:
+        """JSON-friendly description (no datasets, no vocabulary contents)."""
+        return {
+            "name": self.name,
+            "task": self.task,
+            "labels": list(self.labels),
+            "counts": dict(self.counts),
+            "dropped": dict(self.dropped),
+            "class_weight": {str(k): v for k, v in self.class_weight.items()},
+            "vocabulary_sizes": {k: v.size for k, v in self.vocabularies.items()},
+            "batch_size": self.batch_size,
+            "seed": self.seed,
+            "options": _jsonable(self.options),
+        }
+
+    def save(self, directory: str | os.PathLike) -> Path:
+        """Write ``info.json`` and ``vocab_<role>.json`` files into `directory`."""
+        directory = Path(directory)
+        directory.mkdir(parents=True, exist_ok=True)
+        for role, vocab in self.vocabularies.items():
+            vocab.to_json(directory / f"vocab_{role}.json")
+        path = directory / "info.json"
+        path.write_text(json.dumps(self.summary(), indent=1, ensure_ascii=False) + "\n",
+                        encoding="utf-8")
+        return path
+
+
+@dataclass
+class Splits:
+    """Batched datasets of a source and its metadata. `test` may be `None` (shakespeare)."""
+
+    train: tf.data.Dataset
+    validation: tf.data.Dataset
+    test: tf.data.Dataset | None
+    info: SourceInfo
+
+
+def assign_splits(
+    keys: Sequence[str],
+    fractions: tuple[float, float, float],
+    seed: int,
+    strata: Sequence[Any] | None = None,
+) -> np.ndarray:
+    """Split index (0 train, 1 validation, 2 test) per example, deterministic in `seed`.
+
+    Examples with the same key always share a split, so no example (e.g. a name that occurs
+    several times, or in several languages) is in two splits. With `strata` (e.g. labels) the
+    distinct keys of each stratum, in sorted stratum order, are shuffled and cut by
+    `fractions` (keys already placed by an earlier stratum keep their split), so every class
+    is represented in proportion. Counts per stratum: ``round(n * f_val)``, ``round(n * f_test)``,
+    the rest train.
+    """
+    keys = list(keys)
+    strata = [0] * len(keys) if strata is None else list(strata)
+    rng = np.random.default_rng(seed)
+    placed: dict[str, int] = {}
+    by_stratum: dict[Any, set[str]] = {}
+    for key, stratum in zip(keys, strata):
+        by_stratum.setdefault(stratum, set()).add(key)
+    for stratum in sorted(by_stratum, key=repr):
+        free = sorted(k for k in by_stratum[stratum] if k not in placed)
+        order = rng.permutation(len(free))
+        n_val = int(np.floor(len(free) * fractions[1] + 0.5))
+        n_test = int(np.floor(len(free) * fractions[2] + 0.5))
+        for rank, i in enumerate(order):
+            placed[free[i]] = 1 if rank < n_val else 2 if rank < n_val + n_test else 0
+    return np.array([placed[k] for k in keys], dtype=np.int64)
+
+
+def balanced_class_weight(labels: Sequence[int], num_classes: int) -> dict[int, float]:
+    """``n / (num_classes * n_c)`` per class (1.0 for a class absent from `labels`)."""
+    counts = Counter(int(y) for y in labels)
+    n = len(labels)
+    return {c: (n / (num_classes * counts[c]) if counts[c] else 1.0) for c in range(num_classes)}
+
+
+def sample_indices(n: int, seed: int, cap: int = MAX_TEST_EXAMPLES) -> list[int]:
+    """Up to `cap` indices of range(n), a seeded sample kept in increasing order."""
+    if n <= cap:
+        return list(range(n))
+    return sorted(np.random.default_rng(seed).choice(n, size=cap, replace=False).tolist())
+
+
+def _jsonable(value: Any) -> Any:
+    if isinstance(value, dict):
+        return {str(k): _jsonable(v) for k, v in value.items()}
+    if isinstance(value, (list, tuple)):
+        return [_jsonable(v) for v in value]
+    if isinstance(value, (str, int, float, bool)) or value is None:
+        return value
+    return str(value)

@@ -1,0 +1,165 @@
+"""`tf.data` transforms as `dataset.apply(...)` factories.
+
+Each factory validates its options and returns a function `Dataset -> Dataset`, e.g.::
+
+    ds = (tf.data.Dataset.from_tensor_slices((ids, labels))      # ids: RaggedTensor [N, None]
+          .apply(filter_by_length(max_length=50))
+          .apply(shuffle(10_000, seed=0))
+          .apply(bucket_by_length([8, 16, 32], batch_size=64))
+          .apply(prefetch()))
+
+Element conventions: a "sequence" is a 1-D int tensor; length functions take the element's
+components as positional arguments (as `tf.data` passes them) and return an int32 scalar.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable, Sequence
+
+import numpy as np
+import tensorflow as tf
+
+from pipelines._checks import invalid, positive_int
+
+Transform = Callable[[tf.data.Dataset], tf.data.Dataset]
+LengthFn = Callable[..., tf.Tensor]
+
+
+def first_length(*components) -> tf.Tensor:
+    """Length of the first (possibly nested) component: ``len(x)`` for ``(x, y)``."""
+    first = tf.nest.flatten(components)[0]
+    return tf.shape(first, out_type=tf.int32)[0]
+
+
+def longest_length(*components) -> tf.Tensor:
+    """Largest length over all 1-D components (e.g. source and target of a pair)."""
+    lengths = [tf.shape(c, out_type=tf.int32)[0] for c in tf.nest.flatten(components)
+               if c.shape.rank == 1]
+    return tf.reduce_max(tf.stack(lengths))
+
+
+def filter_by_length(
+    max_length: int | None = None, min_length: int = 1, length_fn: LengthFn = longest_length
+) -> Transform:
+    """Keep elements with ``min_length <= length_fn(element) <= max_length``."""
+    positive_int("min_length", min_length)
+    if max_length is not None:
+        positive_int("max_length", max_length)
+        if max_length < min_length:
+            raise invalid("max_length", f"an integer >= min_length={min_length}", max_length)
+
+    def keep(*components):
+        n = length_fn(*components)
+        ok = n >= min_length
+        return ok if max_length is None else tf.logical_and(ok, n <= max_length)
+
+    return lambda ds: ds.filter(keep)
+
+
+def padded_batch(batch_size: int, drop_remainder: bool = False) -> Transform:
+    """Batch, right-padding every sequence component with 0 to the longest in the batch."""
+    positive_int("batch_size", batch_size)
+    return lambda ds: ds.padded_batch(batch_size, drop_remainder=drop_remainder)
+
+
+def length_boundaries(lengths: Sequence[int], num_buckets: int = 8) -> list[int]:
+    """Bucket boundaries at the quantiles of `lengths` (distinct, increasing, > 1)."""
+    positive_int("num_buckets", num_buckets)
+    if len(lengths) == 0 or num_buckets == 1:
+        return []
+    qs = np.quantile(np.asarray(lengths), np.linspace(0, 1, num_buckets + 1)[1:-1])
+    return sorted({int(q) + 1 for q in qs if int(q) + 1 > 1})
+
+
+def bucket_by_length(
+    boundaries: Sequence[int],
+    batch_size: int,
+    length_fn: LengthFn = longest_length,
+    drop_remainder: bool = False,
+) -> Transform:
+    """Group elements of similar length into padded batches (`bucket_by_sequence_length`).
+
+    Bucket ``i`` holds lengths in ``[boundaries[i-1], boundaries[i])``; every bucket batches
+    `batch_size` elements, padded with 0 to the longest in the batch. Less padding means less
+    wasted recurrent computation; the order of batches is mixed by length.
+    """
+    positive_int("batch_size", batch_size)
+    boundaries = [int(b) for b in boundaries]
+    if any(b <= 0 for b in boundaries) or boundaries != sorted(set(boundaries)):
+        raise invalid("boundaries", "strictly increasing positive integers", boundaries)
+    if not boundaries:
+        return padded_batch(batch_size, drop_remainder)
+
+    def apply(ds: tf.data.Dataset) -> tf.data.Dataset:
+        return ds.bucket_by_sequence_length(
+            length_fn,
+            bucket_boundaries=boundaries,
+            bucket_batch_sizes=[batch_size] * (len(boundaries) + 1),
+            padding_values=None,
+            drop_remainder=drop_remainder,
+        )
+
+    return apply
+
+
+def shift_for_language_model() -> Transform:
+    """``ids [T+1] -> (ids[:-1], ids[1:])``: predict each next token."""
+    return lambda ds: ds.map(lambda ids: (ids[:-1], ids[1:]),
+                             num_parallel_calls=tf.data.AUTOTUNE, deterministic=True)
+
+
+def teacher_forcing() -> Transform:
+    """``(src, tgt) -> ((src, tgt[:-1]), tgt[1:])`` for targets framed as ``[2, ..., 3]``.
+
+    The decoder input starts with the start id 2 and the decoder target ends with the end id 3.
+    """
+    return lambda ds: ds.map(lambda src, tgt: ((src, tgt[:-1]), tgt[1:]),
+                             num_parallel_calls=tf.data.AUTOTUNE, deterministic=True)
+
+
+def windows(size: int, shift: int | None = None) -> Transform:
+    """Cut each long 1-D sequence into windows of `size` every `shift` steps (default `size`).
+
+    A trailing part shorter than `size` is dropped. Windows never cross the end of a sequence,
+    so windows of two different texts (e.g. a train and a validation segment) never mix.
+    """
+    positive_int("size", size)
+    shift = size if shift is None else positive_int("shift", shift)
+
+    def cut(sequence: tf.Tensor) -> tf.data.Dataset:
+        return tf.data.Dataset.from_tensor_slices(tf.signal.frame(sequence, size, shift))
+
+    return lambda ds: ds.flat_map(cut)
+
+
+def shuffle(buffer_size: int, seed: int, reshuffle_each_iteration: bool = True) -> Transform:
+    """Seeded shuffle: the same `seed` gives the same order in every run (epoch by epoch)."""
+    positive_int("buffer_size", buffer_size)
+    return lambda ds: ds.shuffle(buffer_size, seed=seed,
+                                 reshuffle_each_iteration=reshuffle_each_iteration)
+
+
+def cache(filename: str = "") -> Transform:
+    """Cache elements after the first pass (in memory, or in `filename`)."""
+    return lambda ds: ds.cache(filename)
+
+
+def prefetch(buffer_size: int = tf.data.AUTOTUNE) -> Transform:
+    """Overlap input preparation with training (`AUTOTUNE` by default)."""
+    return lambda ds: ds.prefetch(buffer_size)
+
+
+__all__ = [
+    "bucket_by_length",
+    "cache",
+    "filter_by_length",
+    "first_length",
+    "length_boundaries",
+    "longest_length",
+    "padded_batch",
+    "prefetch",
+    "shift_for_language_model",
+    "shuffle",
+    "teacher_forcing",
+    "windows",
+]

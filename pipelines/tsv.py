@@ -1,0 +1,90 @@
+"""Reading tab-separated text files with a header, bad rows counted or (``strict``) fatal."""
+
+from __future__ import annotations
+
+from collections import Counter
+from collections.abc import Sequence
+from pathlib import Path
+
+from pipelines.files import bad_line, read_lines
+
+
+def read_labeled(
+    path: str | Path,
+    *,
+    what: str,
+    header: Sequence[str],
+    text_column: str,
+    label_column: str,
+    num_labels: int,
+    strict: bool = False,
+) -> tuple[list[str], list[int], Counter]:
+    """(texts, labels, dropped) of a TSV whose first line is `header`.
+
+    Dropped rows, by reason: ``"non_utf8"``, ``"malformed"`` (wrong number of fields, empty
+    text), ``"bad_label"`` (not an integer in ``[0, num_labels)``).
+
+    Raises:
+        FileNotFoundError: no such file. ValueError: empty file, wrong header, no usable row,
+        or with `strict` the first bad row (file, line, problem).
+    """
+    lines = read_lines(path, what, strict=strict)
+    columns = _header(lines, what, header)
+    text_at, label_at = columns.index(text_column), columns.index(label_column)
+    texts, labels, dropped = [], [], Counter(lines.dropped)
+    for number, line in list(lines)[1:]:
+        if not line.strip():
+            dropped["empty"] += 1
+            continue
+        fields = line.split("\t")
+        text = fields[text_at].strip() if len(fields) == len(columns) else ""
+        if not text:
+            if strict:
+                raise bad_line(lines.path, number, f"expected {len(columns)} tab-separated "
+                               f"fields {list(columns)} with a non-empty {text_column}", line)
+            dropped["malformed"] += 1
+            continue
+        raw_label = fields[label_at].strip()
+        label = int(raw_label) if raw_label.lstrip("-").isdigit() else -1
+        if not 0 <= label < num_labels:
+            if strict:
+                raise bad_line(lines.path, number, f"expected a {label_column} in "
+                               f"{list(range(num_labels))}, got {raw_label!r}", line)
+            dropped["bad_label"] += 1
+            continue
+        texts.append(text)
+        labels.append(label)
+    if not texts:
+        raise ValueError(f"Expected {what} at {str(lines.path)!r}, but no row is usable "
+                         f"(dropped: {dict(dropped)}).")
+    return texts, labels, dropped
+
+
+def read_column(
+    path: str | Path, *, what: str, header: Sequence[str], column: str, strict: bool = False
+) -> tuple[list[str], Counter]:
+    """One text column of a TSV with `header` (e.g. GLUE's unlabeled ``index<TAB>sentence``)."""
+    lines = read_lines(path, what, strict=strict)
+    columns = _header(lines, what, header)
+    at = columns.index(column)
+    texts, dropped = [], Counter(lines.dropped)
+    for number, line in list(lines)[1:]:
+        fields = line.split("\t")
+        if len(fields) != len(columns) or not fields[at].strip():
+            if strict:
+                raise bad_line(lines.path, number, f"expected fields {list(columns)}", line)
+            dropped["malformed"] += 1
+            continue
+        texts.append(fields[at].strip())
+    return texts, dropped
+
+
+def _header(lines, what: str, header: Sequence[str]) -> list[str]:
+    if not len(lines) or lines.numbers[0] != 1:
+        raise ValueError(f"Expected {what} at {str(lines.path)!r} starting with the header "
+                         f"{chr(9).join(header)!r}, but its first line is missing or not UTF-8.")
+    got = [c.strip() for c in lines.texts[0].split("\t")]
+    if got != list(header):
+        raise ValueError(f"Expected {what} at {str(lines.path)!r} with the header "
+                         f"{chr(9).join(header)!r}. Received: {lines.texts[0]!r}")
+    return got
