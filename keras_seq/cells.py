@@ -353,7 +353,8 @@ class GRUCell(_Cell):
             r_z, r_r = tf.split(inner, 2, axis=-1)
             z = sigma(x_z + r_z)
             r = sigma(x_r + r_r)
-            n = self.activation(x_h + tf.linalg.matmul(r * h_rec, self.recurrent_kernel[:, 2 * units :]))
+            r_h = tf.linalg.matmul(r * h_rec, self.recurrent_kernel[:, 2 * units :])
+            n = self.activation(x_h + r_h)
         h = z * h_prev + (1.0 - z) * n
         return h, [h]
 

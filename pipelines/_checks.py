@@ -51,7 +51,8 @@ def fractions(name: str, value: Any) -> tuple[float, float, float]:
     ok = ok and all(isinstance(v, (int, float)) and not isinstance(v, bool) for v in value)
     if not ok or min(value) < 0 or value[0] <= 0 or abs(sum(value) - 1.0) > 1e-6:
         raise invalid(
-            name, "three non-negative fractions (train, validation, test) summing to 1 "
-            "with train > 0", value
+            name,
+            "three non-negative fractions (train, validation, test) summing to 1 with train > 0",
+            value,
         )
     return (float(value[0]), float(value[1]), float(value[2]))

@@ -37,7 +37,7 @@ def examples_dataset(structure: Any) -> tf.data.Dataset:
 
     def example(*sliced):
         out = []
-        for item, values in zip(sliced, rebuild):
+        for item, values in zip(sliced, rebuild, strict=True):
             if values is None:
                 out.append(item)
             else:

@@ -41,8 +41,10 @@ def assemble(
     """
     train_texts, train_labels = splits["train"]
     if not train_texts:
-        raise ValueError(f"Source {name!r} has no training examples left after cleaning "
-                         f"and splitting (dropped: {dict(dropped)}).")
+        raise ValueError(
+            f"Source {name!r} has no training examples left after cleaning "
+            f"and splitting (dropped: {dict(dropped)})."
+        )
     vocab = Vocabulary.build(train_texts, **vocab_options)
     datasets, counts = {}, {}
     for split, (texts, labels) in splits.items():
@@ -61,8 +63,12 @@ def assemble(
             boundaries = T.length_boundaries(ids.row_lengths().numpy().tolist())
         y = np.asarray(labels, dtype=np.int32).reshape(-1)
         datasets[split] = batched(
-            (ids, y), training=split == "train", batch_size=batch_size, seed=seed,
-            boundaries=boundaries, length_fn=T.first_length,
+            (ids, y),
+            training=split == "train",
+            batch_size=batch_size,
+            seed=seed,
+            boundaries=boundaries,
+            length_fn=T.first_length,
         )
     test_texts, test_labels = splits["test"]
     info = SourceInfo(
@@ -71,10 +77,11 @@ def assemble(
         vocabulary=vocab,
         labels=list(label_names),
         counts=counts,
-        dropped=dict(sorted(dropped.items())),
+        dropped={k: v for k, v in sorted(dropped.items()) if v},
         class_weight=balanced_class_weight(splits["train"][1], len(label_names)),
-        test_examples=[(test_texts[i], int(test_labels[i]))
-                       for i in sample_indices(len(test_texts), seed)],
+        test_examples=[
+            (test_texts[i], int(test_labels[i])) for i in sample_indices(len(test_texts), seed)
+        ],
         batch_size=batch_size,
         seed=seed,
         options=options,
@@ -87,10 +94,13 @@ def by_split(
     texts: Sequence[str], labels: Sequence[int], split: np.ndarray
 ) -> dict[str, tuple[list[str], list[int]]]:
     """Group examples by split index (0 train, 1 validation, 2 test), keeping file order."""
-    out: dict[str, tuple[list[str], list[int]]] = {"train": ([], []), "validation": ([], []),
-                                                    "test": ([], [])}
+    out: dict[str, tuple[list[str], list[int]]] = {
+        "train": ([], []),
+        "validation": ([], []),
+        "test": ([], []),
+    }
     names = ("train", "validation", "test")
-    for text, label, s in zip(texts, labels, split):
+    for text, label, s in zip(texts, labels, split, strict=True):
         out[names[int(s)]][0].append(text)
         out[names[int(s)]][1].append(int(label))
     return out

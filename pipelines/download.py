@@ -49,9 +49,12 @@ def fetch(remote: Remote, root: Path) -> None:
     try:
         with urlopen(remote.url, timeout=60) as response:
             total = int(response.headers.get("Content-Length") or 0) or None
-            with open(partial, "wb") as f, tqdm(
-                total=total, unit="B", unit_scale=True, desc=PurePosixPath(remote.url).name
-            ) as bar:
+            with (
+                open(partial, "wb") as f,
+                tqdm(
+                    total=total, unit="B", unit_scale=True, desc=PurePosixPath(remote.url).name
+                ) as bar,
+            ):
                 while chunk := response.read(1 << 16):
                     f.write(chunk)
                     bar.update(len(chunk))

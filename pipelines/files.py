@@ -58,7 +58,7 @@ class Lines:
     dropped: Counter = field(default_factory=Counter)
 
     def __iter__(self):
-        return iter(zip(self.numbers, self.texts))
+        return iter(zip(self.numbers, self.texts, strict=True))
 
     def __len__(self) -> int:
         return len(self.texts)

@@ -27,18 +27,31 @@ from collections import Counter
 from collections.abc import Sequence
 from pathlib import Path
 
-import numpy as np
-
 from pipelines import _checks
 from pipelines.classification import assemble, by_split
 from pipelines.download import Remote, locate
 from pipelines.files import read_lines
-from pipelines.splits import Splits, assign_splits
+from pipelines.splits import Splits, assign_splits, select
 from pipelines.text import normalize
 
 LANGUAGES = (
-    "Arabic", "Chinese", "Czech", "Dutch", "English", "French", "German", "Greek", "Irish",
-    "Italian", "Japanese", "Korean", "Polish", "Portuguese", "Russian", "Scottish", "Spanish",
+    "Arabic",
+    "Chinese",
+    "Czech",
+    "Dutch",
+    "English",
+    "French",
+    "German",
+    "Greek",
+    "Irish",
+    "Italian",
+    "Japanese",
+    "Korean",
+    "Polish",
+    "Portuguese",
+    "Russian",
+    "Scottish",
+    "Spanish",
     "Vietnamese",
 )
 REMOTE = Remote(
@@ -77,18 +90,21 @@ def read_names_dir(
     if not directory.is_dir():
         raise FileNotFoundError(
             f"Expected a directory of <Language>.txt files (one name per line) at "
-            f"{str(directory)!r}, but there is no such directory.")
+            f"{str(directory)!r}, but there is no such directory."
+        )
     files = {p.stem: p for p in sorted(directory.glob("*.txt"))}
     if not files:
         raise FileNotFoundError(
             f"Expected <Language>.txt files (one name per line) in {str(directory)!r}, "
-            "but it holds no .txt file.")
+            "but it holds no .txt file."
+        )
     chosen = list(files) if languages is None else list(languages)
     missing = [lang for lang in chosen if lang not in files]
     if missing:
         raise FileNotFoundError(
             f"Expected {missing[0]}.txt in {str(directory)!r} (requested language "
-            f"{missing[0]!r}). Found: {sorted(files)}.")
+            f"{missing[0]!r}). Found: {sorted(files)}."
+        )
     names, labels, dropped, kept = [], [], Counter(), {}
     for lang in chosen:
         lines = read_lines(files[lang], f"a {lang} names file", strict=strict)
@@ -98,16 +114,20 @@ def read_names_dir(
             name, reason = clean_name(line)
             if name is None:
                 if strict and reason != "empty":
-                    raise ValueError(f"{str(files[lang])!r}, line {number}: not a name "
-                                     f"({reason}). Received: {line!r}")
+                    raise ValueError(
+                        f"{str(files[lang])!r}, line {number}: not a name "
+                        f"({reason}). Received: {line!r}"
+                    )
                 dropped[reason] += 1
                 continue
             names.append(name)
             labels.append(lang)
         kept[lang] = len(names) - before
         if kept[lang] == 0:
-            raise ValueError(f"Expected names in {str(files[lang])!r}, but it has no valid "
-                             f"line (dropped so far: {dict(dropped)}).")
+            raise ValueError(
+                f"Expected names in {str(files[lang])!r}, but it has no valid "
+                f"line (dropped so far: {dict(dropped)})."
+            )
     return names, labels, dropped, kept
 
 
@@ -144,11 +164,19 @@ def load(
     _checks.positive_int("batch_size", batch_size)
     fr = _checks.fractions("fractions", fractions)
     if languages is not None and (isinstance(languages, str) or len(languages) < 2):
-        raise _checks.invalid("languages", "a sequence of at least two language names",
-                              languages)
-    directory = Path(path) if path else locate(
-        "names", what="the names dataset (<Language>.txt files)", explicit_dir=data_dir,
-        remote=REMOTE, download=download, pattern="*.txt")
+        raise _checks.invalid("languages", "a sequence of at least two language names", languages)
+    directory = (
+        Path(path)
+        if path
+        else locate(
+            "names",
+            what="the names dataset (<Language>.txt files)",
+            explicit_dir=data_dir,
+            remote=REMOTE,
+            download=download,
+            pattern="*.txt",
+        )
+    )
     names, langs, dropped, _ = read_names_dir(directory, languages, strict=strict)
     label_names = sorted(set(langs)) if languages is None else list(languages)
     index = {lang: i for i, lang in enumerate(label_names)}
@@ -156,16 +184,18 @@ def load(
     keys = [normalize(n, lowercase) for n in names]
     if drop_ambiguous if drop_ambiguous is not None else languages is not None:
         seen: dict[str, set[str]] = {}
-        for key, lang in zip(keys, langs):
+        for key, lang in zip(keys, langs, strict=True):
             seen.setdefault(key, set()).add(lang)
         keep = [len(seen[k]) == 1 for k in keys]
         dropped["ambiguous"] += keep.count(False)
-        names, langs, keys = _subset(keep, names, langs, keys)
+        names, langs, keys = select(keep, names, langs, keys)
     if deduplicate:
         first = set()
-        keep = [(k, g) not in first and not first.add((k, g)) for k, g in zip(keys, langs)]
+        keep = [
+            (k, g) not in first and not first.add((k, g)) for k, g in zip(keys, langs, strict=True)
+        ]
         dropped["duplicate"] += keep.count(False)
-        names, langs, keys = _subset(keep, names, langs, keys)
+        names, langs, keys = select(keep, names, langs, keys)
 
     labels = [index[g] for g in langs]
     extra_test = None
@@ -175,29 +205,36 @@ def load(
         if unknown:
             raise ValueError(
                 f"Invalid test data at {str(test_path)!r}. Expected <Language>.txt files for "
-                f"languages among {label_names}. Received files for {unknown}.")
+                f"languages among {label_names}. Received files for {unknown}."
+            )
         dropped.update({f"test_{k}": v for k, v in test_dropped.items()})
         extra_test = (test_names, [index[g] for g in test_langs])
         test_keys = {normalize(n, lowercase) for n in test_names}
         keep = [k not in test_keys for k in keys]
         dropped["in_test_path"] += keep.count(False)
-        names, _, keys, labels = _subset(keep, names, langs, keys, labels)
+        names, _, keys, labels = select(keep, names, langs, keys, labels)
         fr = (fr[0] + fr[2], fr[1], 0.0)
 
     split = assign_splits(keys, fr, seed, strata=labels)
     groups = by_split(names, labels, split)
     if extra_test is not None:
         groups["test"] = (list(extra_test[0]), list(extra_test[1]))
-    options = dict(languages=label_names, lowercase=lowercase, fractions=fr,
-                   deduplicate=deduplicate, drop_ambiguous=drop_ambiguous, test_path=test_path)
+    options = dict(
+        languages=label_names,
+        lowercase=lowercase,
+        fractions=fr,
+        deduplicate=deduplicate,
+        drop_ambiguous=drop_ambiguous,
+        test_path=test_path,
+    )
     return assemble(
-        name="names", splits=groups, label_names=label_names,
-        vocab_options=dict(level="char", lowercase=lowercase), batch_size=batch_size,
-        seed=seed, dropped=dropped, options=options,
+        name="names",
+        splits=groups,
+        label_names=label_names,
+        vocab_options=dict(level="char", lowercase=lowercase),
+        batch_size=batch_size,
+        seed=seed,
+        dropped=dropped,
+        options=options,
         extra={"directory": str(directory)},
     )
-
-
-def _subset(keep: list[bool], *columns: list) -> tuple[list, ...]:
-    mask = np.asarray(keep, dtype=bool)
-    return tuple([x for x, k in zip(col, mask) if k] for col in columns)

@@ -61,8 +61,11 @@ class SourceInfo:
     @property
     def vocabularies(self) -> dict[str, Vocabulary]:
         """The vocabularies present: ``{"text": ...}`` or ``{"source": ..., "target": ...}``."""
-        found = {"text": self.vocabulary, "source": self.source_vocabulary,
-                 "target": self.target_vocabulary}
+        found = {
+            "text": self.vocabulary,
+            "source": self.source_vocabulary,
+            "target": self.target_vocabulary,
+        }
         return {k: v for k, v in found.items() if v is not None}
 
     def summary(self) -> dict[str, Any]:
@@ -87,8 +90,9 @@ class SourceInfo:
         for role, vocab in self.vocabularies.items():
             vocab.to_json(directory / f"vocab_{role}.json")
         path = directory / "info.json"
-        path.write_text(json.dumps(self.summary(), indent=1, ensure_ascii=False) + "\n",
-                        encoding="utf-8")
+        path.write_text(
+            json.dumps(self.summary(), indent=1, ensure_ascii=False) + "\n", encoding="utf-8"
+        )
         return path
 
 
@@ -122,7 +126,7 @@ def assign_splits(
     rng = np.random.default_rng(seed)
     placed: dict[str, int] = {}
     by_stratum: dict[Any, set[str]] = {}
-    for key, stratum in zip(keys, strata):
+    for key, stratum in zip(keys, strata, strict=True):
         by_stratum.setdefault(stratum, set()).add(key)
     for stratum in sorted(by_stratum, key=repr):
         free = sorted(k for k in by_stratum[stratum] if k not in placed)
@@ -146,6 +150,11 @@ def sample_indices(n: int, seed: int, cap: int = MAX_TEST_EXAMPLES) -> list[int]
     if n <= cap:
         return list(range(n))
     return sorted(np.random.default_rng(seed).choice(n, size=cap, replace=False).tolist())
+
+
+def select(keep: Sequence[bool], *columns: Sequence[Any]) -> tuple[list[Any], ...]:
+    """The rows of each column where `keep` is true."""
+    return tuple([x for x, k in zip(col, keep, strict=True) if k] for col in columns)
 
 
 def _jsonable(value: Any) -> Any:

@@ -197,8 +197,9 @@ class Vocabulary:
         one_of("level", level, LEVELS)
         optional_positive_int("max_tokens", max_tokens)
         non_negative_int("min_count", min_count)
-        probe = cls([], level=level, lowercase=lowercase, punctuation=punctuation,
-                    replacements=replacements)
+        probe = cls(
+            [], level=level, lowercase=lowercase, punctuation=punctuation, replacements=replacements
+        )
         counts: Counter[bytes] = Counter()
         for chunk in _chunks([normalize(t) for t in texts], 50_000):
             tokens = split_tokens(tf.constant(chunk, dtype=tf.string), **probe._split_options())
@@ -206,12 +207,21 @@ class Vocabulary:
         ranked = sorted(counts.items(), key=lambda kv: (-kv[1], kv[0]))
         learned = [t.decode("utf-8", "replace") for t, n in ranked if n >= max(min_count, 1)]
         learned = list(dict.fromkeys(learned))[:max_tokens]
-        return cls(learned, level=level, lowercase=lowercase, punctuation=punctuation,
-                   replacements=replacements)
+        return cls(
+            learned,
+            level=level,
+            lowercase=lowercase,
+            punctuation=punctuation,
+            replacements=replacements,
+        )
 
     def _split_options(self) -> dict[str, Any]:
-        return dict(level=self.level, lowercase=self.lowercase, punctuation=self.punctuation,
-                    replacements=self.replacements)
+        return dict(
+            level=self.level,
+            lowercase=self.lowercase,
+            punctuation=self.punctuation,
+            replacements=self.replacements,
+        )
 
     # ---------------------------------------------------------------- properties
     @property
@@ -258,12 +268,15 @@ class Vocabulary:
         if isinstance(texts, str):
             texts = [texts]
         chunks = [
-            self.tokenize_tf(tf.constant(chunk, dtype=tf.string), add_start=add_start,
-                             add_end=add_end)
+            self.tokenize_tf(
+                tf.constant(chunk, dtype=tf.string), add_start=add_start, add_end=add_end
+            )
             for chunk in _chunks([normalize(t) for t in texts], 50_000)
         ]
         if not chunks:
-            return tf.RaggedTensor.from_row_lengths(tf.zeros([0], tf.int32), tf.zeros([0], tf.int64))
+            return tf.RaggedTensor.from_row_lengths(
+                tf.zeros([0], tf.int32), tf.zeros([0], tf.int64)
+            )
         return chunks[0] if len(chunks) == 1 else tf.concat(chunks, axis=0)
 
     def encode_padded(
@@ -281,9 +294,7 @@ class Vocabulary:
             return ids.to_tensor(default_value=PAD_ID).numpy()
         return ids.to_tensor(default_value=PAD_ID, shape=[None, length]).numpy()
 
-    def decode(
-        self, ids: Any, *, skip_special: bool = True, stop_at_end: bool = True
-    ) -> list[str]:
+    def decode(self, ids: Any, *, skip_special: bool = True, stop_at_end: bool = True) -> list[str]:
         """Strings of id rows (`[N, T]` array, list of lists or `RaggedTensor`).
 
         Padding (0) and start (2) are dropped, decoding stops at end (3) unless
@@ -325,11 +336,16 @@ class Vocabulary:
             raise invalid("config", f"a dict with format={JSON_FORMAT!r}", received)
         tokens = list(config["tokens"])
         if tuple(tokens[:NUM_SPECIAL]) != SPECIAL_TOKENS:
-            raise invalid("config", f"tokens starting with {list(SPECIAL_TOKENS)}",
-                          tokens[:NUM_SPECIAL])
-        return cls(tokens[NUM_SPECIAL:], level=config["level"], lowercase=config["lowercase"],
-                   punctuation=config.get("punctuation", ""),
-                   replacements=config.get("replacements", ()))
+            raise invalid(
+                "config", f"tokens starting with {list(SPECIAL_TOKENS)}", tokens[:NUM_SPECIAL]
+            )
+        return cls(
+            tokens[NUM_SPECIAL:],
+            level=config["level"],
+            lowercase=config["lowercase"],
+            punctuation=config.get("punctuation", ""),
+            replacements=config.get("replacements", ()),
+        )
 
     def to_json(self, path: str | os.PathLike) -> None:
         """Write the vocabulary (options and id -> token list) as UTF-8 JSON."""
@@ -344,7 +360,9 @@ class Vocabulary:
             with open(path, encoding="utf-8") as f:
                 config = json.load(f)
         except json.JSONDecodeError as err:
-            raise ValueError(f"Vocabulary file {os.fspath(path)!r} is not valid JSON: {err}") from err
+            raise ValueError(
+                f"Vocabulary file {os.fspath(path)!r} is not valid JSON: {err}"
+            ) from err
         return cls.from_config(config)
 
 

@@ -33,8 +33,9 @@ def first_length(*components) -> tf.Tensor:
 
 def longest_length(*components) -> tf.Tensor:
     """Largest length over all 1-D components (e.g. source and target of a pair)."""
-    lengths = [tf.shape(c, out_type=tf.int32)[0] for c in tf.nest.flatten(components)
-               if c.shape.rank == 1]
+    lengths = [
+        tf.shape(c, out_type=tf.int32)[0] for c in tf.nest.flatten(components) if c.shape.rank == 1
+    ]
     return tf.reduce_max(tf.stack(lengths))
 
 
@@ -102,19 +103,54 @@ def bucket_by_length(
     return apply
 
 
+def _drop_last(t):
+    return t[:, :-1] if isinstance(t, tf.RaggedTensor) else t[..., :-1]
+
+
+def _drop_first(t):
+    return t[:, 1:] if isinstance(t, tf.RaggedTensor) else t[..., 1:]
+
+
 def shift_for_language_model() -> Transform:
-    """``ids [T+1] -> (ids[:-1], ids[1:])``: predict each next token."""
-    return lambda ds: ds.map(lambda ids: (ids[:-1], ids[1:]),
-                             num_parallel_calls=tf.data.AUTOTUNE, deterministic=True)
+    """``ids -> (ids[..., :-1], ids[..., 1:])``: predict each next token.
+
+    Works on single sequences ``[T+1]``, on equal-length batches ``[B, T+1]`` and on ragged
+    batches ``[B, None]`` (apply before padding).
+    """
+    return lambda ds: ds.map(
+        lambda ids: (_drop_last(ids), _drop_first(ids)),
+        num_parallel_calls=tf.data.AUTOTUNE,
+        deterministic=True,
+    )
 
 
 def teacher_forcing() -> Transform:
-    """``(src, tgt) -> ((src, tgt[:-1]), tgt[1:])`` for targets framed as ``[2, ..., 3]``.
+    """``(src, tgt) -> ((src, tgt[..., :-1]), tgt[..., 1:])`` for targets framed ``[2, ..., 3]``.
 
     The decoder input starts with the start id 2 and the decoder target ends with the end id 3.
+    Works on single examples and on ragged batches (apply before padding: on a padded batch
+    the decoder input of a short row would keep its end id).
     """
-    return lambda ds: ds.map(lambda src, tgt: ((src, tgt[:-1]), tgt[1:]),
-                             num_parallel_calls=tf.data.AUTOTUNE, deterministic=True)
+    return lambda ds: ds.map(
+        lambda src, tgt: ((src, _drop_last(tgt)), _drop_first(tgt)),
+        num_parallel_calls=tf.data.AUTOTUNE,
+        deterministic=True,
+    )
+
+
+def to_dense() -> Transform:
+    """Pad every ragged component of a batch with 0 to the longest row (padded batching of
+    batches assembled as `RaggedTensor`s)."""
+
+    def dense(*components):
+        out = tf.nest.map_structure(
+            lambda t: t.to_tensor(0) if isinstance(t, tf.RaggedTensor) else t,
+            components,
+            expand_composites=False,
+        )
+        return out[0] if len(out) == 1 else out
+
+    return lambda ds: ds.map(dense, num_parallel_calls=tf.data.AUTOTUNE, deterministic=True)
 
 
 def windows(size: int, shift: int | None = None) -> Transform:
@@ -135,8 +171,9 @@ def windows(size: int, shift: int | None = None) -> Transform:
 def shuffle(buffer_size: int, seed: int, reshuffle_each_iteration: bool = True) -> Transform:
     """Seeded shuffle: the same `seed` gives the same order in every run (epoch by epoch)."""
     positive_int("buffer_size", buffer_size)
-    return lambda ds: ds.shuffle(buffer_size, seed=seed,
-                                 reshuffle_each_iteration=reshuffle_each_iteration)
+    return lambda ds: ds.shuffle(
+        buffer_size, seed=seed, reshuffle_each_iteration=reshuffle_each_iteration
+    )
 
 
 def cache(filename: str = "") -> Transform:
@@ -161,5 +198,6 @@ __all__ = [
     "shift_for_language_model",
     "shuffle",
     "teacher_forcing",
+    "to_dense",
     "windows",
 ]

@@ -40,23 +40,34 @@ def read_labeled(
         text = fields[text_at].strip() if len(fields) == len(columns) else ""
         if not text:
             if strict:
-                raise bad_line(lines.path, number, f"expected {len(columns)} tab-separated "
-                               f"fields {list(columns)} with a non-empty {text_column}", line)
+                raise bad_line(
+                    lines.path,
+                    number,
+                    f"expected {len(columns)} tab-separated "
+                    f"fields {list(columns)} with a non-empty {text_column}",
+                    line,
+                )
             dropped["malformed"] += 1
             continue
         raw_label = fields[label_at].strip()
         label = int(raw_label) if raw_label.lstrip("-").isdigit() else -1
         if not 0 <= label < num_labels:
             if strict:
-                raise bad_line(lines.path, number, f"expected a {label_column} in "
-                               f"{list(range(num_labels))}, got {raw_label!r}", line)
+                raise bad_line(
+                    lines.path,
+                    number,
+                    f"expected a {label_column} in {list(range(num_labels))}, got {raw_label!r}",
+                    line,
+                )
             dropped["bad_label"] += 1
             continue
         texts.append(text)
         labels.append(label)
     if not texts:
-        raise ValueError(f"Expected {what} at {str(lines.path)!r}, but no row is usable "
-                         f"(dropped: {dict(dropped)}).")
+        raise ValueError(
+            f"Expected {what} at {str(lines.path)!r}, but no row is usable "
+            f"(dropped: {dict(dropped)})."
+        )
     return texts, labels, dropped
 
 
@@ -81,10 +92,14 @@ def read_column(
 
 def _header(lines, what: str, header: Sequence[str]) -> list[str]:
     if not len(lines) or lines.numbers[0] != 1:
-        raise ValueError(f"Expected {what} at {str(lines.path)!r} starting with the header "
-                         f"{chr(9).join(header)!r}, but its first line is missing or not UTF-8.")
+        raise ValueError(
+            f"Expected {what} at {str(lines.path)!r} starting with the header "
+            f"{chr(9).join(header)!r}, but its first line is missing or not UTF-8."
+        )
     got = [c.strip() for c in lines.texts[0].split("\t")]
     if got != list(header):
-        raise ValueError(f"Expected {what} at {str(lines.path)!r} with the header "
-                         f"{chr(9).join(header)!r}. Received: {lines.texts[0]!r}")
+        raise ValueError(
+            f"Expected {what} at {str(lines.path)!r} with the header "
+            f"{chr(9).join(header)!r}. Received: {lines.texts[0]!r}"
+        )
     return got

@@ -60,6 +60,8 @@ class Bidirectional(keras.layers.Layer):
                 f"(SimpleRNN, LSTM or GRU). Received: layer={layer!r}"
             )
         self.merge_mode = _validate.one_of("merge_mode", merge_mode, MERGE_MODES)
+        # The wrapper computes in the wrapped layer's dtype policy (inputs are cast by it).
+        kwargs.setdefault("dtype", layer.dtype_policy)
         super().__init__(**kwargs)
         self.forward_layer = self._copy(layer, "forward", go_backwards=False)
         if backward_layer is None:
@@ -100,6 +102,7 @@ class Bidirectional(keras.layers.Layer):
                 cell.build((shape[0], dim if k == 0 else 2 * sub.units))
             if sub.stateful:
                 sub.build(shape)
+            sub.built = True
 
     def call(self, sequences, initial_state=None, mask=None, training=False):
         fwd_layer, bwd_layer = self.forward_layer, self.backward_layer

@@ -8,28 +8,36 @@ weights (Keras layout, batch-major ``x[B, T, D]``). What each exporter makes of 
 =============  ======================================  =====================================
 function       TFLite, builtins only                   ONNX via tf2onnx (opset >= 17)
 =============  ======================================  =====================================
-``lstm``       static batch: one fused                 native ``LSTM`` node, any batch
-               ``UNIDIRECTIONAL_SEQUENCE_LSTM``;
-               dynamic batch or ``c_T`` consumed:
-               ``WHILE`` loop of builtins
-``gru``        ``WHILE`` loop of builtins, any batch   native ``GRU`` node, any batch
-                                                       (``linear_before_reset`` = reset_after)
-``simple_rnn`` ``WHILE`` loop of builtins, any batch   native ``RNN`` node with
-                                                       :func:`keras_seq.ops.onnx_rewriters.
-                                                       onnx_custom_rewriters`, else ``Loop``
+``lstm``       static batch and ``c_T`` unused: one    native ``LSTM`` node, any batch
+               fused ``UNIDIRECTIONAL_SEQUENCE_LSTM``
+               (+ 3 tiny ops per state, see
+               ``_runtime_copy``); otherwise a
+               ``WHILE`` loop of builtins, any batch
+``gru``        ``WHILE`` loop of builtins, any batch   native ``GRU`` node, any batch;
+                                                       ``reset_after=False`` needs the
+                                                       custom rewriters (below)
+``simple_rnn`` ``WHILE`` loop of builtins, any batch   native ``RNN`` node with the custom
+                                                       rewriters (tanh, relu, sigmoid),
+                                                       else ``Loop``
 any + ``mask`` ``WHILE`` loop of builtins, any batch   ``Loop`` (runs, not fused)
 =============  ======================================  =====================================
 
+Custom rewriters: :func:`keras_seq.ops.onnx_rewriters.onnx_custom_rewriters`, passed as
+tf2onnx's ``custom_rewriter`` argument.
+
 The loop shape that satisfies both converters: the time-major input is a TensorList read once
-per step (``TensorListGetItem``), the outputs are written to a TensorList created *from a
-zeros tensor* (``TensorListFromTensor``; a ``TensorListReserve`` does not lower to builtins at
-a dynamic batch), the loop carries only the step counter, the output list and the states,
-and the weights are loop-invariant captures. The step is written op for op as tf2onnx's
-rewriters expect (``BiasAdd(AddV2(MatMul(x_t, W), MatMul(h, R)), b)`` and so on).
+per step (``TensorListGetItem``); the outputs go to a ``TensorListReserve`` whose element
+shape is a *runtime* tensor (``tf.shape(h0)``: a constant shape with an unknown batch does not
+lower to TFLite builtins, and tf2onnx's ``Loop`` conversion needs a Reserve); the loop carries
+only the step counter, the output list and the states (no ``maximum_iterations``: tf2onnx
+then emits an int32/int64 mismatch in its ``Loop``); the weights are loop-invariant captures.
+The step is written op for op as tf2onnx's rewriters expect, e.g.
+``BiasAdd(AddV2(MatMul(x_t, W), MatMul(h, R)), b)`` (a ``+ b`` would not match).
 """
 
 from __future__ import annotations
 
+import itertools
 import uuid
 from collections.abc import Callable, Sequence
 
@@ -41,6 +49,7 @@ __all__ = ["gru", "lstm", "simple_rnn"]
 TensorLike = tf.Tensor | tf.Variable
 Step = Callable[[tf.Tensor, Sequence[tf.Tensor]], tuple[tf.Tensor, list[tf.Tensor]]]
 
+_SALT = itertools.count(1)  # see _runtime_copy
 _ACTIVATIONS: dict[str, Callable[[tf.Tensor], tf.Tensor]] = {
     "tanh": tf.tanh,
     "relu": tf.nn.relu,
@@ -70,11 +79,17 @@ def lstm(
         h_t = sigmoid(z_o) * tanh(c_t)
 
     Without a mask the loop is wrapped in a ``tf.function`` carrying Keras's
-    ``api_implements="lstm_<id>"``, ``time_major`` and ``go_backwards`` attributes, so the
-    TFLite converter replaces it by one ``UNIDIRECTIONAL_SEQUENCE_LSTM`` when the batch is
-    static and only the outputs (or ``h_T``) are consumed. The fused op cannot return the cell
-    state: when ``c_T`` is consumed the converter keeps the loop (correct, builtins, not
-    fused). tf2onnx turns the same loop into one ``LSTM`` node whatever is consumed.
+    ``api_implements="lstm_<id>"``, ``time_major`` and ``go_backwards`` attributes and taking
+    exactly ``(inputs, init_h, init_c, kernel, recurrent_kernel, bias)`` as tensors. The TFLite
+    converter replaces it by one ``UNIDIRECTIONAL_SEQUENCE_LSTM`` when the batch is static and
+    only result 0 (last output) or 1 (sequence) is consumed; ``h_T`` is returned as result 0,
+    so consuming it keeps the fusion. The fused op cannot return the cell state (the converter
+    would return zeros), so it refuses to fuse when ``c_T`` is consumed and keeps the loop:
+    correct, builtins only, any batch. A dynamic batch also keeps the loop. tf2onnx turns the
+    same loop into one ``LSTM`` node whatever is consumed (``Y_h``, ``Y_c`` included).
+
+    The initial states enter the fused call through :func:`_runtime_copy`: a constant state
+    would become a TFLite variable tensor that keeps the final state across invocations.
 
     Args:
         x: inputs ``[B, T, D]``.
@@ -92,8 +107,8 @@ def lstm(
     """
     x, kernel, recurrent_kernel = _check(x, kernel, recurrent_kernel, gates=4, name="lstm")
     bias = _bias(bias, [kernel.shape[1]], x.dtype, "lstm")
-    h0 = tf.convert_to_tensor(h0, x.dtype)
-    c0 = tf.convert_to_tensor(c0, x.dtype)
+    h0 = _tensor(h0, x.dtype)
+    c0 = _tensor(c0, x.dtype)
 
     if mask is not None:
         step = _lstm_step(kernel, recurrent_kernel, bias)
@@ -114,9 +129,25 @@ def lstm(
             "go_backwards": go_backwards,
         },
     )
+    h0, c0 = _runtime_copy(h0, x), _runtime_copy(c0, x)
     last, outputs, _, c_t, _ = fused(x, h0, c0, kernel, recurrent_kernel, bias)
     # h_T is the last output (result 0): consuming it keeps the TFLite fusion.
     return (outputs if return_sequences else last), last, c_t
+
+
+def _runtime_copy(state: tf.Tensor, x: tf.Tensor) -> tf.Tensor:
+    """``state + 0`` as a tensor the TFLite converter can neither fold nor share.
+
+    The fused ``UNIDIRECTIONAL_SEQUENCE_LSTM`` overwrites its state operands with the final
+    state. A constant state (zeros) becomes a TFLite *variable* tensor: it then keeps the last
+    call's final state across invocations, and after constant deduplication it also corrupts
+    every other op reading the same zeros. An activation is recomputed on every invocation,
+    but it must be distinct for ``h``, for ``c`` and for every fused call (the converter cannot
+    duplicate a shared non-constant state). ``x == NaN`` is never true, so the added term is
+    exactly zero; the salt makes each copy a distinct value.
+    """
+    never = tf.cast(tf.equal(x[:, 0, :1], float("nan")), x.dtype)  # (B, 1) zeros
+    return state + never * float(1 + next(_SALT) % 1024)  # exact even in float16
 
 
 def _lstm_step(kernel: tf.Tensor, recurrent_kernel: tf.Tensor, bias: tf.Tensor) -> Step:
@@ -174,7 +205,7 @@ def gru(
     x, kernel, recurrent_kernel = _check(x, kernel, recurrent_kernel, gates=3, name="gru")
     units3 = kernel.shape[1]
     bias = _bias(bias, [2, units3] if reset_after else [units3], x.dtype, "gru")
-    h0 = tf.convert_to_tensor(h0, x.dtype)
+    h0 = _tensor(h0, x.dtype)
 
     if reset_after:
         input_bias, recurrent_bias = tf.unstack(bias)  # captured as two loop inputs
@@ -192,29 +223,16 @@ def gru(
             return h, [h]
 
     else:
-        # TF GRUCell layout: gates (r, z) and candidate read concat([x_t, h]) / [x_t, r * h].
-        w_z, w_r, w_n = tf.split(kernel, 3, axis=1)
-        r_z, r_r, r_n = tf.split(recurrent_kernel, 3, axis=1)
-        b_z, b_r, b_n = tf.split(bias, 3)
-        gate_kernel = tf.concat([tf.concat([w_r, w_z], 1), tf.concat([r_r, r_z], 1)], 0)
-        gate_bias = tf.concat([b_r, b_z], 0)
-        candidate_kernel = tf.concat([w_n, r_n], 0)  # (D + U, U)
+        units = recurrent_kernel.shape[0]
+        r_zr, r_n = tf.split(recurrent_kernel, [2 * units, units], axis=1)  # (U, 2U), (U, U)
 
         def step(x_t: tf.Tensor, states: Sequence[tf.Tensor]) -> tuple[tf.Tensor, list[tf.Tensor]]:
             (h,) = states
-            gates = tf.sigmoid(
-                tf.nn.bias_add(
-                    tf.matmul(tf.concat([x_t, h], 1), tf.identity(gate_kernel)),
-                    tf.identity(gate_bias),
-                )
-            )
-            r, z = tf.split(gates, 2, axis=1)
-            n = tf.tanh(
-                tf.nn.bias_add(
-                    tf.matmul(tf.concat([x_t, r * h], 1), tf.identity(candidate_kernel)),
-                    tf.identity(b_n),
-                )
-            )
+            x_z, x_r, x_n = tf.split(tf.nn.bias_add(tf.matmul(x_t, kernel), bias), 3, 1)
+            h_z, h_r = tf.split(tf.matmul(h, r_zr), 2, 1)
+            z = tf.sigmoid(x_z + h_z)
+            r = tf.sigmoid(x_r + h_r)
+            n = tf.tanh(x_n + tf.matmul(r * h, r_n))
             h = z * h + (1.0 - z) * n
             return h, [h]
 
@@ -254,7 +272,7 @@ def simple_rnn(
     """
     x, kernel, recurrent_kernel = _check(x, kernel, recurrent_kernel, gates=1, name="simple_rnn")
     bias = _bias(bias, [kernel.shape[1]], x.dtype, "simple_rnn")
-    h0 = tf.convert_to_tensor(h0, x.dtype)
+    h0 = _tensor(h0, x.dtype)
     act = _activation(activation)
 
     def step(x_t: tf.Tensor, states: Sequence[tf.Tensor]) -> tuple[tf.Tensor, list[tf.Tensor]]:
@@ -311,7 +329,8 @@ def _run(
 
     final = tf.while_loop(lambda t, *_: t < steps, body, loop_vars)
     stacked = tf.raw_ops.TensorListStack(
-        input_handle=final[1], element_shape=[-1 if d is None else d for d in h0.shape],
+        input_handle=final[1],
+        element_shape=[-1 if d is None else d for d in h0.shape],
         element_dtype=x.dtype,
     )  # (T, B, U)
     ys = tf.transpose(stacked, [1, 0, 2])  # (B, T, U)
@@ -332,8 +351,8 @@ def _check(
             f"[batch, time, features]. Received: x.shape={x.shape}"
         )
     # Read variables here, outside the loop: the fused TFLite op needs tensors, not handles.
-    kernel = tf.convert_to_tensor(kernel, x.dtype)
-    recurrent_kernel = tf.convert_to_tensor(recurrent_kernel, x.dtype)
+    kernel = _tensor(kernel, x.dtype)
+    recurrent_kernel = _tensor(recurrent_kernel, x.dtype)
     units = recurrent_kernel.shape[0]
     expected_k = [x.shape[-1], gates * units]
     if kernel.shape.rank != 2 or not kernel.shape.is_compatible_with(expected_k):
@@ -349,10 +368,15 @@ def _check(
     return x, kernel, recurrent_kernel
 
 
+def _tensor(value: TensorLike, dtype: tf.DType) -> tf.Tensor:
+    """Read a variable (outside any loop) and cast to the compute dtype (no-op when equal)."""
+    return tf.cast(tf.convert_to_tensor(value), dtype)
+
+
 def _bias(bias: TensorLike | None, shape: list[int], dtype: tf.DType, name: str) -> tf.Tensor:
     if bias is None:
         return tf.zeros(shape, dtype)
-    bias = tf.convert_to_tensor(bias, dtype)
+    bias = _tensor(bias, dtype)
     if not bias.shape.is_compatible_with(shape):
         raise ValueError(
             f"Invalid value for argument `bias` of `{name}`. Expected shape {shape}. "

@@ -42,7 +42,9 @@ def tflite_op_names(model_bytes: bytes) -> list[str]:
     names = []
     for s in range(model.SubgraphsLength()):
         subgraph = model.Subgraphs(s)
-        names.extend(codes[subgraph.Operators(i).OpcodeIndex()] for i in range(subgraph.OperatorsLength()))
+        names.extend(
+            codes[subgraph.Operators(i).OpcodeIndex()] for i in range(subgraph.OperatorsLength())
+        )
     return names
 
 

@@ -1,62 +1,193 @@
 """tf2onnx graph rewriters for the loops of :mod:`keras_seq.ops.export_graph`.
 
-tf2onnx ships rewriters that turn LSTM and GRU ``While`` loops into native ONNX nodes, but none
-for an Elman RNN. :func:`rewrite_simple_rnn` fills that gap for the loop traced by
-:func:`keras_seq.ops.export_graph.simple_rnn`. Pass the list to tf2onnx::
+tf2onnx's own rewriters turn the LSTM loop and the ``reset_after=True`` GRU loop into native
+ONNX nodes. Two loops have no built-in rewriter; these fill the gap:
+
+- :func:`rewrite_simple_rnn`: the Elman step ``h = act(BiasAdd(AddV2(MatMul(x_t, W),
+  MatMul(h, R)), b))``, act in Tanh/Relu/Sigmoid -> ONNX ``RNN``.
+- :func:`rewrite_gru_reset_before`: the ``reset_after=False`` GRU step (Keras's
+  ``implementation=2`` form) -> ONNX ``GRU`` with ``linear_before_reset=0``. (tf2onnx's own
+  TF-``GRUCell`` pattern needs ``Identity`` ops that grappler hoists out of TF2 loops.)
+
+Pass them to tf2onnx::
 
     tf2onnx.convert.from_function(fn, input_signature=sig, opset=17,
                                   custom_rewriter=onnx_custom_rewriters())
 
-(``from_keras`` takes the same ``custom_rewriter`` argument). It runs on every graph tf2onnx
-builds: on a ``While`` body it recognises the step
-
-    ``h_t = act(BiasAdd(AddV2(MatMul(x_t, W), MatMul(h_{t-1}, R)), b))``, act in Tanh/Relu/Sigmoid,
-
-with ``x_t`` a ``TensorListGetItem`` of a loop input, ``h_t`` written to the output list and
-fed back as the state, and ``W``, ``R``, ``b`` loop inputs; on the graph that holds that
-``While`` (body graphs are processed first) it replaces the loop, when ``W``, ``R``, ``b`` are
-constants, by ONNX ``RNN(X[T, B, D], W[1, U, D], R[1, U, U], B[1, 2U], initial_h[1, B, U])``.
-Anything else is left alone and becomes a ``Loop``.
+(``from_keras`` takes the same ``custom_rewriter`` argument.) tf2onnx runs each rewriter on
+every graph, ``While`` bodies first: on a body the rewriter checks the step and records which
+body inputs hold ``x`` (a TensorList read once per step), the state, the output list and the
+weights, and that the new state is both written to the output list and returned as the next
+state (a masked step, which passes through ``Select``, is left alone). On the graph holding
+that ``While`` it replaces the loop by one node when the weights are constants, wiring
+``Y`` to the stacked outputs and ``Y_h`` to the final state. Anything else stays a ``Loop``.
 """
 
 from __future__ import annotations
 
 from collections.abc import Callable
+from dataclasses import dataclass, field
 from typing import Any
 
 import numpy as np
 
-__all__ = ["onnx_custom_rewriters", "rewrite_simple_rnn"]
+__all__ = ["onnx_custom_rewriters", "rewrite_gru_reset_before", "rewrite_simple_rnn"]
 
-_CONTEXT = "_keras_seq_simple_rnn"
+Rewriter = Callable[[Any, list], list]
+_CONTEXT = "_keras_seq_rnn_loop"
 
 
-def onnx_custom_rewriters() -> list[Callable[[Any, list], list]]:
+def onnx_custom_rewriters() -> list[Rewriter]:
     """The rewriters to pass as tf2onnx's ``custom_rewriter`` argument."""
-    return [rewrite_simple_rnn]
+    return [rewrite_simple_rnn, rewrite_gru_reset_before]
 
 
-def _pattern():
-    from tf2onnx.graph_matcher import OpTypePattern
+@dataclass
+class _Loop:
+    """What a matched ``While`` body records: body-input indices and how to build the node."""
 
-    cell = OpTypePattern(
-        "Add|AddV2",
-        allow_reorder=False,
+    op_type: str  # "RNN" | "GRU"
+    x: int
+    h: int
+    out: int
+    weights: dict[str, int]  # weight name -> body input index
+    attrs: dict = field(default_factory=dict)
+    # const weights (by name) -> ONNX (W, R, B) for one direction
+    onnx_weights: Callable[[dict[str, np.ndarray]], tuple[np.ndarray, ...]] | None = None
+
+
+def rewrite_simple_rnn(g, ops: list) -> list:
+    """tf2onnx rewriter: Elman-RNN ``While`` loops -> one ONNX ``RNN`` node."""
+    from tf2onnx.graph_matcher import GraphMatcher
+
+    for m in GraphMatcher(_simple_rnn_pattern(), allow_reorder=False).match_ops(ops):
+        act = m.get_op("act")
+        if not _nhwc(m.get_op("bias_add")):
+            continue
+        io = _loop_io(g, m.get_op("xt"), [m.get_op("h")], act)
+        weights = _weight_inputs(g, {k: m.get_op(k) for k in ("W", "R", "b")})
+        if io is None or weights is None:
+            continue
+
+        def onnx_weights(w: dict[str, np.ndarray]) -> tuple[np.ndarray, ...]:
+            b = w["b"]
+            return w["W"].T[None], w["R"].T[None], np.concatenate([b, np.zeros_like(b)])[None]
+
+        setattr(
+            g,
+            _CONTEXT,
+            _Loop("RNN", *io, weights, {"activations": [act.type]}, onnx_weights),
+        )
+    _replace_loops(g, ops)
+    return g.get_nodes()
+
+
+def rewrite_gru_reset_before(g, ops: list) -> list:
+    """tf2onnx rewriter: ``reset_after=False`` GRU ``While`` loops -> ONNX ``GRU`` (lbr=0)."""
+    from tf2onnx.graph_matcher import GraphMatcher
+
+    for m in GraphMatcher(_gru_reset_before_pattern(), allow_reorder=False).match_ops(ops):
+        x_split = _same(m, "xs_z1", "xs_z2", "xs_r", "xs_n")
+        h_split = _same(m, "hs_z1", "hs_z2", "hs_r")
+        h = _same(m, "h1", "h2", "hs_z1_h", "hs_z2_h", "hs_r_h")
+        if None in (x_split, h_split, h, _same(m, "z1", "z2")):
+            continue
+        ports_ok = [_port(m, "xs_z1"), _port(m, "xs_r"), _port(m, "xs_n")] == [0, 1, 2] and [
+            _port(m, "hs_z1"),
+            _port(m, "hs_r"),
+        ] == [0, 1]
+        one = m.get_op("one")
+        if not (ports_ok and one.is_const() and np.all(one.get_tensor_value(as_list=False) == 1)):
+            continue
+        if not (_splits_last_axis(x_split, 3) and _splits_last_axis(h_split, 2)):
+            continue
+        if not _nhwc(m.get_op("xs_z1_ba")):
+            continue
+        io = _loop_io(g, m.get_op("xs_z1_xt"), [h], m.get_op("cell"))
+        pieces = {"W": "xs_z1_W", "b": "xs_z1_b", "R_zr": "hs_z1_R", "R_n": "R_n"}
+        weights = _weight_inputs(g, {k: m.get_op(v) for k, v in pieces.items()})
+        if io is None or weights is None:
+            continue
+
+        def onnx_weights(w: dict[str, np.ndarray]) -> tuple[np.ndarray, ...]:
+            recurrent = np.concatenate([w["R_zr"], w["R_n"]], axis=1)  # (U, 3U), z r h
+            b = w["b"]
+            return w["W"].T[None], recurrent.T[None], np.concatenate([b, np.zeros_like(b)])[None]
+
+        attrs = {"activations": ["Sigmoid", "Tanh"], "linear_before_reset": 0}
+        setattr(g, _CONTEXT, _Loop("GRU", *io, weights, attrs, onnx_weights))
+    _replace_loops(g, ops)
+    return g.get_nodes()
+
+
+def _simple_rnn_pattern():
+    from tf2onnx.graph_matcher import OpTypePattern as P
+
+    x_part = P("MatMul", inputs=[P("TensorListGetItem", name="xt"), P("*", name="W")])
+    h_part = P("MatMul", inputs=[P("*", name="h"), P("*", name="R")])
+    cell = P("Add|AddV2", inputs=[x_part, h_part])
+    return P(
+        "Tanh|Relu|Sigmoid",
+        name="act",
+        inputs=[P("BiasAdd", name="bias_add", inputs=[cell, P("*", name="b")])],
+    )
+
+
+def _gru_reset_before_pattern():
+    """``h = z*h + (1-z)*tanh(x_n + (r*h) R_n)``, ``z|r = sigmoid(x_z|r + h_z|r)``, where
+    ``x_z, x_r, x_n = split(BiasAdd(x_t W, b), 3)`` and ``h_z, h_r = split(h R_zr, 2)``."""
+    from tf2onnx.graph_matcher import OpTypePattern as P
+
+    def x_split(name):
+        x_w = P(
+            "MatMul", inputs=[P("TensorListGetItem", name=f"{name}_xt"), P("*", name=f"{name}_W")]
+        )
+        biased = P("BiasAdd", name=f"{name}_ba", inputs=[x_w, P("*", name=f"{name}_b")])
+        return P("Split", name=name, inputs=[P("Const"), biased])
+
+    def h_split(name):
+        h_r = P("MatMul", inputs=[P("*", name=f"{name}_h"), P("*", name=f"{name}_R")])
+        return P("Split", name=name, inputs=[P("Const"), h_r])
+
+    def gate(name):
+        return P(
+            "Sigmoid",
+            name=name,
+            inputs=[P("Add|AddV2", inputs=[x_split(f"xs_{name}"), h_split(f"hs_{name}")])],
+        )
+
+    reset_h = P("Mul", inputs=[gate("r"), P("*", name="h2")])
+    candidate = P(
+        "Tanh",
         inputs=[
-            OpTypePattern(
-                "MatMul",
-                allow_reorder=False,
-                inputs=[OpTypePattern("TensorListGetItem", name="xt"), OpTypePattern("*", name="W")],
-            ),
-            OpTypePattern(
-                "MatMul",
-                allow_reorder=False,
-                inputs=[OpTypePattern("*", name="h"), OpTypePattern("*", name="R")],
-            ),
+            P(
+                "Add|AddV2",
+                inputs=[x_split("xs_n"), P("MatMul", inputs=[reset_h, P("*", name="R_n")])],
+            )
         ],
     )
-    biased = OpTypePattern("BiasAdd", name="bias_add", inputs=[cell, OpTypePattern("*", name="b")])
-    return OpTypePattern("Tanh|Relu|Sigmoid", name="act", inputs=[biased])
+    keep = P("Mul", inputs=[gate("z1"), P("*", name="h1")])
+    update = P("Mul", inputs=[P("Sub", inputs=[P("Const", name="one"), gate("z2")]), candidate])
+    return P("Add|AddV2", name="cell", inputs=[keep, update])
+
+
+def _same(m, *names: str):
+    """The op all ``names`` matched, or None when they matched different ops."""
+    found = {id(m.get_op(n)): m.get_op(n) for n in names}
+    return next(iter(found.values())) if len(found) == 1 else None
+
+
+def _port(m, name: str) -> int:
+    return list(m.get_op(name).output).index(m.get_tensor(name))
+
+
+def _splits_last_axis(split, parts: int) -> bool:
+    axis = split.inputs[0].get_tensor_value(as_list=True)
+    return len(split.output) == parts and axis in (1, -1)
+
+
+def _nhwc(bias_add) -> bool:
+    return bias_add.get_attr_str("data_format") in (None, "NHWC")
 
 
 def _through_identity(node):
@@ -65,34 +196,36 @@ def _through_identity(node):
     return node
 
 
-def _match_body(g, ops) -> None:
-    """Record on a ``While`` body graph where the Elman step's pieces enter it."""
-    from tf2onnx.graph_matcher import GraphMatcher
-
-    for match in GraphMatcher(_pattern(), allow_reorder=False).match_ops(ops):
-        act, x_item = match.get_op("act"), match.get_op("xt")
-        bias_add = match.get_op("bias_add")
-        if bias_add.get_attr_str("data_format") not in (None, "NHWC"):
-            continue
-        pieces = {"x": x_item.inputs[0], "h": match.get_op("h")}
-        for key in ("W", "R", "b"):
-            pieces[key] = _through_identity(match.get_op(key))
-        if not all(node.is_graph_input() for node in pieces.values()):
-            continue
-        idx = {key: g.input_names.index(node.output[0]) for key, node in pieces.items()}
-        # h_t must be the next state (body output at h's index) and be written to the list.
-        state_out = _through_identity(g.get_node_by_output(g.outputs[idx["h"]]))
-        if state_out is not act:
-            continue
-        writes = [n for n in g.find_output_consumers(act.output[0]) if n.type == "TensorListSetItem"]
-        if len(writes) != 1 or not writes[0].inputs[0].is_graph_input():
-            continue
-        idx["out"] = g.input_names.index(writes[0].input[0])
-        setattr(g, _CONTEXT, {**idx, "activation": act.type})
+def _weight_inputs(g, nodes: dict) -> dict[str, int] | None:
+    """Body-input index of each weight (through Identity ops), or None if one is computed."""
+    nodes = {k: _through_identity(v) for k, v in nodes.items()}
+    if not all(n.is_graph_input() for n in nodes.values()):
+        return None
+    return {k: g.input_names.index(n.output[0]) for k, n in nodes.items()}
 
 
-def _replace_loops(g, ops) -> None:
-    """Replace each ``While`` whose body was recognised by one ONNX ``RNN`` node."""
+def _loop_io(g, x_item, states: list, new_state) -> tuple[int, int, int] | None:
+    """(x, h, output-list) body-input indices if the step has the plain, unmasked loop form."""
+    x_list, h = x_item.inputs[0], states[0]
+    if not (x_list.is_graph_input() and h.is_graph_input()):
+        return None
+    x_idx = g.input_names.index(x_list.output[0])
+    h_idx = g.input_names.index(h.output[0])
+    # The new state must be returned as the next h (same position) ...
+    if _through_identity(g.get_node_by_output(g.outputs[h_idx])) is not new_state:
+        return None
+    # ... and be what the loop writes to its output list.
+    writes = [
+        n for n in g.find_output_consumers(new_state.output[0]) if n.type == "TensorListSetItem"
+    ]
+    if len(writes) != 1 or not writes[0].inputs[0].is_graph_input():
+        return None
+    return x_idx, h_idx, g.input_names.index(writes[0].input[0])
+
+
+def _replace_loops(g, ops: list) -> None:
+    """Replace each ``While`` whose body recorded a :class:`_Loop` by its ONNX node."""
+    from tf2onnx import utils
     from tf2onnx.graph_builder import GraphBuilder
     from tf2onnx.tf_loader import find_function
 
@@ -100,49 +233,34 @@ def _replace_loops(g, ops) -> None:
         if not op.is_while():
             continue
         body = find_function(op.get_attr_str("body"))
-        ctx = getattr(body, _CONTEXT, None) if body is not None else None
-        if ctx is None:
+        loop: _Loop | None = getattr(body, _CONTEXT, None) if body is not None else None
+        if loop is None:
             continue
-        w, r, b = (op.input[ctx[k]] for k in ("W", "R", "b"))
-        if not all(g.is_const(t) for t in (w, r, b)):
+        names = {k: op.input[i] for k, i in loop.weights.items()}
+        x_list = op.inputs[loop.x]
+        if x_list.type != "TensorListFromTensor" or not all(g.is_const(t) for t in names.values()):
             continue
-        x_list = op.inputs[ctx["x"]]
-        if x_list.type != "TensorListFromTensor":
-            continue
-        kernel = g.get_tensor_value(w, as_list=False)  # (D, U)
-        recurrent = g.get_tensor_value(r, as_list=False)  # (U, U)
-        bias = g.get_tensor_value(b, as_list=False)  # (U,)
-        units = recurrent.shape[0]
-        dtype = kernel.dtype
-        w_node = g.make_const(_name("W"), kernel.T[None].astype(dtype))
-        r_node = g.make_const(_name("R"), recurrent.T[None].astype(dtype))
-        b_node = g.make_const(_name("B"), np.concatenate([bias, np.zeros_like(bias)])[None])
+        values = {k: g.get_tensor_value(t, as_list=False) for k, t in names.items()}
+        w, r, b = loop.onnx_weights(values)
+        dtype = w.dtype
+        consts = [
+            g.make_const(utils.make_name(k), v.astype(dtype)).output[0]
+            for k, v in zip("WRB", (w, r, b), strict=True)
+        ]
         builder = GraphBuilder(g)
-        init_h = builder.make_unsqueeze({"data": op.input[ctx["h"]], "axes": [0]})
-        x = x_list.input[0]  # (T, B, D)
-        rnn = g.make_node(
-            "RNN",
-            [x, w_node.output[0], r_node.output[0], b_node.output[0], "", init_h],
-            attr={"hidden_size": units, "activations": [ctx["activation"]], "direction": "forward"},
+        init_h = builder.make_unsqueeze({"data": op.input[loop.h], "axes": [0]})
+        x = x_list.input[0]  # (T, B, D), time-major
+        node = g.make_node(
+            loop.op_type,
+            [x, *consts, "", init_h],
+            attr={**loop.attrs, "hidden_size": r.shape[-1], "direction": "forward"},
             output_count=2,
             dtypes=[g.get_dtype(x)] * 2,
         )
-        ys = builder.make_squeeze({"data": rnn.output[0], "axes": [1]})  # (T, B, U)
-        for consumer in g.find_output_consumers(op.output[ctx["out"]]):
+        ys = builder.make_squeeze({"data": node.output[0], "axes": [1]})  # (T, B, U)
+        for consumer in g.find_output_consumers(op.output[loop.out]):
             if consumer.type == "TensorListStack":
                 g.replace_all_inputs(consumer.output[0], ys)
-        h_t = builder.make_squeeze({"data": rnn.output[1], "axes": [0]})  # (B, U)
-        g.replace_all_inputs(op.output[ctx["h"]], h_t)
-
-
-def rewrite_simple_rnn(g, ops: list) -> list:
-    """tf2onnx rewriter: Elman-RNN ``While`` loops -> ONNX ``RNN`` (see module docstring)."""
-    _match_body(g, ops)
-    _replace_loops(g, ops)
-    return g.get_nodes()
-
-
-def _name(prefix: str) -> str:
-    from tf2onnx import utils
-
-    return utils.make_name(prefix)
+        h_t = builder.make_squeeze({"data": node.output[1], "axes": [0]})  # (B, U)
+        g.replace_all_inputs(op.output[loop.h], h_t)
+        setattr(body, _CONTEXT, None)  # replaced: the other rewriter must not do it again

@@ -1,0 +1,283 @@
+"""``export_run`` / ``export_all_latest``: a run directory in, ``exported/<name>/`` out.
+
+Layout written (``out = exported/<name>``)::
+
+    exported/models.config                    TF Serving model_config_list (all models)
+    exported/<name>/saved_model/<version>/    SavedModel + assets.extra/tf_serving_warmup_requests
+    exported/<name>/model.tflite              (+ model.<quantize>.tflite)
+    exported/<name>/model.onnx                (seq2seq: model_encoder.onnx, model_decoder_step.onnx)
+    exported/<name>/metadata.json             task, labels, vocabularies, shapes, run, parity
+    exported/<name>/samples.json              the run's real examples (verify, warm-up)
+    exported/<name>/vocab/<role>.json         the vocabularies, for edge apps
+
+Atomicity: everything is written under a staging directory next to ``out`` and checked
+against the Keras model (``metadata.json``'s ``parity``) before anything in ``out`` changes;
+a failure removes the staging directory and leaves ``out`` as it was. Then each piece moves in
+with one ``rename``: the SavedModel version directory (TF Serving never sees a half-written
+version), then the files (``os.replace``), ``metadata.json`` last.
+
+Versions: never overwritten silently. With ``version=None`` the first export of a name is
+version 1 and a later one is refused unless ``replace=True`` (which overwrites the latest
+version) or an explicit new ``version`` is given; an existing explicit ``version`` needs
+``replace=True``.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import shutil
+import uuid
+from collections.abc import Sequence
+from pathlib import Path
+from typing import Any
+
+from keras_seq.export import onnx as _onnx  # noqa: F401  (registers the exporter)
+from keras_seq.export import saved_model as _saved_model  # noqa: F401
+from keras_seq.export import tflite as _tflite  # noqa: F401
+from keras_seq.export.job import ExportJob
+from keras_seq.export.metadata import base_metadata, read_metadata, write_metadata
+from keras_seq.export.registry import exporter_names, make_exporter
+from keras_seq.export.run_dir import find_latest_runs, load_run, model_digest
+from keras_seq.export.serving_config import write_models_config
+from keras_seq.export.tasks import make_client, make_graphs
+
+__all__ = ["DEFAULT_FORMATS", "export_all_latest", "export_run", "existing_versions"]
+
+DEFAULT_FORMATS = ("saved_model", "tflite", "onnx")
+QUANTIZE = ("none", "dynamic", "float16", "int8")
+
+
+def existing_versions(out: str | Path) -> list[int]:
+    """Sorted SavedModel versions already under ``out/saved_model``."""
+    base = Path(out) / "saved_model"
+    if not base.is_dir():
+        return []
+    return sorted(int(p.name) for p in base.iterdir() if p.is_dir() and p.name.isdigit())
+
+
+def _check_formats(formats: Sequence[str] | str) -> tuple[str, ...]:
+    if isinstance(formats, str):
+        formats = [f.strip() for f in formats.split(",") if f.strip()]
+    formats = tuple(dict.fromkeys(formats))
+    allowed = exporter_names()
+    if not formats or any(f not in allowed for f in formats):
+        shown = "{" + ", ".join(repr(f) for f in allowed) + "}"
+        raise ValueError(
+            f"Invalid value for argument `formats`. Expected a non-empty list of names from "
+            f"{shown}. Received: formats={list(formats)!r}"
+        )
+    return formats
+
+
+def _pick_version(out: Path, version: int | None, replace: bool) -> int:
+    if version is not None and (isinstance(version, bool) or not isinstance(version, int)
+                                or version < 1):
+        raise ValueError(
+            f"Invalid value for argument `version`. Expected a positive integer. "
+            f"Received: version={version!r}"
+        )
+    versions = existing_versions(out)
+    if version is None:
+        if not versions:
+            return 1
+        if replace:
+            return versions[-1]
+        raise ValueError(
+            f"Invalid value for argument `version`. Expected a new version: {out} already "
+            f"holds SavedModel version(s) {versions}; pass version={versions[-1] + 1} "
+            f"(--version {versions[-1] + 1}) or replace=True (--replace) to overwrite version "
+            f"{versions[-1]}. Received: version=None"
+        )
+    if version in versions and not replace:
+        raise ValueError(
+            f"Invalid value for argument `version`. Expected a version not exported yet "
+            f"({out / 'saved_model' / str(version)} exists; pass replace=True (--replace) to "
+            f"overwrite it; latest is {versions[-1]}). Received: version={version}"
+        )
+    return version
+
+
+def _record_feeds(client: Any, graphs: Any, texts: Sequence[str]) -> dict[str, list[dict]]:
+    """Run the Keras model on the samples, recording each signature's real feeds."""
+    from keras_seq.export.runtimes import keras_runner
+
+    keras = keras_runner(graphs)
+    feeds: dict[str, list[dict]] = {}
+
+    def recording(name: str, values: Any) -> dict:
+        feeds.setdefault(name, []).append(dict(values))
+        if name == "encode":  # the whole-decode signature reads the same source ids
+            feeds.setdefault("translate", []).append(dict(values))
+        return keras(name, values)
+
+    for text in texts:
+        client.probe(recording, text)
+    return feeds
+
+
+def _commit(staging: Path, out: Path, version: int | None) -> None:
+    """Move the staged export into ``out`` one rename at a time (see module docstring)."""
+    out.mkdir(parents=True, exist_ok=True)
+    trash = out.parent / f".trash-{out.name}-{uuid.uuid4().hex[:8]}"
+    try:
+        if version is not None and (staging / "saved_model" / str(version)).is_dir():
+            target = out / "saved_model" / str(version)
+            target.parent.mkdir(exist_ok=True)
+            if target.exists():
+                trash.mkdir()
+                os.rename(target, trash / "old_version")
+            os.rename(staging / "saved_model" / str(version), target)
+        if (staging / "vocab").is_dir():
+            (out / "vocab").mkdir(exist_ok=True)
+            for path in (staging / "vocab").iterdir():
+                os.replace(path, out / "vocab" / path.name)
+        files = sorted(p for p in staging.iterdir() if p.is_file() and p.name != "metadata.json")
+        for path in files:
+            os.replace(path, out / path.name)
+        os.replace(staging / "metadata.json", out / "metadata.json")
+    finally:
+        shutil.rmtree(trash, ignore_errors=True)
+
+
+def export_run(
+    run_dir: str | Path,
+    out: str | Path,
+    formats: Sequence[str] | str = DEFAULT_FORMATS,
+    quantize: str = "none",
+    version: int | None = None,
+    replace: bool = False,
+    *,
+    parity_examples: int = 16,
+    serving_base: str = "/models",
+) -> Path:
+    """Export the run ``run_dir`` into ``out`` (``exported/<name>``); returns ``out``.
+
+    Args:
+        run_dir: a training run directory (``config.json``, ``model.keras``, vocabularies,
+            ``samples.json``; see ``/tmp/rundir.md``).
+        out: the export directory; its name is the TF Serving model name, and
+            ``out.parent/models.config`` is regenerated.
+        formats: any of ``"saved_model"``, ``"tflite"``, ``"onnx"`` (list or comma string).
+        quantize: ``"none"``, ``"dynamic"``, ``"float16"`` or ``"int8"``: an extra quantized
+            TFLite file beside the float one.
+        version: SavedModel version; None: 1 for a new name (see module docstring).
+        replace: allow overwriting an existing version.
+        parity_examples: samples compared with Keras for ``metadata.json``'s ``parity``
+            (0 skips; ``keras-seq verify`` runs the full comparison).
+        serving_base: where ``out.parent`` is mounted in the serving container.
+
+    Raises:
+        ValueError: bad arguments, an existing version without ``replace``, or a conversion
+            producing unusable artifacts.
+        FileNotFoundError: ``run_dir`` is not a complete run directory.
+    """
+    formats = _check_formats(formats)
+    if quantize not in QUANTIZE:
+        shown = "{" + ", ".join(repr(q) for q in QUANTIZE) + "}"
+        raise ValueError(
+            f"Invalid value for argument `quantize`. Expected one of {shown}. "
+            f"Received: quantize={quantize!r}"
+        )
+    if quantize != "none" and "tflite" not in formats:
+        raise ValueError(
+            "Invalid value for argument `quantize`. Expected 'none' unless 'tflite' is in "
+            f"`formats` (quantization applies to TFLite). Received: quantize={quantize!r}, "
+            f"formats={list(formats)!r}"
+        )
+    out = Path(out).resolve()
+    target_version = _pick_version(out, version, replace) if "saved_model" in formats else None
+    exporters = [
+        make_exporter(f, **({"quantize": quantize} if f == "tflite" else {})) for f in formats
+    ]
+
+    bundle = load_run(run_dir)
+    graphs = make_graphs(bundle)
+    name = out.name
+    metadata = base_metadata(bundle, graphs, name, model_digest(bundle.run_dir))
+    if (out / "metadata.json").is_file():  # keep other formats' entries from the same model
+        previous = read_metadata(out)
+        if previous["source_run"].get("model_sha256") == metadata["source_run"]["model_sha256"]:
+            metadata["artifacts"] = {k: v for k, v in previous.get("artifacts", {}).items()
+                                     if k not in formats}
+    client = make_client(metadata)
+    texts = [s["input"] for s in bundle.samples]
+    feeds = _record_feeds(client, graphs, texts[:32]) if quantize == "int8" else {}
+    job = ExportJob(bundle, graphs, name, target_version or 0, feeds)
+
+    out.parent.mkdir(parents=True, exist_ok=True)
+    staging = out.parent / f".staging-{name}-{uuid.uuid4().hex[:8]}"
+    staging.mkdir()
+    try:
+        for exporter in exporters:
+            metadata["artifacts"][exporter.name] = exporter.export(job, staging)
+        (staging / "vocab").mkdir()
+        for role, vocab in bundle.vocabularies.items():
+            vocab.to_json(staging / "vocab" / f"{role}.json")
+        (staging / "samples.json").write_text(
+            json.dumps(bundle.samples, indent=1, ensure_ascii=False) + "\n", encoding="utf-8"
+        )
+        write_metadata(staging, metadata)
+        if parity_examples and texts:
+            metadata["parity"] = _parity(staging, out, metadata, bundle, parity_examples)
+            write_metadata(staging, metadata)
+        _commit(staging, out, target_version)
+    finally:
+        shutil.rmtree(staging, ignore_errors=True)
+    write_models_config(out.parent, serving_base)
+    return out
+
+
+def _parity(staging: Path, out: Path, metadata: dict[str, Any], bundle: Any, examples: int
+            ) -> dict[str, Any]:
+    """verify() on the staged artifacts (a SavedModel version kept in ``out`` is not re-run)."""
+    from keras_seq.export.verify import verify
+
+    staged = dict(metadata)
+    sm = metadata["artifacts"].get("saved_model")
+    if sm and not (staging / sm["path"]).is_dir():
+        staged["artifacts"] = {k: v for k, v in metadata["artifacts"].items() if k != "saved_model"}
+        write_metadata(staging, staged)
+    report = verify(staging, run_dir=bundle.run_dir, max_examples=examples)
+    result = report.to_dict()
+    result["export_dir"] = str(out)
+    return result
+
+
+def export_all_latest(
+    runs_root: str | Path,
+    out: str | Path = "exported",
+    formats: Sequence[str] | str = DEFAULT_FORMATS,
+    quantize: str = "none",
+    replace: bool = False,
+) -> dict[str, Path | None]:
+    """Export the latest run of every recipe under ``runs_root`` to ``out/<recipe>``.
+
+    A recipe whose latest run is already exported (same ``model.keras`` digest) is skipped
+    (``None`` in the result) unless ``replace``; a newer run becomes the next SavedModel
+    version. Regression runs (no text input) are not exported.
+
+    Returns:
+        ``{recipe: export dir or None when skipped}``.
+    """
+    out = Path(out)
+    results: dict[str, Path | None] = {}
+    runs = find_latest_runs(runs_root)
+    if not runs:
+        raise FileNotFoundError(f"no exportable runs (config.json + model.keras) under {runs_root}")
+    for recipe, run in runs.items():
+        target = out / recipe
+        versions = existing_versions(target)
+        version = None
+        if versions and not replace:
+            try:
+                same = read_metadata(target)["source_run"].get("model_sha256") == model_digest(run)
+            except (FileNotFoundError, ValueError):
+                same = False
+            if same:
+                results[recipe] = None
+                continue
+            version = versions[-1] + 1
+        results[recipe] = export_run(run, target, formats=formats, quantize=quantize,
+                                     version=version, replace=replace)
+    return results

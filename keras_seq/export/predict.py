@@ -1,0 +1,170 @@
+"""``predict(path, texts)``: run an exported model on raw text, locally or on TF Serving.
+
+``path`` may be an export directory (``exported/<name>``: its latest SavedModel version), a
+SavedModel directory (``.../saved_model`` or ``.../saved_model/<version>``), a ``.tflite`` file
+or an ``.onnx`` file. TFLite and ONNX take token ids: the texts are tokenized with the
+vocabulary in ``metadata.json`` next to the file (exactly as training did) and decoded back;
+the SavedModel tokenizes inside its graph. Results, one per text::
+
+    classification         {"input", "label", "probabilities"}   (probabilities in label order)
+    seq2seq, language model {"input", "output"}
+
+With ``server`` the same ``serving_default`` request goes to TF Serving's REST API instead
+(``POST {server}/v1/models/{model_name}:predict``).
+"""
+
+from __future__ import annotations
+
+import json
+from collections.abc import Sequence
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+
+from keras_seq.export.metadata import METADATA_FILE, read_metadata
+from keras_seq.export.tasks import make_client
+from keras_seq.export.tasks.classification import ClassificationClient
+from keras_seq.export.tasks.language_model import LanguageModelClient
+from keras_seq.export.tasks.seq2seq import Seq2SeqClient
+
+__all__ = ["predict"]
+
+_FROM_SERVING = {
+    "classification": ClassificationClient.from_serving,
+    "language_model": LanguageModelClient.from_serving,
+    "seq2seq": Seq2SeqClient.from_serving,
+}
+
+
+def _find_metadata(path: Path) -> Path | None:
+    """The export directory holding ``metadata.json`` at or above ``path`` (3 levels)."""
+    for candidate in [path, *path.parents][:4]:
+        if (candidate / METADATA_FILE).is_file():
+            return candidate
+    return None
+
+
+def _latest_version(base: Path) -> Path:
+    versions = sorted((p for p in base.iterdir() if p.is_dir() and p.name.isdigit()),
+                      key=lambda p: int(p.name))
+    if not versions:
+        raise FileNotFoundError(f"{base} holds no SavedModel version directory")
+    return versions[-1]
+
+
+def _task_from_outputs(outputs: Any) -> str:
+    keys = set(outputs) if isinstance(outputs, dict) else set()
+    if "label" in keys:
+        return "classification"
+    if "translation" in keys:
+        return "seq2seq"
+    return "language_model"
+
+
+def _readable(task: str | None, text: str, outputs: Any) -> dict[str, Any]:
+    task = task or _task_from_outputs(outputs)
+    return _FROM_SERVING[task](text, outputs)
+
+
+def _saved_model(path: Path, texts: Sequence[str], task: str | None) -> list[dict[str, Any]]:
+    from keras_seq.export.runtimes import SavedModelSession
+
+    session = SavedModelSession(path)
+    try:
+        outputs = session.serve(texts)
+    finally:
+        session.close()
+    rows = []
+    for i, text in enumerate(texts):
+        row = {k: np.asarray(v)[i] for k, v in outputs.items()}
+        rows.append(_readable(task, text, row))
+    return rows
+
+
+def _local(path: Path, texts: Sequence[str]) -> list[dict[str, Any]]:
+    from keras_seq.export.runtimes import onnx_runner, tflite_runner
+
+    export_dir = _find_metadata(path if path.is_dir() else path.parent)
+    metadata = read_metadata(export_dir) if export_dir else None
+    task = metadata["task"] if metadata else None
+    if path.is_dir():
+        if (path / "saved_model.pb").is_file():
+            return _saved_model(path, texts, task)
+        base = path if path.name == "saved_model" else path / "saved_model"
+        if base.is_dir():
+            return _saved_model(_latest_version(base), texts, task)
+        raise FileNotFoundError(f"{path} holds no SavedModel (saved_model.pb)")
+    if not path.is_file():
+        raise FileNotFoundError(f"{path} does not exist")
+    if metadata is None:
+        raise FileNotFoundError(
+            f"{path.name} needs {METADATA_FILE} in {path.parent} (vocabulary and labels)"
+        )
+    if path.suffix == ".tflite":
+        run = tflite_runner(path)
+    elif path.suffix == ".onnx":
+        files = {name: export_dir / entry["file"]
+                 for name, entry in metadata["artifacts"]["onnx"]["files"].items()}
+        run = onnx_runner(files)
+    else:
+        raise ValueError(
+            "Invalid value for argument `path`. Expected an export or SavedModel directory, a "
+            f".tflite or an .onnx file. Received: path={str(path)!r}"
+        )
+    client = make_client(metadata)
+    return [client.predict(run, text) for text in texts]
+
+
+def predict(
+    path: str | Path | None,
+    texts: Sequence[str],
+    as_json: bool = False,
+    server: str | None = None,
+    model_name: str | None = None,
+) -> list[dict[str, Any]] | list[str]:
+    """Run an exported model on ``texts``.
+
+    Args:
+        path: export directory, SavedModel directory, ``.tflite`` or ``.onnx`` file. With
+            ``server`` it may be None (or an export directory, to read the model name).
+        texts: raw input texts.
+        as_json: return one JSON line (str) per text instead of dicts.
+        server: TF Serving REST base URL (``http://localhost:8501``): predict remotely.
+        model_name: the model's name on the server (default: ``metadata.json``'s name).
+
+    Returns:
+        One result per text (see module docstring).
+
+    Example:
+        >>> predict("exported/names", ["Nakamura"])  # doctest: +SKIP
+        [{'input': 'Nakamura', 'label': 'Japanese', 'probabilities': [...]}]
+    """
+    texts = [str(t) for t in texts]
+    if not texts:
+        raise ValueError("Invalid value for argument `texts`. Expected at least one text. "
+                         "Received: texts=[]")
+    if server is not None:
+        from keras_seq.export.serving_client import rest_predict
+
+        task = None
+        if path is not None:
+            export_dir = _find_metadata(Path(path) if Path(path).is_dir() else Path(path).parent)
+            if export_dir is not None:
+                metadata = read_metadata(export_dir)
+                task, model_name = metadata["task"], model_name or metadata["name"]
+        if not model_name:
+            raise ValueError(
+                "Invalid value for argument `model_name`. Expected the model's name on the "
+                "server (--model NAME). Received: model_name=None"
+            )
+        predictions = rest_predict(server, model_name, texts)
+        results = [_readable(task, t, p) for t, p in zip(texts, predictions, strict=True)]
+    else:
+        if path is None:
+            raise ValueError("Invalid value for argument `path`. Expected an exported model "
+                             "path when no server is given. Received: path=None")
+        results = _local(Path(path), texts)
+    if as_json:
+        return [json.dumps(r, ensure_ascii=False) for r in results]
+    return results

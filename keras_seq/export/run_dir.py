@@ -1,0 +1,163 @@
+"""Read a training run directory (the contract ``keras-seq train`` writes) for export.
+
+::
+
+    runs/<recipe>/<timestamp>/
+      config.json    {"recipe" (or "name"), "task", "model": {"class", ...}, "train": {...}, ...}
+      model.keras    the trained model
+      vocab/source.json (+ vocab/target.json)   or   vocab_text.json / vocab_source.json /
+                     vocab_target.json (what pipelines' ``SourceInfo.save`` writes)
+      labels.json    classifiers: class names in label-id order
+      samples.json   [{"input": str, "target": str}], real test examples
+      metrics.json   {"test": {...}, ...}
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+__all__ = ["TASKS", "RunBundle", "find_latest_runs", "load_run", "model_digest"]
+
+TASKS = ("classification", "language_model", "seq2seq")
+
+# Where each vocabulary role may live, in order of preference.
+_VOCAB_FILES = {
+    "source": ("vocab/source.json", "vocab_source.json", "vocab/text.json", "vocab_text.json"),
+    "target": ("vocab/target.json", "vocab_target.json"),
+}
+
+
+@dataclass
+class RunBundle:
+    """Everything an exporter needs from one run.
+
+    Attributes:
+        run_dir: the run directory (absolute).
+        config: the resolved config (``config.json``).
+        name: the recipe name (``config["recipe"]`` or ``config["name"]``).
+        task: ``"classification" | "language_model" | "seq2seq"``.
+        model: the Keras model loaded from ``model.keras`` (``safe_mode=True``).
+        vocabularies: ``{"source": Vocabulary}`` (+ ``"target"`` for seq2seq).
+        labels: class names (classifiers), else ``[]``.
+        samples: real test examples ``[{"input": ..., "target": ...}]``.
+        metrics: ``metrics.json`` (``{}`` when absent).
+    """
+
+    run_dir: Path
+    config: dict[str, Any]
+    name: str
+    task: str
+    model: Any
+    vocabularies: dict[str, Any]
+    labels: list[str] = field(default_factory=list)
+    samples: list[dict[str, str]] = field(default_factory=list)
+    metrics: dict[str, Any] = field(default_factory=dict)
+
+    @property
+    def max_decode_length(self) -> int:
+        """Greedy decoding budget (``train.max_decode_length``, default 40)."""
+        return int(self.config.get("train", {}).get("max_decode_length", 40))
+
+
+def _read_json(path: Path, what: str) -> Any:
+    try:
+        return json.loads(path.read_text(encoding="utf-8"))
+    except json.JSONDecodeError as err:
+        raise ValueError(f"{what} {path} is not valid JSON: {err}") from None
+
+
+def load_model(path: Path) -> Any:
+    """``keras.saving.load_model(path, safe_mode=True)`` with keras_seq's classes registered."""
+    import keras
+
+    import keras_seq.layers  # noqa: F401  (registers the layers)
+
+    try:
+        import keras_seq.models  # noqa: F401  (registers the task models)
+    except ImportError:  # pragma: no cover - only while keras_seq.models is absent
+        pass
+    return keras.saving.load_model(path, safe_mode=True, compile=False)
+
+
+def load_run(run_dir: str | Path, *, load_keras_model: bool = True) -> RunBundle:
+    """Read the run directory ``run_dir``; raise ``FileNotFoundError`` / ``ValueError`` naming
+    the missing or malformed file."""
+    from pipelines.text import Vocabulary
+
+    run_dir = Path(run_dir).resolve()
+    if not (run_dir / "config.json").is_file():
+        raise FileNotFoundError(f"{run_dir} is not a run directory (no config.json)")
+    config = _read_json(run_dir / "config.json", "Run config")
+    name = config.get("recipe") or config.get("name") or run_dir.parent.name
+    task = config.get("task")
+    if task not in TASKS:
+        shown = "{" + ", ".join(repr(t) for t in TASKS) + "}"
+        raise ValueError(
+            f"Invalid value for argument `task` in {run_dir / 'config.json'}. Expected one of "
+            f"{shown}. Received: task={task!r}"
+        )
+    if not (run_dir / "model.keras").is_file():
+        raise FileNotFoundError(f"{run_dir} has no model.keras (did training finish?)")
+    roles = ("source", "target") if task == "seq2seq" else ("source",)
+    vocabularies = {}
+    for role in roles:
+        path = next((run_dir / p for p in _VOCAB_FILES[role] if (run_dir / p).is_file()), None)
+        if path is None:
+            raise FileNotFoundError(
+                f"{run_dir} has no {role} vocabulary (looked for {', '.join(_VOCAB_FILES[role])})"
+            )
+        vocabularies[role] = Vocabulary.from_json(path)
+    labels: list[str] = []
+    if task == "classification":
+        if not (run_dir / "labels.json").is_file():
+            raise FileNotFoundError(f"{run_dir} has no labels.json (needed by classifiers)")
+        labels = [str(x) for x in _read_json(run_dir / "labels.json", "Labels file")]
+    samples = []
+    if (run_dir / "samples.json").is_file():
+        samples = [
+            {"input": str(s["input"]), "target": str(s.get("target", ""))}
+            for s in _read_json(run_dir / "samples.json", "Samples file")
+        ]
+    metrics = {}
+    if (run_dir / "metrics.json").is_file():
+        metrics = _read_json(run_dir / "metrics.json", "Metrics file")
+    model = load_model(run_dir / "model.keras") if load_keras_model else None
+    return RunBundle(run_dir, config, str(name), task, model, vocabularies, labels, samples,
+                     metrics)
+
+
+def model_digest(run_dir: str | Path) -> str:
+    """SHA-256 of the run's ``model.keras`` (identifies what an export was made from)."""
+    digest = hashlib.sha256()
+    with open(Path(run_dir) / "model.keras", "rb") as f:
+        for chunk in iter(lambda: f.read(1 << 20), b""):
+            digest.update(chunk)
+    return digest.hexdigest()
+
+
+def find_latest_runs(runs_root: str | Path) -> dict[str, Path]:
+    """``{recipe: latest run dir}`` under ``runs_root`` (``runs/<recipe>/<run>/``).
+
+    A run counts when it holds ``config.json`` and ``model.keras``; the latest is the one whose
+    ``model.keras`` was written last. The recipe name is read from its config.
+    """
+    runs_root = Path(runs_root)
+    if not runs_root.is_dir():
+        raise FileNotFoundError(f"runs root {runs_root} is not a directory")
+    latest: dict[str, tuple[float, Path]] = {}
+    for model_path in runs_root.glob("**/model.keras"):
+        run = model_path.parent
+        if not (run / "config.json").is_file():
+            continue
+        config = _read_json(run / "config.json", "Run config")
+        if config.get("task") not in TASKS:
+            continue
+        name = str(config.get("recipe") or config.get("name") or run.parent.name)
+        stamp = model_path.stat().st_mtime
+        if name not in latest or stamp > latest[name][0]:
+            latest[name] = (stamp, run)
+    return {name: run for name, (_, run) in sorted(latest.items())}

@@ -1,0 +1,81 @@
+"""SavedModel for TF Serving: raw text in, readable results out, preprocessing in the graph.
+
+Written with ``keras.export.ExportArchive`` (``tf.saved_model.save`` on a Keras 3 model
+writes variables the TF1/C++ loader cannot find; DESIGN.md section 4), so it loads in
+``saved_model_cli run``, ``tf.compat.v1.saved_model.loader.load`` and TF Serving.
+
+Signatures: ``serving_default`` (``text`` string ``[None]`` -> the task's readable outputs,
+tokenization by the vocabulary's lookup table inside the graph) and the task's numeric
+signatures on token ids (``classify`` / ``next_token`` / ``encode``, ``decode_step``,
+``translate``), traced in the training graph form at a dynamic batch. The version directory
+gets ``assets.extra/tf_serving_warmup_requests`` built from the run's real samples.
+"""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Any
+
+from keras_seq.export.job import ExportJob
+from keras_seq.export.registry import Exporter, register_exporter
+from keras_seq.export.warmup import write_warmup_requests
+
+__all__ = ["SavedModelExporter", "build_archive"]
+
+
+def build_archive(job: ExportJob) -> Any:
+    """An ``ExportArchive`` with ``serving_default`` and the numeric signatures."""
+    import keras
+    import tensorflow as tf
+
+    graphs = job.graphs
+    archive = keras.export.ExportArchive()
+    archive.track(graphs.model)
+    for resource in graphs.trackables():
+        archive.track(resource)
+
+    def serving_default(text):
+        return graphs.serve(text)
+
+    archive.add_endpoint(
+        "serving_default",
+        serving_default,
+        input_signature=[tf.TensorSpec([None], tf.string, name="text")],
+    )
+    for signature in graphs.signatures():
+        if "saved_model" in signature.formats:
+            archive.add_endpoint(signature.name, signature.fn, input_signature=[signature.specs()])
+    return archive
+
+
+def _size(path: Path) -> int:
+    return sum(f.stat().st_size for f in path.rglob("*") if f.is_file())
+
+
+@register_exporter("saved_model")
+class SavedModelExporter(Exporter):
+    """``saved_model/<version>/`` with warm-up requests (no options)."""
+
+    OPTIONS: dict[str, tuple[Any, ...]] = {}
+
+    def export(self, job: ExportJob, staging: Path) -> dict[str, Any]:
+        relative = Path("saved_model") / str(job.version)
+        target = staging / relative
+        target.parent.mkdir(parents=True, exist_ok=True)
+        build_archive(job).write_out(str(target), verbose=False)
+        texts = [s["input"] for s in job.bundle.samples]
+        write_warmup_requests(target, job.name, texts)
+        signatures = ["serving_default"] + [
+            s.name for s in job.graphs.signatures() if "saved_model" in s.formats
+        ]
+        return {
+            "path": relative.as_posix(),
+            "version": job.version,
+            "signatures": signatures,
+            "serving_default": {
+                "inputs": {"text": {"dtype": "string", "shape": [None]}},
+                "outputs": list(job.graphs.serving_outputs()),
+            },
+            "warmup_requests": len(texts[:16]) + 1,
+            "size_bytes": _size(target),
+        }

@@ -1,0 +1,131 @@
+"""TFLite for phones: builtin ops only, batch 1, one file with every numeric signature.
+
+How it is built (DESIGN.md section 4): the task's numeric signatures are traced inside
+:func:`keras_seq.ops.export_mode` with a STATIC batch of 1 (the fused
+``UNIDIRECTIONAL_SEQUENCE_LSTM`` needs a static batch), written as a SavedModel with
+``keras.export.ExportArchive`` (weights become variables the converter freezes into
+constants; ``from_concrete_functions`` on the live model leaves variable handles that fail at
+invoke) and converted with ``TFLiteConverter.from_saved_model`` restricted to
+``TFLITE_BUILTINS``. A Flex or custom op in the result is an error.
+
+Inputs: token ids ``[1, T]`` with ``T`` **resizable per request** (``shape_signature``
+``[1, -1]``; ``SignatureRunner`` resizes on call, C++/Java call ``ResizeInputTensor``). An
+example is fed at its exact length, never padded, so no mask is needed: the fused LSTM has
+no mask or sequence-length input, and padding a fixed-length input would change its
+outputs. Seq2seq files hold ``encode``, ``decode_step`` and ``translate`` (a whole greedy
+decode in one ``WHILE`` loop).
+
+``quantize``: ``"none"`` writes ``model.tflite`` (float32) only; ``"dynamic"`` (int8 weights,
+float activations), ``"float16"`` (float16 weights) and ``"int8"`` (int8 weights and
+activations calibrated on the run's real samples, float fallback for kernels without an
+int8 version; inputs and outputs stay int32/float32) also write ``model.<quantize>.tflite``.
+"""
+
+from __future__ import annotations
+
+import tempfile
+from collections.abc import Iterator
+from pathlib import Path
+from typing import Any
+
+from keras_seq.export.job import ExportJob
+from keras_seq.export.registry import Exporter, register_exporter
+
+__all__ = ["QUANTIZE", "TFLiteExporter", "convert", "tflite_ops"]
+
+QUANTIZE = ("none", "dynamic", "float16", "int8")
+
+
+def tflite_ops(model_bytes: bytes) -> list[str]:
+    """Operator names of a ``.tflite`` flatbuffer (all subgraphs, in order)."""
+    from keras_seq.ops.inspect import tflite_op_names
+
+    return tflite_op_names(model_bytes)
+
+
+def _trace(job: ExportJob, directory: Path) -> list[str]:
+    """Write the batch-1 export-mode signatures as a SavedModel; returns their names."""
+    import keras
+
+    from keras_seq.ops import export_mode
+
+    signatures = [s for s in job.graphs.signatures() if "tflite" in s.formats]
+    with export_mode():
+        archive = keras.export.ExportArchive()
+        archive.track(job.graphs.model)
+        for signature in signatures:
+            archive.add_endpoint(signature.name, signature.fn, input_signature=[signature.specs(1)])
+        archive.write_out(str(directory), verbose=False)
+    return [s.name for s in signatures]
+
+
+def _representative(job: ExportJob, names: list[str]) -> Iterator[tuple[str, dict[str, Any]]]:
+    for name in names:
+        for feeds in job.feeds.get(name, [])[:32]:
+            yield name, dict(feeds)
+
+
+def convert(saved_model_dir: Path, names: list[str], quantize: str, job: ExportJob) -> bytes:
+    """Convert the traced signatures with builtins only, quantized as ``quantize``."""
+    import tensorflow as tf
+
+    converter = tf.lite.TFLiteConverter.from_saved_model(str(saved_model_dir), signature_keys=names)
+    converter.target_spec.supported_ops = [tf.lite.OpsSet.TFLITE_BUILTINS]
+    if quantize != "none":
+        converter.optimizations = [tf.lite.Optimize.DEFAULT]
+    if quantize == "float16":
+        converter.target_spec.supported_types = [tf.float16]
+    if quantize == "int8":
+        if not any(job.feeds.get(n) for n in names):
+            raise ValueError(
+                "Invalid value for argument `quantize`. Expected real samples (samples.json) "
+                "to calibrate int8 activations. Received: quantize='int8' with no samples"
+            )
+        converter.representative_dataset = lambda: _representative(job, names)
+    model = converter.convert()
+    foreign = sorted({op for op in tflite_ops(model) if op.startswith("Flex") or not op.isupper()})
+    if foreign:
+        raise ValueError(
+            f"TFLite conversion produced non-builtin ops {foreign}; ai-edge-litert cannot run "
+            "them. Expected builtins only (trace the model inside keras_seq.ops.export_mode())."
+        )
+    return model
+
+
+@register_exporter("tflite")
+class TFLiteExporter(Exporter):
+    """``model.tflite`` (+ ``model.<quantize>.tflite``)."""
+
+    OPTIONS = {"quantize": QUANTIZE}
+
+    def export(self, job: ExportJob, staging: Path) -> dict[str, Any]:
+        quantize = self.options["quantize"]
+        variants = ["none"] + ([quantize] if quantize != "none" else [])
+        files: dict[str, Any] = {}
+        with tempfile.TemporaryDirectory(prefix="keras_seq_tflite_") as tmp:
+            names = _trace(job, Path(tmp) / "traced")
+            for variant in variants:
+                model = convert(Path(tmp) / "traced", names, variant, job)
+                filename = "model.tflite" if variant == "none" else f"model.{variant}.tflite"
+                (staging / filename).write_bytes(model)
+                ops = tflite_ops(model)
+                files[variant] = {
+                    "file": filename,
+                    "size_bytes": len(model),
+                    "ops": sorted(set(ops)),
+                    "op_counts": {op: ops.count(op) for op in sorted(set(ops))},
+                }
+        inputs = {
+            s.name: {k: {"dtype": d, "shape": [1, *[-1 if x is None else x for x in shape[1:]]]}
+                     for k, (d, shape) in s.inputs.items()}
+            for s in job.graphs.signatures() if s.name in names
+        }
+        return {
+            "signatures": names,
+            "inputs": inputs,
+            "batch_size": 1,
+            "sequence_length": "resizable per request (shape_signature -1); feed exact-length "
+                               "ids, no padding",
+            "builtins_only": True,
+            "variants": files,
+        }

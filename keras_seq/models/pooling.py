@@ -1,0 +1,82 @@
+"""Pooling of a masked sequence of vectors into one vector (for sequence classification)."""
+
+from __future__ import annotations
+
+from typing import Any
+
+import keras
+import tensorflow as tf
+
+from keras_seq import _validate
+
+__all__ = ["AttentionPooling", "masked_mean"]
+
+
+def masked_mean(sequences: tf.Tensor, mask: tf.Tensor | None) -> tf.Tensor:
+    """``sum_t m_t h_t / max(sum_t m_t, 1)``: ``[B, T, D], [B, T] -> [B, D]``.
+
+    A row with no valid step pools to the zero vector.
+    """
+    if mask is None:
+        return tf.reduce_mean(sequences, axis=1)
+    m = tf.cast(mask, sequences.dtype)[:, :, None]  # (B, T, 1)
+    total = tf.reduce_sum(sequences * m, axis=1)  # (B, D)
+    count = tf.maximum(tf.reduce_sum(m, axis=1), 1.0)  # (B, 1)
+    return total / count
+
+
+@keras.saving.register_keras_serializable(package="keras_seq")
+class AttentionPooling(keras.layers.Layer):
+    """Learned attention pooling over the valid steps (Yang et al. 2016, "HAN")::
+
+        u_t = tanh(h_t W + b)            [B, T, A]
+        s_t = u_t . w                    [B, T]
+        a   = softmax over valid t of s  [B, T]   (exactly 0 at padding)
+        out = sum_t a_t h_t              [B, D]
+
+    Weights: ``kernel`` W [D, A], ``bias`` b [A], ``context`` w [A]. A row with no valid
+    step pools to the zero vector (never NaN).
+
+    Example:
+        >>> pool = AttentionPooling(16)
+        >>> pool(tf.ones((2, 5, 8)), mask=tf.constant([[1, 1, 0, 0, 0]] * 2, tf.bool)).shape
+        TensorShape([2, 8])
+    """
+
+    def __init__(self, units: int, **kwargs: Any) -> None:
+        super().__init__(**kwargs)
+        self.units = _validate.positive_int("units", units)
+        self.supports_masking = True
+
+    def build(self, input_shape) -> None:
+        dim = _validate.feature_dim(input_shape)
+        self.kernel = self.add_weight(
+            name="kernel", shape=(dim, self.units), initializer="glorot_uniform"
+        )
+        self.bias = self.add_weight(name="bias", shape=(self.units,), initializer="zeros")
+        self.context = self.add_weight(
+            name="context", shape=(self.units,), initializer="glorot_uniform"
+        )
+
+    def attention_weights(self, sequences: tf.Tensor, mask: tf.Tensor | None = None) -> tf.Tensor:
+        """The pooling weights ``a`` ``[B, T]``."""
+        u = tf.tanh(tf.nn.bias_add(tf.tensordot(sequences, self.kernel, axes=1), self.bias))
+        scores = tf.tensordot(u, self.context, axes=1)  # (B, T)
+        if mask is None:
+            return tf.nn.softmax(scores, axis=-1)
+        valid = tf.cast(mask, tf.bool)
+        scores = tf.where(valid, scores, tf.cast(-1e9, scores.dtype))
+        return tf.where(valid, tf.nn.softmax(scores, axis=-1), tf.zeros_like(scores))
+
+    def call(self, sequences, mask=None):
+        weights = self.attention_weights(sequences, mask)
+        return tf.einsum("bt,btd->bd", weights, sequences)
+
+    def compute_output_shape(self, input_shape):
+        return (input_shape[0], input_shape[-1])
+
+    def compute_mask(self, inputs, mask=None):
+        return None
+
+    def get_config(self) -> dict[str, Any]:
+        return {**super().get_config(), "units": self.units}

@@ -1,0 +1,146 @@
+"""`sst2`: GLUE SST-2 binary sentiment (0 negative, 1 positive), word level.
+
+Layout (``<data_dir>/sentiment/sst2/``): ``train.tsv`` and ``dev.tsv`` with the header
+``sentence<TAB>label``; ``test.tsv`` is GLUE's unlabeled test (``index<TAB>sentence``). Public
+copy: GLUE's ``SST-2.zip``.
+
+Splits: train.tsv is cut into train / validation (`validation_fraction`, grouped by sentence
+text so a sentence is never in both); the labeled GLUE dev set (872 sentences) is the test
+split, the usual SST-2 evaluation; the unlabeled GLUE test sentences are returned in
+``info.extra["unlabeled_test"]`` (for prediction and export warm-up). Dev sentences that also
+occur in train.tsv are removed from training (``dropped["in_test"]``).
+
+Element: ``(word_ids int32 [B, T], label int32 [B])``; training batches are bucketed by length.
+"""
+
+from __future__ import annotations
+
+from collections import Counter
+from pathlib import Path
+
+from pipelines import _checks
+from pipelines.classification import assemble, by_split
+from pipelines.download import Remote, locate
+from pipelines.splits import Splits, assign_splits, select
+from pipelines.text import normalize
+from pipelines.tsv import read_column, read_labeled
+
+LABELS = ["negative", "positive"]
+HEADER = ("sentence", "label")
+REMOTE = Remote(
+    url="https://dl.fbaipublicfiles.com/glue/data/SST-2.zip",
+    target="sentiment/sst2/train.tsv",
+    members={f"SST-2/{f}": f"sentiment/sst2/{f}" for f in ("train.tsv", "dev.tsv", "test.tsv")},
+    about="GLUE benchmark, SST-2",
+)
+
+
+def read_labeled_tsv(
+    path: str | Path, *, strict: bool = False
+) -> tuple[list[str], list[int], Counter]:
+    """(sentences, labels, dropped) of an SST-2 ``sentence<TAB>label`` file.
+
+    Raises:
+        ValueError: for GLUE's unlabeled test layout (``index<TAB>sentence``), naming it.
+    """
+    path = Path(path)
+    if path.is_file():
+        with open(path, "rb") as f:
+            first = f.readline().decode("utf-8", "replace").strip().split("\t")
+        if first == ["index", "sentence"]:
+            raise ValueError(
+                f"Expected labeled SST-2 data at {str(path)!r} (header 'sentence<TAB>label'), "
+                "but it is GLUE's unlabeled test file (header 'index<TAB>sentence'); it has no "
+                "labels to evaluate against."
+            )
+    return read_labeled(
+        path,
+        what="an SST-2 TSV file (sentence<TAB>label)",
+        header=HEADER,
+        text_column="sentence",
+        label_column="label",
+        num_labels=2,
+        strict=strict,
+    )
+
+
+def load(
+    *,
+    data_dir: str | None = None,
+    seed: int = 0,
+    batch_size: int = 64,
+    test_path: str | None = None,
+    path: str | None = None,
+    validation_fraction: float = 0.05,
+    lowercase: bool = True,
+    max_tokens: int | None = None,
+    min_count: int = 1,
+    max_length: int | None = None,
+    download: bool = True,
+    strict: bool = False,
+) -> Splits:
+    """SST-2 as batched datasets (see module docstring).
+
+    Args:
+        path: the folder holding train.tsv / dev.tsv (default ``<data_dir>/sentiment/sst2``).
+        test_path: a labeled ``sentence<TAB>label`` TSV used as the test split instead of dev.
+        max_tokens, min_count: vocabulary size limits. max_length: truncate longer sentences.
+    """
+    _checks.positive_int("batch_size", batch_size)
+    vf = _checks.fraction("validation_fraction", validation_fraction)
+    folder = (
+        Path(path)
+        if path
+        else locate(
+            "sentiment/sst2/train.tsv",
+            what="the SST-2 train file",
+            explicit_dir=data_dir,
+            remote=REMOTE,
+            download=download,
+        ).parent
+    )
+    texts, labels, dropped = read_labeled_tsv(folder / "train.tsv", strict=strict)
+    test_file = Path(test_path) if test_path is not None else folder / "dev.tsv"
+    test_texts, test_labels, test_dropped = read_labeled_tsv(test_file, strict=strict)
+    dropped.update({f"test_{k}": v for k, v in test_dropped.items()})
+
+    test_keys = {normalize(t, lowercase) for t in test_texts}
+    keys = [normalize(t, lowercase) for t in texts]
+    keep = [k not in test_keys for k in keys]
+    dropped["in_test"] += keep.count(False)
+    texts, labels, keys = select(keep, texts, labels, keys)
+
+    groups = by_split(texts, labels, assign_splits(keys, (1 - vf, vf, 0.0), seed))
+    groups["test"] = (test_texts, test_labels)
+    extra: dict = {"directory": str(folder), "test_file": str(test_file)}
+    if (folder / "test.tsv").is_file():
+        unlabeled, _ = read_column(
+            folder / "test.tsv",
+            what="GLUE's unlabeled SST-2 test file",
+            header=("index", "sentence"),
+            column="sentence",
+        )
+        extra["unlabeled_test"] = unlabeled
+    options = dict(
+        validation_fraction=vf,
+        lowercase=lowercase,
+        max_tokens=max_tokens,
+        min_count=min_count,
+        max_length=max_length,
+        test_path=test_path,
+    )
+    return assemble(
+        name="sst2",
+        splits=groups,
+        label_names=LABELS,
+        vocab_options=dict(
+            level="word", lowercase=lowercase, max_tokens=max_tokens, min_count=min_count
+        ),
+        batch_size=batch_size,
+        seed=seed,
+        dropped=Counter(dropped),
+        options=options,
+        max_length=max_length,
+        bucket=True,
+        extra=extra,
+    )

@@ -1,0 +1,160 @@
+"""Greedy and beam search on hand-built decoders whose step probabilities are fixed."""
+
+from __future__ import annotations
+
+import itertools
+
+import keras
+import numpy as np
+import pytest
+import tensorflow as tf
+
+from keras_seq.models import Seq2Seq
+from keras_seq.models.decoding import beam_search, greedy_search, length_penalty, tile_beams
+
+END, A, B_ = 3, 4, 5
+V = 6  # ids 0..5: pad, oov, start, end, A, B
+
+
+def table_step(tables: np.ndarray, forced_end_at: int | None = None):
+    """A Markov decoder: ``P(next | previous token)`` from ``tables[row, prev] [V]``.
+
+    States: ``(row [N] int32, t [N] int32)`` (which table, which step). The step weights are
+    the one-hot previous token, so the weights returned along a hypothesis reveal its path.
+    From step ``forced_end_at`` on, only the end token is possible.
+    """
+    log_tables = tf.constant(np.log(tables + 1e-12), tf.float32)  # (R, V, V)
+
+    def step_fn(tokens, states):
+        row, t = states
+        log_probs = tf.gather_nd(log_tables, tf.stack([row, tokens], axis=-1))  # (N, V)
+        if forced_end_at is not None:
+            only_end = tf.one_hot(END, V, on_value=0.0, off_value=-1e4)[None, :]
+            log_probs = tf.where((t >= forced_end_at)[:, None], only_end, log_probs)
+        weights = tf.one_hot(tokens, V)
+        return log_probs, (row, t + 1), weights
+
+    return step_fn
+
+
+def make_tables(rows: list[dict[int, list[float]]]) -> np.ndarray:
+    """``rows[r][prev] = [P(end), P(A), P(B)]``; other transitions get a uniform filler."""
+    tables = np.full((len(rows), V, V), 0.0)
+    tables[:, :, END] = 1.0  # default: end
+    for r, row in enumerate(rows):
+        for prev, (p_end, p_a, p_b) in row.items():
+            tables[r, prev] = 0.0
+            tables[r, prev, [END, A, B_]] = [p_end, p_a, p_b]
+    return tables
+
+
+# Greedy takes A (0.5), then A again (0.35 > end 0.3) ... ; the best sequence is "B end" (0.36).
+TRAP = {2: [0.1, 0.5, 0.4], A: [0.3, 0.35, 0.35], B_: [0.9, 0.05, 0.05]}
+# A second row where greedy is right: "A B end" = 0.6 * 0.7 * 0.9 (beats "B end" = 0.315).
+EASY = {2: [0.05, 0.6, 0.35], A: [0.1, 0.2, 0.7], B_: [0.9, 0.05, 0.05]}
+
+
+def initial(batch: int):
+    return (tf.range(batch, dtype=tf.int32), tf.zeros([batch], tf.int32))
+
+
+def test_beam_finds_the_best_sequence_that_greedy_misses():
+    step = table_step(make_tables([TRAP, EASY]))
+    g_tokens, _, g_scores = greedy_search(step, initial(2), 2, max_length=6)
+    assert g_tokens.numpy()[0].tolist() == [A] * 6  # greedy never finds "B end"
+    tokens, weights, scores = beam_search(step, initial(2), 2, beam_width=2, max_length=6)
+    tokens = tokens.numpy()
+    assert tokens[0, :2].tolist() == [B_, END] and not tokens[0, 2:].any()
+    assert tokens[1, :3].tolist() == [A, B_, END] and not tokens[1, 3:].any()
+    assert g_tokens.numpy()[1, :3].tolist() == [A, B_, END]
+    np.testing.assert_allclose(scores.numpy(), np.log([0.4 * 0.9, 0.6 * 0.7 * 0.9]), rtol=1e-5)
+    assert scores.numpy()[0] > g_scores.numpy()[0]
+    # Weights follow the returned path: one-hot of the token fed at each step, 0 after the end.
+    w = weights.numpy()
+    assert w.shape[:2] == tokens.shape
+    np.testing.assert_array_equal(w[0, 0], np.eye(V)[2])
+    np.testing.assert_array_equal(w[0, 1], np.eye(V)[B_])
+    np.testing.assert_array_equal(w[0, 2:], 0.0)
+    np.testing.assert_array_equal(w[1, :3], np.eye(V)[[2, A, B_]])
+
+
+def test_beam_width_one_is_greedy_on_random_decoders():
+    rng = np.random.default_rng(0)
+    tables = rng.dirichlet(np.full(V, 0.5), size=(16, V))
+    step = table_step(tables)
+    g = greedy_search(step, initial(16), 16, max_length=7)
+    b = beam_search(step, initial(16), 16, beam_width=1, max_length=7, length_penalty_alpha=0.7)
+    np.testing.assert_array_equal(b[0].numpy(), g[0].numpy())
+    np.testing.assert_array_equal(b[1].numpy(), g[1].numpy())
+    assert (g[0].numpy() == END).any(), "some sequences should end before max_length"
+
+
+def _brute_force_best(table: np.ndarray, forced_end_at: int) -> tuple[list[int], float]:
+    """Best finished sequence (alpha = 0) by enumerating every token path; at step
+    ``forced_end_at`` the end token is certain (log-prob 0), as in :func:`table_step`."""
+    allowed = [t for t in range(V) if t not in (0, 2)]  # searches never emit pad or start
+    best, best_lp = None, -np.inf
+    for n in range(1, forced_end_at + 2):
+        for body in itertools.product([t for t in allowed if t != END], repeat=n - 1):
+            seq, prev, lp = [*body, END], 2, 0.0
+            for t, tok in enumerate(seq):
+                lp += 0.0 if t >= forced_end_at else np.log(table[prev, tok] + 1e-12)
+                prev = tok
+            if lp > best_lp:
+                best, best_lp = seq, lp
+    return best, best_lp
+
+
+@pytest.mark.parametrize("seed", [1, 2, 3])
+def test_wide_beam_equals_exhaustive_search(seed):
+    rng = np.random.default_rng(seed)
+    tables = rng.dirichlet(np.full(V, 0.7), size=(4, V))
+    step = table_step(tables, forced_end_at=3)  # every path ends within 4 tokens
+    tokens, _, scores = beam_search(step, initial(4), 4, beam_width=64, max_length=6)
+    for r in range(4):
+        want, want_lp = _brute_force_best(tables[r], forced_end_at=3)
+        got = tokens.numpy()[r]
+        assert got[: len(want)].tolist() == want and not got[len(want) :].any()
+        np.testing.assert_allclose(scores.numpy()[r], want_lp, rtol=1e-5)
+
+
+def test_length_penalty_prefers_longer_hypotheses():
+    # "end" alone: 0.4; "A end": 0.6 * 0.6 = 0.36. Normalised by ((5+len)/6)^alpha, alpha=1
+    # makes "A end" win: log(0.36) / (7/6) > log(0.4) / 1.
+    step = table_step(make_tables([{2: [0.4, 0.6, 0.0], A: [0.6, 0.2, 0.2]}]))
+    short, _, s0 = beam_search(step, initial(1), 1, beam_width=2, max_length=5)
+    long, _, s1 = beam_search(
+        step, initial(1), 1, beam_width=2, max_length=5, length_penalty_alpha=1.0
+    )
+    assert short.numpy()[0, :1].tolist() == [END] and not short.numpy()[0, 1:].any()
+    assert long.numpy()[0, :2].tolist() == [A, END]
+    np.testing.assert_allclose(s0.numpy(), [np.log(0.4)], rtol=1e-5)
+    np.testing.assert_allclose(s1.numpy(), [np.log(0.36) / (7 / 6)], rtol=1e-5)
+
+
+def test_unfinished_hypotheses_are_returned_at_max_length():
+    step = table_step(make_tables([{2: [0.0, 0.9, 0.1], A: [0.0, 0.9, 0.1], B_: [0, 0.5, 0.5]}]))
+    tokens, weights, scores = beam_search(step, initial(1), 1, beam_width=3, max_length=4)
+    assert tokens.numpy().tolist() == [[A, A, A, A]]
+    assert weights.shape == (1, 4, V)
+    np.testing.assert_allclose(scores.numpy(), [4 * np.log(0.9)], rtol=1e-5)
+
+
+def test_length_penalty_and_tile_beams():
+    np.testing.assert_allclose(length_penalty(3, 0.0).numpy(), 1.0)
+    np.testing.assert_allclose(length_penalty(7, 0.6).numpy(), 2.0**0.6, rtol=1e-6)
+    tiled = tile_beams((tf.constant([[1], [2]]), None), 3)
+    assert tiled[0].numpy().ravel().tolist() == [1, 1, 1, 2, 2, 2] and tiled[1] is None
+
+
+def test_seq2seq_beam_width_one_equals_greedy():
+    keras.utils.set_random_seed(3)
+    model = Seq2Seq(12, 9, units=16, embedding_dim=8, attention="luong-general",
+                    input_feeding=True, bidirectional_encoder=True)
+    src = np.array([[5, 6, 7, 8, 9], [4, 4, 0, 0, 0], [11, 10, 9, 0, 0]])
+    greedy = model.translate(src, max_length=8)
+    beam = model.translate(src, max_length=8, method="beam", beam_width=1, length_penalty=0.5)
+    np.testing.assert_array_equal(beam[0].numpy(), greedy[0].numpy())
+    np.testing.assert_allclose(beam[1].numpy(), greedy[1].numpy(), atol=1e-6)
+    wide, wide_weights = model.translate(src, max_length=8, method="beam", beam_width=4)
+    assert wide.shape[0] == 3 and wide_weights.shape[::2] == (3, 5)

@@ -1,0 +1,230 @@
+"""sst2, translation and shakespeare on small files the tests write, bad input included."""
+
+import numpy as np
+import pytest
+
+from pipelines import shakespeare, sst2, translation
+
+POSITIVE = ["a charming and often affecting journey", "a gorgeous , witty , seductive movie",
+            "the acting is superb", "one of the best films of the year", "warm and funny"]
+NEGATIVE = ["unflinchingly bleak and desperate", "a dull , boring mess", "the plot is a mess",
+            "painfully slow", "no wit , only labored gags"]
+
+
+def write_sst2(root, train_extra=b"", dev_rows=None):
+    folder = root / "sentiment" / "sst2"
+    folder.mkdir(parents=True)
+    rows = [f"{t} \t1" for t in POSITIVE * 4] + [f"{t} \t0" for t in NEGATIVE * 4]
+    rows = [f"{r.split(chr(9))[0]}{i}\t{r.split(chr(9))[1]}" for i, r in enumerate(rows)]
+    (folder / "train.tsv").write_bytes(
+        ("sentence\tlabel\n" + "\n".join(rows) + "\n").encode() + train_extra)
+    dev_rows = dev_rows or ["it 's a charming and often affecting journey . \t1",
+                            "boring \t0", "superb \t1"]
+    (folder / "dev.tsv").write_text("sentence\tlabel\n" + "\n".join(dev_rows) + "\n",
+                                    encoding="utf-8")
+    (folder / "test.tsv").write_text("index\tsentence\n0\tuneasy mishmash .\n1\tgreat fun\n",
+                                     encoding="utf-8")
+    return folder
+
+
+# ------------------------------------------------------------------------------------- sst2
+def test_sst2_counts_dropped_rows_and_unlabeled_test(tmp_path):
+    bad = b"no tab here\nbroken \t2\nword \tpositive\nbad \xff bytes \t1\n\n"
+    write_sst2(tmp_path, train_extra=bad)
+    s = sst2.load(data_dir=str(tmp_path), batch_size=8, validation_fraction=0.25)
+    info = s.info
+    assert info.labels == ["negative", "positive"]
+    assert info.dropped == {"bad_label": 2, "empty": 1, "malformed": 1, "non_utf8": 1}
+    assert info.counts["test"] == 3
+    assert info.counts["train"] + info.counts["validation"] == 40
+    assert info.counts["validation"] == 10
+    assert info.extra["unlabeled_test"] == ["uneasy mishmash .", "great fun"]
+    x, y = next(iter(s.train))
+    assert x.dtype.name == "int32" and y.dtype.name == "int32" and x.shape[0] == y.shape[0]
+
+
+def test_sst2_validation_is_disjoint_from_train(tmp_path):
+    write_sst2(tmp_path)
+    s = sst2.load(data_dir=str(tmp_path), validation_fraction=0.25)
+    vocab = s.info.vocabulary
+    def texts(ds):
+        return {t for x, _ in ds.as_numpy_iterator() for t in vocab.decode(x)}
+    assert not texts(s.train) & texts(s.validation)
+
+
+def test_sst2_strict_names_file_and_line(tmp_path):
+    write_sst2(tmp_path, train_extra=b"broken \t2\n")
+    with pytest.raises(ValueError, match=r"train.tsv', line 42: expected a label in \[0, 1\], "
+                       r"got '2'. Received: 'broken \\t2'"):
+        sst2.load(data_dir=str(tmp_path), strict=True)
+
+
+def test_sst2_wrong_header(tmp_path):
+    folder = write_sst2(tmp_path)
+    (folder / "train.tsv").write_text("text,label\nfoo,1\n", encoding="utf-8")
+    with pytest.raises(ValueError, match=r"with the header 'sentence\\tlabel'. Received: "
+                       r"'text,label'"):
+        sst2.load(data_dir=str(tmp_path))
+
+
+def test_sst2_unlabeled_file_as_test_path(tmp_path):
+    folder = write_sst2(tmp_path)
+    with pytest.raises(ValueError, match="it is GLUE's unlabeled test file"):
+        sst2.load(data_dir=str(tmp_path), test_path=str(folder / "test.tsv"))
+
+
+def test_sst2_test_path_and_overlap_removed(tmp_path):
+    write_sst2(tmp_path)
+    other = tmp_path / "mine.tsv"
+    other.write_text("sentence\tlabel\nthe acting is superb 2\t1\n", encoding="utf-8")
+    s = sst2.load(data_dir=str(tmp_path), test_path=str(other))
+    assert s.info.counts["test"] == 1
+    assert s.info.dropped["in_test"] == 1
+    assert s.info.test_examples == [("the acting is superb 2", 1)]
+
+
+def test_sst2_empty_and_missing_files(tmp_path):
+    folder = write_sst2(tmp_path)
+    (folder / "dev.tsv").write_bytes(b"")
+    with pytest.raises(ValueError, match=r"dev.tsv', but the file is empty"):
+        sst2.load(data_dir=str(tmp_path))
+    (folder / "dev.tsv").unlink()
+    with pytest.raises(FileNotFoundError, match=r"dev.tsv', but there is no such file"):
+        sst2.load(data_dir=str(tmp_path))
+
+
+def test_sst2_only_bad_rows(tmp_path):
+    folder = write_sst2(tmp_path)
+    (folder / "train.tsv").write_text("sentence\tlabel\nx\t7\n", encoding="utf-8")
+    with pytest.raises(ValueError, match=r"no row is usable \(dropped: \{'bad_label': 1\}\)"):
+        sst2.load(data_dir=str(tmp_path))
+
+
+# ------------------------------------------------------------------------------ translation
+ADJECTIVES = ["red", "blue", "green", "big", "small", "old"]
+NOUNS = ["cat", "dog", "house", "car", "tree"]
+
+
+def write_pairs(root, extra=b""):
+    folder = root / "spa-eng"
+    folder.mkdir(parents=True)
+    lines = [f"I see the {adj} {noun}.\tVeo el {noun} {adj}.\tCC-BY 2.0 (France) "
+             f"Attribution: tatoeba.org #{i}"
+             for i, (adj, noun) in enumerate((a, n) for a in ADJECTIVES for n in NOUNS)]
+    lines += ["Go.\tVe.", "Go.\tVete.", "Go.\tVaya.", "Go.\tVe.", "Who?\t¿Quién?"]
+    lines += ["This sentence is far too long to keep because it has many words .\tCorta."]
+    text = "\n".join(lines) + "\nonly one field\n\t\n"
+    (folder / "spa.txt").write_bytes(text.encode() + extra)
+    return folder / "spa.txt"
+
+
+def test_translation_cleaning_counts(tmp_path):
+    write_pairs(tmp_path, extra=b"Bad\xff\tMal\n")
+    s = translation.load(data_dir=str(tmp_path), max_length=8, batch_size=4)
+    assert s.info.dropped == {"duplicate": 1, "empty": 1, "malformed": 1, "non_utf8": 1,
+                              "too_long": 1}
+    assert sum(s.info.counts.values()) == 30 + 4
+    assert s.info.task == "seq2seq"
+
+
+def test_translation_elements_frame_start_and_end(tmp_path):
+    write_pairs(tmp_path)
+    s = translation.load(data_dir=str(tmp_path), max_length=8, batch_size=4)
+    tgt_vocab = s.info.target_vocabulary
+    for (src, tgt_in), tgt_out in s.train.as_numpy_iterator():
+        assert src.dtype == tgt_in.dtype == tgt_out.dtype == np.int32
+        assert tgt_in.shape == tgt_out.shape
+        assert (tgt_in[:, 0] == 2).all()
+        lengths = (tgt_out != 0).sum(axis=1)
+        assert (tgt_out[np.arange(len(tgt_out)), lengths - 1] == 3).all()
+        inner = (tgt_out[:, :-1] != 0) & (tgt_out[:, :-1] != 3)  # tgt_in is tgt_out shifted
+        np.testing.assert_array_equal(tgt_in[:, 1:][inner], tgt_out[:, :-1][inner])
+    src_text, tgt_text = s.info.test_examples[0]
+    assert tgt_vocab.level == "word" and isinstance(src_text, str) and isinstance(tgt_text, str)
+
+
+def test_translation_groups_by_source_sentence(tmp_path):
+    write_pairs(tmp_path)
+    for seed in range(4):
+        s = translation.load(data_dir=str(tmp_path), seed=seed, fractions=(0.5, 0.25, 0.25))
+        vocab = s.info.source_vocabulary
+        sources, go = {}, []
+        for name in ("train", "validation", "test"):
+            for (src, _), _ in getattr(s, name).as_numpy_iterator():
+                for text in vocab.decode(src):
+                    if text in ("go .", "[UNK] ."):  # "go" is OOV when "Go." is not in train
+                        go.append(name)
+                    elif "[UNK]" not in text:  # OOV words may make two texts look alike
+                        sources.setdefault(text, set()).add(name)
+        assert all(len(v) == 1 for v in sources.values())
+        assert len(go) == 3 and len(set(go)) == 1  # 3 translations of "Go." share one split
+
+
+def test_translation_direction_and_errors(tmp_path):
+    write_pairs(tmp_path)
+    s = translation.load(data_dir=str(tmp_path), direction="spa-eng", lowercase=False)
+    assert "Veo" in s.info.source_vocabulary.tokens
+    assert "¿" in s.info.source_vocabulary.tokens
+    with pytest.raises(ValueError, match=r"argument `direction`. Expected one of \{'eng-spa', "
+                       r"'spa-eng'\}. Received: direction='eng-fra'"):
+        translation.load(data_dir=str(tmp_path), direction="eng-fra")
+    with pytest.raises(ValueError, match=r"spa.txt', line 37: expected english<TAB>translation"):
+        translation.load(data_dir=str(tmp_path), strict=True)
+
+
+def test_translation_test_path(tmp_path):
+    write_pairs(tmp_path)
+    mine = tmp_path / "mine.txt"
+    mine.write_text("I see the red cat.\tVeo el cat red.\nNew one.\tNueva.\n", encoding="utf-8")
+    s = translation.load(data_dir=str(tmp_path), test_path=str(mine))
+    assert s.info.counts["test"] == 2 and s.info.dropped["in_test_path"] == 1
+    wrong = tmp_path / "wrong.txt"
+    wrong.write_text("just english\n", encoding="utf-8")
+    with pytest.raises(ValueError, match=r"Expected sentence pairs in .*wrong.txt', but no line "
+                       r"is usable \(dropped: \{'malformed': 1\}\)"):
+        translation.load(data_dir=str(tmp_path), test_path=str(wrong))
+
+
+# ------------------------------------------------------------------------------ shakespeare
+def write_play(path, lines=300):
+    path.parent.mkdir(parents=True, exist_ok=True)
+    text = "".join(f"SPEAKER {i % 7}:\nLine number {i}, my lord.\n\n" for i in range(lines))
+    path.write_text(text, encoding="utf-8")
+    return text
+
+
+def test_shakespeare_contiguous_split_and_windows(tmp_path):
+    text = write_play(tmp_path / "tinyshakespeare" / "input.txt")
+    s = shakespeare.load(data_dir=str(tmp_path), seq_length=30, batch_size=8)
+    cut = shakespeare.cut_points(text, (0.9, 0.1))[0]
+    assert text[cut - 1] == "\n" and cut >= int(0.9 * len(text))
+    assert s.test is None and s.info.task == "language_model"
+    vocab = s.info.vocabulary
+    for name, segment in (("train", text[:cut]), ("validation", text[cut:])):
+        n = 0
+        for x, y in getattr(s, name).as_numpy_iterator():
+            assert x.shape[1] == 30 and x.dtype == np.int32
+            np.testing.assert_array_equal(x[:, 1:], y[:, :-1])
+            for window, nxt in zip(vocab.decode(x), vocab.decode(y), strict=True):
+                assert window in segment and window[1:] + nxt[-1] in segment
+            n += len(x)
+        assert n == s.info.counts[name] == (len(segment) - 31) // 31 + 1
+
+
+def test_shakespeare_test_path_and_bad_input(tmp_path):
+    write_play(tmp_path / "tinyshakespeare" / "input.txt")
+    other = tmp_path / "rest.txt"
+    other.write_bytes(b"ROMEO:\nBut soft, what light\nbad \xff line\n" * 5)
+    s = shakespeare.load(data_dir=str(tmp_path), seq_length=10, test_path=str(other))
+    assert s.info.dropped == {"test_non_utf8": 5}
+    assert s.test is not None and s.info.counts["test"] > 0
+    window, target = s.info.test_examples[0]
+    assert window[1:] == target[:-1] and len(window) == 10
+    with pytest.raises(ValueError, match="fewer than seq_length \\+ 1 = 5001"):
+        shakespeare.load(data_dir=str(tmp_path), seq_length=5000)
+    (tmp_path / "blank.txt").write_text("\n\n  \n", encoding="utf-8")
+    with pytest.raises(ValueError, match="holds only whitespace"):
+        shakespeare.load(data_dir=str(tmp_path), test_path=str(tmp_path / "blank.txt"))
+    with pytest.raises(ValueError, match=r"argument `validation_fraction`. Expected a float in "
+                       r"\(0, 1\). Received: validation_fraction=0"):
+        shakespeare.load(data_dir=str(tmp_path), validation_fraction=0)

@@ -1,0 +1,124 @@
+"""Data-directory resolution, downloads (with a fake URL opener) and the offline error path."""
+
+import io
+import urllib.error
+import zipfile
+from pathlib import Path
+
+import pytest
+
+import pipelines
+from pipelines import download, files, names, shakespeare, sst2, translation
+
+
+@pytest.fixture(autouse=True)
+def isolated(tmp_path, monkeypatch):
+    """No real data dir, a private cache, and a network that always fails unless replaced."""
+    monkeypatch.delenv(files.DATA_ENV, raising=False)
+    monkeypatch.setenv(files.CACHE_ENV, str(tmp_path / "cache"))
+
+    def offline(url, timeout=None):
+        raise urllib.error.URLError("network is unreachable")
+
+    monkeypatch.setattr(download, "urlopen", offline)
+
+
+class FakeResponse(io.BytesIO):
+    def __init__(self, payload):
+        super().__init__(payload)
+        self.headers = {"Content-Length": str(len(payload))}
+
+
+def zip_bytes(members):
+    buf = io.BytesIO()
+    with zipfile.ZipFile(buf, "w") as zf:
+        for name, text in members.items():
+            zf.writestr(name, text)
+    return buf.getvalue()
+
+
+def test_data_dir_resolution(tmp_path, monkeypatch):
+    assert pipelines.data_dir("/x/y") == Path("/x/y")
+    assert pipelines.data_dir(None) == tmp_path / "cache" / "data"
+    monkeypatch.setenv("KERAS_SEQ_DATA", str(tmp_path / "env"))
+    assert pipelines.data_dir(None) == tmp_path / "env"
+    assert pipelines.data_dir("/explicit") == Path("/explicit")
+
+
+def test_env_variable_is_used_by_sources(tmp_path, monkeypatch):
+    folder = tmp_path / "env" / "spa-eng"
+    folder.mkdir(parents=True)
+    (folder / "spa.txt").write_text("".join(f"Go {i}.\tVe {i}.\n" for i in range(40)),
+                                    encoding="utf-8")
+    monkeypatch.setenv("KERAS_SEQ_DATA", str(tmp_path / "env"))
+    assert sum(translation.load().info.counts.values()) == 40
+
+
+def test_offline_error_names_expected_path_and_url(tmp_path):
+    with pytest.raises(pipelines.DataUnavailableError) as err:
+        names.load(data_dir=str(tmp_path / "nothing"))
+    message = str(err.value)
+    assert str(tmp_path / "nothing" / "names") in message
+    assert "https://download.pytorch.org/tutorial/data.zip" in message
+    assert "URLError" in message and "KERAS_SEQ_DATA" in message
+    assert isinstance(err.value, FileNotFoundError)
+
+
+@pytest.mark.parametrize("module, relative", [
+    (sst2, "sentiment/sst2/train.tsv"),
+    (translation, "spa-eng/spa.txt"),
+    (shakespeare, "tinyshakespeare/input.txt"),
+])
+def test_offline_error_for_each_file_source(tmp_path, module, relative):
+    with pytest.raises(pipelines.DataUnavailableError, match="downloading it from http") as err:
+        module.load(data_dir=str(tmp_path / "nothing"))
+    assert relative in str(err.value) and module.REMOTE.url in str(err.value)
+
+
+def test_download_off_says_where_to_get_it(tmp_path):
+    with pytest.raises(pipelines.DataUnavailableError, match="downloading is off. Get it from "
+                       "https://dl.fbaipublicfiles.com/glue/data/SST-2.zip"):
+        sst2.load(data_dir=str(tmp_path), download=False)
+
+
+def test_download_extracts_names_archive_into_cache(tmp_path, monkeypatch):
+    lines = "\n".join(f"Name{chr(97 + i)}" for i in range(20)) + "\n"
+    payload = zip_bytes({"data/names/German.txt": lines, "data/names/Italian.txt": lines.lower(),
+                         "data/eng-fra.txt": "ignored", "data/names/../../evil.txt": "x"})
+    calls = []
+
+    def fake(url, timeout=None):
+        calls.append(url)
+        return FakeResponse(payload)
+
+    monkeypatch.setattr(download, "urlopen", fake)
+    s = names.load(data_dir=str(tmp_path / "empty"))
+    assert calls == [names.REMOTE.url]
+    cached = tmp_path / "cache" / "data" / "names"
+    assert sorted(p.name for p in cached.iterdir()) == ["German.txt", "Italian.txt"]
+    assert not (tmp_path / "cache" / "evil.txt").exists()
+    assert s.info.labels == ["German", "Italian"] and sum(s.info.counts.values()) == 40
+    names.load(data_dir=str(tmp_path / "empty"))  # second time: from the cache
+    assert len(calls) == 1
+
+
+def test_download_of_plain_file(tmp_path, monkeypatch):
+    text = "".join(f"Line {i} of the play.\n" for i in range(200)).encode()
+    monkeypatch.setattr(download, "urlopen", lambda url, timeout=None: FakeResponse(text))
+    s = shakespeare.load(data_dir=str(tmp_path / "empty"), seq_length=20)
+    assert (tmp_path / "cache" / "data" / "tinyshakespeare" / "input.txt").read_bytes() == text
+    assert s.info.counts["train"] > 0
+
+
+def test_archive_without_expected_member(tmp_path, monkeypatch):
+    payload = zip_bytes({"other/file.txt": "x"})
+    monkeypatch.setattr(download, "urlopen", lambda url, timeout=None: FakeResponse(payload))
+    with pytest.raises(pipelines.DataUnavailableError, match="has no member under"):
+        translation.load(data_dir=str(tmp_path / "empty"))
+
+
+def test_corrupt_archive(tmp_path, monkeypatch):
+    monkeypatch.setattr(download, "urlopen", lambda url, timeout=None: FakeResponse(b"notazip"))
+    with pytest.raises(pipelines.DataUnavailableError, match="BadZipFile"):
+        translation.load(data_dir=str(tmp_path / "empty"))
+    assert not list((tmp_path / "cache" / "data").glob("*.part"))

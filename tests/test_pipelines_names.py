@@ -1,0 +1,201 @@
+"""pipelines.names on small directories the tests write: cleaning, splits, bad input."""
+
+import unicodedata
+from collections import Counter
+
+import numpy as np
+import pytest
+
+import pipelines
+from pipelines import names
+
+GERMAN = ["Großmann", "Müller", "Schmidt", "Schmidt", "Weber", "Wagner", "Becker", "Hoffmann",
+          "Schäfer", "Koch", "Bauer", "Richter", "Klein", "Wolf", "Neumann", "Rossi"]
+ITALIAN = ["Rossi", "Russo", "Ferrari", "Esposito", "Bianchi", "Romano", "Colombo", "Ricci",
+           "Marino", "Greco", "Bruno", "Gallo", "Conti", "De Luca", "D'Angelo"]
+POLISH = ["Broż", "Nowak", "Kowalski", "Wiśniewski", "Wójcik", "Kowalczyk", "Kamiński",
+          "Lewandowski", "Zieliński", "Szymański", "Woźniak", "Dąbrowski"]
+BAD = ["", "   ", "Rafaj1", "Lu:", "To The First Page", "To The First\u00a0 Page"]
+
+
+def write_names(root, extra_lines=b""):
+    folder = root / "names"
+    folder.mkdir(parents=True)
+    (folder / "German.txt").write_text("\n".join(GERMAN + BAD) + "\n", encoding="utf-8")
+    (folder / "Italian.txt").write_text("\n".join(f"{n}  " for n in ITALIAN) + "\n",
+                                        encoding="utf-8")
+    polish = "\n".join([unicodedata.normalize("NFD", POLISH[0])] + POLISH[1:]) + "\n"
+    (folder / "Polish.txt").write_bytes(polish.encode("utf-8") + extra_lines)
+    return folder
+
+
+def examples(ds, vocab):
+    """(decoded name, label) of every element ([UNK] for characters unseen in training)."""
+    out = []
+    for x, y in ds.as_numpy_iterator():
+        out += list(zip(vocab.decode(x), y.tolist(), strict=True))
+    return out
+
+
+def id_examples(ds):
+    """(token ids without padding, label) of every element."""
+    return [(tuple(int(t) for t in row if t), int(label))
+            for x, y in ds.as_numpy_iterator() for row, label in zip(x, y, strict=True)]
+
+
+@pytest.fixture
+def loaded(tmp_path):
+    write_names(tmp_path, extra_lines=b"Nowa\xffk\n")
+    return names.load(data_dir=str(tmp_path), seed=0, batch_size=4)
+
+
+def test_counts_and_dropped_lines(loaded):
+    info = loaded.info
+    assert info.task == "classification"
+    assert info.labels == ["German", "Italian", "Polish"]
+    assert info.dropped == {"artifact": 2, "empty": 2, "invalid": 2, "non_utf8": 1}
+    assert sum(info.counts.values()) == len(GERMAN) + len(ITALIAN) + len(POLISH)
+
+
+def test_splits_are_disjoint_and_cover_the_clean_names(loaded):
+    vocab = loaded.info.vocabulary
+    split_examples = {s: id_examples(getattr(loaded, s)) for s in ("train", "validation", "test")}
+    for s, ex in split_examples.items():
+        assert len(ex) == loaded.info.counts[s]
+    keys = {s: {name for name, _ in ex} for s, ex in split_examples.items()}
+    assert not keys["train"] & keys["validation"]
+    assert not keys["train"] & keys["test"]
+    assert not keys["validation"] & keys["test"]
+    everything = Counter(e for ex in split_examples.values() for e in ex)
+    expected = Counter([(n, 0) for n in GERMAN] + [(n, 1) for n in ITALIAN]
+                       + [(n, 2) for n in POLISH])
+    expected = Counter({(tuple(vocab.encode(n).to_list()[0]), y): c
+                        for (n, y), c in expected.items()})
+    assert everything == expected  # NFD "Broż" arrives NFC, trailing spaces stripped
+    assert "ż" in vocab.tokens or ("Broż", 2) in loaded.info.test_examples
+
+
+def test_elements_and_class_weight(loaded):
+    x, y = next(iter(loaded.train))
+    assert x.dtype.name == "int32" and y.dtype.name == "int32"
+    assert x.shape[0] == y.shape[0] <= 4 and len(x.shape) == 2
+    train_labels = [label for _, label in examples(loaded.train, loaded.info.vocabulary)]
+    counts = Counter(train_labels)
+    for label, weight in loaded.info.class_weight.items():
+        assert weight == pytest.approx(len(train_labels) / (3 * counts[label]))
+
+
+def test_test_examples_are_raw_text_with_label_ids(loaded):
+    vocab = loaded.info.vocabulary
+    raw = [(tuple(vocab.encode(t).to_list()[0]), y) for t, y in loaded.info.test_examples]
+    assert sorted(raw) == sorted(id_examples(loaded.test))
+    assert all(isinstance(t, str) for t, _ in loaded.info.test_examples)
+
+
+def test_same_seed_same_split_other_seed_other_split(tmp_path):
+    write_names(tmp_path)
+    def test_names(seed):
+        s = names.load(data_dir=str(tmp_path), seed=seed)
+        return sorted(t for t, _ in s.info.test_examples)
+    assert test_names(1) == test_names(1)
+    assert test_names(1) != test_names(2)
+
+
+def test_language_subset_removes_names_in_both(tmp_path):
+    write_names(tmp_path)
+    s = names.load(data_dir=str(tmp_path), languages=("German", "Italian"))
+    assert s.info.labels == ["German", "Italian"]
+    assert s.info.dropped["ambiguous"] == 2  # "Rossi" in both files
+    everything = [n for split in (s.train, s.validation, s.test)
+                  for n, _ in examples(split, s.info.vocabulary)]
+    assert "Rossi" not in everything
+    assert len(everything) == len(GERMAN) + len(ITALIAN) - 2
+
+
+def test_deduplicate_and_lowercase(tmp_path):
+    write_names(tmp_path)
+    s = names.load(data_dir=str(tmp_path), deduplicate=True, lowercase=True)
+    assert s.info.dropped["duplicate"] == 1  # the second "Schmidt"
+    assert s.info.vocabulary.lowercase
+    assert not any(c.isupper() for c in s.info.vocabulary.tokens[4:])
+
+
+def test_test_path_replaces_test_split(tmp_path):
+    write_names(tmp_path / "a")
+    other = tmp_path / "other"
+    other.mkdir()
+    (other / "German.txt").write_text("Schmidt\nZimmermann\n", encoding="utf-8")
+    s = names.load(data_dir=str(tmp_path / "a"), test_path=str(other))
+    assert s.info.counts["test"] == 2
+    assert s.info.dropped["in_test_path"] == 2  # both "Schmidt" lines left training
+    trained = [n for split in (s.train, s.validation) for n, _ in examples(split, s.info.vocabulary)]
+    assert "Schmidt" not in trained
+
+
+def test_test_path_with_unknown_language(tmp_path):
+    write_names(tmp_path / "a")
+    other = tmp_path / "other"
+    other.mkdir()
+    (other / "Klingon.txt").write_text("Worf\n", encoding="utf-8")
+    with pytest.raises(ValueError, match=r"Expected <Language>.txt files for languages among"):
+        names.load(data_dir=str(tmp_path / "a"), test_path=str(other))
+
+
+def test_test_path_not_a_directory(tmp_path):
+    write_names(tmp_path / "a")
+    with pytest.raises(FileNotFoundError, match="Expected a directory of <Language>.txt files"):
+        names.load(data_dir=str(tmp_path / "a"), test_path=str(tmp_path / "nope"))
+
+
+def test_strict_mode_names_the_bad_line(tmp_path):
+    write_names(tmp_path)
+    with pytest.raises(ValueError, match=r"German.txt', line 19: not a name \(invalid\)"):
+        names.load(data_dir=str(tmp_path), strict=True)
+
+
+def test_strict_mode_non_utf8(tmp_path):
+    folder = tmp_path / "names"
+    folder.mkdir()
+    (folder / "A.txt").write_bytes(b"Good\nBa\xe9d\n")
+    (folder / "B.txt").write_bytes(b"Other\n")
+    with pytest.raises(ValueError, match=r"A.txt', line 2: not valid UTF-8 \(byte 0xe9"):
+        names.read_names_dir(folder, strict=True)
+
+
+def test_missing_language_file(tmp_path):
+    write_names(tmp_path)
+    with pytest.raises(FileNotFoundError, match=r"Expected Spanish.txt in"):
+        names.load(data_dir=str(tmp_path), languages=("German", "Spanish"))
+
+
+def test_empty_file_and_file_without_valid_names(tmp_path):
+    folder = write_names(tmp_path)
+    (folder / "Irish.txt").write_bytes(b"")
+    with pytest.raises(ValueError, match=r"Irish.txt', but the file is empty"):
+        names.load(data_dir=str(tmp_path))
+    (folder / "Irish.txt").write_text("123\n\n", encoding="utf-8")
+    with pytest.raises(ValueError, match=r"Expected names in .*Irish.txt', but it has no valid"):
+        names.load(data_dir=str(tmp_path))
+
+
+def test_argument_errors(tmp_path):
+    write_names(tmp_path)
+    with pytest.raises(ValueError, match=r"argument `fractions`. Expected three non-negative"):
+        names.load(data_dir=str(tmp_path), fractions=(0.5, 0.2, 0.2))
+    with pytest.raises(ValueError, match=r"argument `languages`. Expected a sequence of at least"):
+        names.load(data_dir=str(tmp_path), languages="German")
+
+
+def test_registry_and_split_helpers():
+    assert set(pipelines.SOURCES) == {"names", "sst2", "imdb", "shakespeare", "translation",
+                                      "dates", "adding", "copy_memory"}
+    assert pipelines.get_source("names").load is names.load
+    with pytest.raises(ValueError, match=r"argument `name`. Expected one of \{'names'"):
+        pipelines.get_source("mnist")
+    split = pipelines.splits.assign_splits(["a", "b", "a", "c"] * 5, (0.4, 0.3, 0.3), seed=0)
+    by_key = {}
+    for key, s in zip(["a", "b", "a", "c"] * 5, split, strict=True):
+        by_key.setdefault(key, set()).add(int(s))
+    assert all(len(v) == 1 for v in by_key.values())
+    np.testing.assert_array_equal(
+        split, pipelines.splits.assign_splits(["a", "b", "a", "c"] * 5, (0.4, 0.3, 0.3), 0))

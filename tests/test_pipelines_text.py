@@ -1,0 +1,188 @@
+"""pipelines.text: Vocabulary building, encode/decode, JSON, NFC, and the in-graph tokenizer."""
+
+import json
+import unicodedata
+from pathlib import Path
+
+import keras
+import numpy as np
+import pytest
+import tensorflow as tf
+
+from pipelines.text import END_ID, OOV_ID, PAD_ID, START_ID, Vocabulary
+
+SHARED = Path(__file__).resolve().parents[1].parent / "shared" / "data"
+
+
+def test_special_ids_and_frequency_order():
+    vocab = Vocabulary.build(["abb", "bcc", "cc"], level="char")
+    # c x4, b x3, a x1 -> ids 4, 5, 6 after the four specials
+    assert vocab.tokens == ("", "[UNK]", "[START]", "[END]", "c", "b", "a")
+    assert (PAD_ID, OOV_ID, START_ID, END_ID) == (0, 1, 2, 3)
+    assert vocab.size == 7 == len(vocab)
+    assert vocab.encode(["abcz"]).to_list() == [[6, 5, 4, OOV_ID]]
+
+
+def test_ties_broken_by_token_text_and_build_is_deterministic():
+    a = Vocabulary.build(["ba", "dc"], level="char")
+    b = Vocabulary.build(["dc", "ba"], level="char")
+    assert a.tokens[4:] == ("a", "b", "c", "d")
+    assert a == b
+
+
+def test_max_tokens_and_min_count():
+    texts = ["a a a b b c"]
+    assert Vocabulary.build(texts, level="word", max_tokens=2).tokens[4:] == ("a", "b")
+    assert Vocabulary.build(texts, level="word", min_count=2).tokens[4:] == ("a", "b")
+
+
+def test_names_with_diacritics_round_trip():
+    vocab = Vocabulary.build(["Broż", "Großmann", "Łukasz"], level="char")
+    ids = vocab.encode(["Broż", "Großmann"])
+    assert vocab.decode(ids) == ["Broż", "Großmann"]
+    assert OOV_ID not in ids.flat_values.numpy()
+
+
+def test_python_encode_applies_nfc():
+    vocab = Vocabulary.build(["Broż"], level="char")
+    decomposed = unicodedata.normalize("NFD", "Broż")
+    assert len(decomposed) == 5
+    assert vocab.encode([decomposed]).to_list() == vocab.encode(["Broż"]).to_list()
+
+
+def test_lowercase_is_full_unicode_and_keeps_eszett():
+    vocab = Vocabulary.build(["łódź großmann"], level="char", lowercase=True)
+    assert vocab.decode(vocab.encode(["ŁÓDŹ GROßMANN"])) == ["łódź großmann"]
+    assert "Ł" not in vocab.tokens
+
+
+def test_word_level_punctuation_and_unicode_spaces():
+    vocab = Vocabulary.build(
+        ["¿Qué tal? Hola, amigo."], level="word", lowercase=True, punctuation="¿?,."
+    )
+    assert set(vocab.tokens[4:]) == {"¿", "qué", "tal", "?", "hola", ",", "amigo", "."}
+    ids = vocab.encode(["HOLA\u00a0amigo,tal"]).to_list()[0]
+    assert vocab.decode([ids]) == ["hola amigo , tal"]
+
+
+def test_replacements_apply_before_splitting():
+    vocab = Vocabulary.build(
+        ["good<br />bad"], level="word", replacements=[("<br\\s*/?>", " ")]
+    )
+    assert vocab.tokens[4:] == ("bad", "good")
+
+
+def test_add_start_end_and_padding():
+    vocab = Vocabulary.build(["ab"], level="char")
+    padded = vocab.encode_padded(["ab", "a"], add_start=True, add_end=True)
+    np.testing.assert_array_equal(padded, [[2, 4, 5, 3], [2, 4, 3, 0]])
+    assert padded.dtype == np.int32
+    np.testing.assert_array_equal(vocab.encode_padded(["ab", "a"], length=1), [[4], [4]])
+
+
+def test_decode_drops_specials_and_stops_at_end():
+    vocab = Vocabulary.build(["ab"], level="char")
+    assert vocab.decode([[2, 4, 1, 5, 3, 4, 0]]) == ["a[UNK]b"]
+    assert vocab.decode(np.array([2, 4, 3, 5])) == ["a"]
+    assert vocab.decode([[4, 3, 5]], stop_at_end=False) == ["ab"]
+
+
+def test_encode_of_empty_list_and_single_string():
+    vocab = Vocabulary.build(["ab"], level="char")
+    assert vocab.encode([]).shape[0] == 0
+    assert vocab.encode("ba").to_list() == [[5, 4]]
+
+
+def test_json_round_trip(tmp_path):
+    vocab = Vocabulary.build(
+        ["Qué tal, Broż?"], level="word", lowercase=True, punctuation="?,",
+        replacements=[("x", "y")],
+    )
+    path = tmp_path / "vocab.json"
+    vocab.to_json(path)
+    raw = json.loads(path.read_text(encoding="utf-8"))
+    assert raw["tokens"][:4] == ["", "[UNK]", "[START]", "[END]"]
+    assert "broż" in raw["tokens"]  # UTF-8, not \u escapes
+    assert "broż" in path.read_text(encoding="utf-8")
+    loaded = Vocabulary.from_json(path)
+    assert loaded == vocab
+    texts = ["QUÉ tal, broż? nada"]
+    assert loaded.encode(texts).to_list() == vocab.encode(texts).to_list()
+
+
+def test_from_json_errors(tmp_path):
+    bad = tmp_path / "bad.json"
+    bad.write_text("{not json", encoding="utf-8")
+    with pytest.raises(ValueError, match="is not valid JSON"):
+        Vocabulary.from_json(bad)
+    other = tmp_path / "other.json"
+    other.write_text(json.dumps({"format": "something"}), encoding="utf-8")
+    with pytest.raises(ValueError, match="Expected a dict with format='keras_seq.vocabulary'"):
+        Vocabulary.from_json(other)
+
+
+def test_argument_errors():
+    with pytest.raises(ValueError, match=r"argument `level`. Expected one of \{'char', 'word'\}"):
+        Vocabulary(["a"], level="byte")
+    with pytest.raises(ValueError, match="Expected distinct non-empty strings. Received: tokens='a'"):
+        Vocabulary(["a", "a"])
+    with pytest.raises(ValueError, match="Expected single characters when level='char'"):
+        Vocabulary(["ab"], level="char")
+    with pytest.raises(ValueError, match="argument `punctuation`"):
+        Vocabulary(["a"], level="char", punctuation=".")
+    with pytest.raises(ValueError, match="argument `max_tokens`. Expected a positive integer"):
+        Vocabulary.build(["a"], max_tokens=0)
+
+
+def test_tokenize_tf_in_tf_function_matches_encode():
+    vocab = Vocabulary.build(["Hello, Wörld!", "good bye"], level="word", lowercase=True,
+                             punctuation=",!")
+    texts = ["HELLO wörld!", "bye, good day", ""]
+
+    @tf.function(input_signature=[tf.TensorSpec([None], tf.string)])
+    def tokenize(strings):
+        return vocab.tokenize_tf(strings, add_start=True, add_end=True).to_tensor()
+
+    expected = vocab.encode_padded(texts, add_start=True, add_end=True)
+    np.testing.assert_array_equal(tokenize(tf.constant(texts)).numpy(), expected)
+
+
+def test_graph_recomposes_decomposed_known_characters():
+    vocab = Vocabulary.build(["Émile Broż"], level="char", lowercase=True)
+    nfd = tf.constant([unicodedata.normalize("NFD", "ÉMILE BROŻ")])
+    assert vocab.tokenize_tf(nfd).to_list() == vocab.encode(["émile broż"]).to_list()
+
+
+def test_invalid_utf8_in_graph_gives_oov_not_a_crash():
+    vocab = Vocabulary.build(["abc"], level="char")
+    ids = vocab.tokenize_tf(tf.constant([b"a\xffc"])).to_list()
+    assert ids == [[vocab.token_to_id("a"), OOV_ID, vocab.token_to_id("c")]]
+
+
+def test_tokenizer_survives_export_archive(tmp_path):
+    vocab = Vocabulary.build(["Broż Großmann"], level="char")
+    archive = keras.export.ExportArchive()
+    archive.track(vocab.tokenizer)
+
+    @tf.function(input_signature=[tf.TensorSpec([None], tf.string)])
+    def serve(strings):
+        return vocab.tokenize_tf(strings, add_end=True).to_tensor()
+
+    archive.add_endpoint("tokenize", serve)
+    archive.write_out(str(tmp_path / "sm"), verbose=False)
+    loaded = tf.saved_model.load(str(tmp_path / "sm"))
+    texts = ["Großmann", "Broż x"]
+    got = loaded.tokenize(tf.constant(texts)).numpy()
+    np.testing.assert_array_equal(got, vocab.encode_padded(texts, add_end=True))
+
+
+def test_graph_and_python_agree_on_real_names():
+    names_dir = SHARED / "names"
+    if not names_dir.is_dir():
+        pytest.skip(f"shared data not found at {names_dir}")
+    texts = []
+    for f in sorted(names_dir.glob("*.txt")):
+        texts += [t.strip() for t in f.read_text(encoding="utf-8").splitlines()[:200]]
+    vocab = Vocabulary.build(texts[::2], level="char", lowercase=True)
+    graph = vocab.tokenize_tf(tf.constant([unicodedata.normalize("NFC", t) for t in texts]))
+    assert graph.to_list() == vocab.encode(texts).to_list()

@@ -1,0 +1,118 @@
+"""pipelines.transforms and pipelines.batching: each factory against hand-computed results."""
+
+import numpy as np
+import pytest
+import tensorflow as tf
+
+from pipelines import transforms as T
+from pipelines.batching import batched, examples_dataset
+
+ROWS = [[5, 6, 7], [8], [9, 10], [11, 12, 13, 14, 15]]
+
+
+def ragged_rows():
+    return tf.ragged.constant(ROWS, dtype=tf.int32)
+
+
+def sequences():
+    return examples_dataset(ragged_rows())
+
+
+def as_lists(ds):
+    return [x.tolist() for x in ds.as_numpy_iterator()]
+
+
+def test_examples_dataset_slices_ragged_rows_and_arrays():
+    ds = examples_dataset((ragged_rows(), np.arange(4, dtype=np.int32)))
+    got = [(x.tolist(), int(y)) for x, y in ds.as_numpy_iterator()]
+    assert got == [(r, i) for i, r in enumerate(ROWS)]
+
+
+def test_filter_by_length():
+    ds = sequences().apply(T.filter_by_length(max_length=3, min_length=2))
+    assert as_lists(ds) == [[5, 6, 7], [9, 10]]
+
+
+def test_filter_by_length_errors():
+    with pytest.raises(ValueError, match="argument `max_length`. Expected an integer >= "):
+        T.filter_by_length(max_length=1, min_length=2)
+    with pytest.raises(ValueError, match="argument `min_length`. Expected a positive integer"):
+        T.filter_by_length(min_length=0)
+
+
+def test_padded_batch_pads_with_zero_to_longest_in_batch():
+    batches = list(sequences().apply(T.padded_batch(2)).as_numpy_iterator())
+    np.testing.assert_array_equal(batches[0], [[5, 6, 7], [8, 0, 0]])
+    np.testing.assert_array_equal(batches[1], [[9, 10, 0, 0, 0], [11, 12, 13, 14, 15]])
+
+
+def test_bucket_by_length_groups_similar_lengths():
+    rows = [[4] * n for n in (1, 9, 2, 8, 1, 9, 2, 8)]
+    ds = examples_dataset(tf.ragged.constant(rows, dtype=tf.int32))
+    ds = ds.apply(T.bucket_by_length([5], batch_size=2, length_fn=T.first_length))
+    shapes = sorted(b.shape for b in ds.as_numpy_iterator())
+    # short rows (len < 5) batch together, long ones together: no batch mixes 1-2 with 8-9
+    assert shapes == [(2, 2), (2, 2), (2, 9), (2, 9)]
+
+
+def test_bucket_boundaries_validated():
+    with pytest.raises(ValueError, match="argument `boundaries`. Expected strictly increasing"):
+        T.bucket_by_length([5, 3], batch_size=2)
+
+
+def test_length_boundaries_are_quantiles():
+    assert T.length_boundaries(list(range(1, 101)), num_buckets=4) == [26, 51, 76]
+    assert T.length_boundaries([], 4) == []
+
+
+def test_shift_for_language_model():
+    ds = tf.data.Dataset.from_tensors(tf.constant([1, 2, 3, 4]))
+    (x, y), = list(ds.apply(T.shift_for_language_model()).as_numpy_iterator())
+    assert x.tolist() == [1, 2, 3] and y.tolist() == [2, 3, 4]
+
+
+def test_teacher_forcing_frames_start_and_end():
+    src = tf.ragged.constant([[7, 8]], dtype=tf.int32)
+    tgt = tf.ragged.constant([[2, 5, 6, 3]], dtype=tf.int32)
+    ds = examples_dataset((src, tgt)).apply(T.teacher_forcing())
+    ((s, t_in), t_out), = list(ds.as_numpy_iterator())
+    assert s.tolist() == [7, 8]
+    assert t_in.tolist() == [2, 5, 6] and t_out.tolist() == [5, 6, 3]
+
+
+def test_windows():
+    ds = tf.data.Dataset.from_tensors(tf.range(10))
+    assert as_lists(ds.apply(T.windows(4))) == [[0, 1, 2, 3], [4, 5, 6, 7]]
+    assert as_lists(ds.apply(T.windows(4, shift=3))) == [[0, 1, 2, 3], [3, 4, 5, 6],
+                                                         [6, 7, 8, 9]]
+
+
+def test_windows_never_cross_sequences():
+    ds = tf.data.Dataset.from_tensor_slices(tf.constant([[0, 1, 2], [10, 11, 12]]))
+    assert as_lists(ds.apply(T.windows(2, shift=1))) == [[0, 1], [1, 2], [10, 11], [11, 12]]
+
+
+def test_seeded_shuffle_is_reproducible_and_a_permutation():
+    ds = tf.data.Dataset.range(50)
+    a = as_lists(ds.apply(T.shuffle(50, seed=3)).batch(50))[0]
+    b = as_lists(ds.apply(T.shuffle(50, seed=3)).batch(50))[0]
+    c = as_lists(ds.apply(T.shuffle(50, seed=4)).batch(50))[0]
+    assert a == b and a != c and sorted(a) == list(range(50))
+
+
+def test_batched_training_keeps_every_example_once():
+    labels = np.arange(4, dtype=np.int32)
+    ds = batched((ragged_rows(), labels), training=True, batch_size=3, seed=0,
+                 boundaries=[3], length_fn=T.first_length)
+    seen = {}
+    for x, y in ds.as_numpy_iterator():
+        assert x.dtype == np.int32 and x.ndim == 2
+        for row, label in zip(x, y, strict=True):
+            seen[int(label)] = [int(t) for t in row if t != 0]
+    assert seen == {i: r for i, r in enumerate(ROWS)}
+
+
+def test_batched_evaluation_keeps_order():
+    ds = batched((ragged_rows(), np.arange(4, dtype=np.int32)), training=False, batch_size=3,
+                 seed=0)
+    assert [y.tolist() for _, y in ds.as_numpy_iterator()] == [[0, 1, 2], [3]]
