@@ -1,8 +1,15 @@
-"""The shared recipe from encoded examples to batched `tf.data.Dataset`s.
+"""The shared recipe from encoded examples (in memory) to batched `tf.data.Dataset`s.
 
-``training=True``: examples -> per-example maps -> cache -> seeded shuffle -> bucketing by length
-(or padded batching) -> prefetch(AUTOTUNE). ``training=False``: the same without shuffle and
-bucketing, so evaluation order is the example order.
+The examples live in tensors (`RaggedTensor [N, None]` for token ids, arrays otherwise); the
+pipeline moves only example *indices* and gathers a whole batch at once, which keeps `tf.data`'s
+per-element overhead out of the way (about 5x faster than slicing examples one by one)::
+
+    training:   range(N) -> shuffle(N, seed) -> length_sorted_batches (or batch) -> gather rows
+                -> per-batch maps (e.g. teacher_forcing) -> to_dense (pad with 0) -> prefetch
+    evaluation: range(N) -> batch -> gather rows -> maps -> to_dense -> cache -> prefetch
+
+Evaluation order is the example order; the training order is reshuffled every epoch, the same
+sequence of epochs for the same `seed`.
 """
 
 from __future__ import annotations
@@ -15,37 +22,38 @@ import tensorflow as tf
 
 from pipelines import transforms as T
 
-SHUFFLE_BUFFER = 100_000
+
+def _leaves(structure: Any) -> list[tf.Tensor | tf.RaggedTensor]:
+    return [
+        leaf if isinstance(leaf, tf.RaggedTensor) else tf.convert_to_tensor(leaf)
+        for leaf in tf.nest.flatten(structure)
+    ]
+
+
+def num_examples(structure: Any) -> int:
+    first = tf.nest.flatten(structure)[0]
+    return int(first.nrows() if isinstance(first, tf.RaggedTensor) else first.shape[0])
+
+
+def gather_rows(structure: Any):
+    """A function mapping an index vector ``[B]`` to the rows of `structure` (ragged stay ragged)."""
+    leaves = _leaves(structure)
+
+    def rows(indices: tf.Tensor):
+        return tf.nest.pack_sequence_as(structure, [tf.gather(leaf, indices) for leaf in leaves])
+
+    return rows
 
 
 def examples_dataset(structure: Any) -> tf.data.Dataset:
-    """Dataset of examples from arrays / `RaggedTensor`s sharing their first dimension.
+    """Unbatched dataset of single examples (ragged rows become 1-D tensors), for element-level
+    transforms such as `T.padded_batch` or `T.filter_by_length`."""
+    leaves = _leaves(structure)
 
-    A `RaggedTensor [N, None]` leaf yields 1-D tensors (rows), sliced from its flat values, which
-    is much faster in `tf.data` than slicing the ragged tensor itself.
-    """
-    leaves = tf.nest.flatten(structure)
-    inputs, rebuild = [], []
-    for leaf in leaves:
-        if isinstance(leaf, tf.RaggedTensor):
-            values = leaf.flat_values
-            inputs.append((leaf.row_starts(), leaf.row_lengths()))
-            rebuild.append(values)
-        else:
-            inputs.append(tf.convert_to_tensor(leaf))
-            rebuild.append(None)
+    def example(index: tf.Tensor):
+        return tf.nest.pack_sequence_as(structure, [leaf[index] for leaf in leaves])
 
-    def example(*sliced):
-        out = []
-        for item, values in zip(sliced, rebuild, strict=True):
-            if values is None:
-                out.append(item)
-            else:
-                start, length = item
-                out.append(values[start : start + length])
-        return tf.nest.pack_sequence_as(structure, out)
-
-    return tf.data.Dataset.from_tensor_slices(tuple(inputs)).map(
+    return tf.data.Dataset.range(num_examples(structure)).map(
         example, num_parallel_calls=tf.data.AUTOTUNE, deterministic=True
     )
 
@@ -57,30 +65,44 @@ def batched(
     batch_size: int,
     seed: int,
     maps: Sequence[T.Transform] = (),
+    bucketing: str | None = None,
+    lengths: Sequence[int] | np.ndarray | None = None,
     boundaries: Sequence[int] | None = None,
-    length_fn: T.LengthFn = T.longest_length,
     drop_remainder: bool = False,
 ) -> tf.data.Dataset:
     """The batched dataset of `structure` (see module docstring).
 
     Args:
-        maps: per-example transforms applied before caching (e.g. `teacher_forcing()`).
-        boundaries: length-bucket boundaries for training batches; `None` or empty: plain
-            padded batches.
+        maps: per-batch transforms on ragged batches, before padding (e.g. `teacher_forcing()`).
+        bucketing: how training batches group examples by `lengths` (one per example):
+            ``"sorted"``: `T.length_sorted_batches` (vectorized, the default of the sources);
+            ``"boundaries"``: `T.bucket_by_length` at `boundaries` (tf.data's
+            `bucket_by_sequence_length`, per element, ~10x slower); `None`: random batches.
     """
-    n = int(tf.nest.flatten(structure)[0].shape[0])
-    ds = examples_dataset(structure)
+    n = num_examples(structure)
+    ds = tf.data.Dataset.range(n)
+    if training:
+        ds = ds.apply(T.shuffle(max(1, n), seed=seed))
+        if bucketing == "sorted":
+            ds = ds.apply(T.length_sorted_batches(lengths, batch_size, seed, 64, drop_remainder))
+        elif bucketing == "boundaries":
+            table = tf.constant(np.asarray(lengths, dtype=np.int32))
+            ds = ds.apply(
+                T.bucket_by_length(
+                    boundaries or T.length_boundaries(lengths),
+                    batch_size,
+                    lambda i: tf.gather(table, i),
+                    drop_remainder,
+                )
+            )
+        else:
+            ds = ds.batch(batch_size, drop_remainder=drop_remainder)
+    else:
+        ds = ds.batch(batch_size)
+    ds = ds.map(gather_rows(structure), num_parallel_calls=tf.data.AUTOTUNE, deterministic=True)
     for transform in maps:
         ds = ds.apply(transform)
-    ds = ds.apply(T.cache())
-    if training:
-        ds = ds.apply(T.shuffle(max(1, min(n, SHUFFLE_BUFFER)), seed=seed))
-        ds = ds.apply(T.bucket_by_length(boundaries or [], batch_size, length_fn, drop_remainder))
-    else:
-        ds = ds.apply(T.padded_batch(batch_size))
+    ds = ds.apply(T.to_dense())
+    if not training:
+        ds = ds.apply(T.cache())
     return ds.apply(T.prefetch())
-
-
-def ragged(rows: Sequence[Sequence[int]] | np.ndarray) -> tf.RaggedTensor:
-    """int32 `RaggedTensor` of Python rows."""
-    return tf.ragged.constant(list(rows), dtype=tf.int32, ragged_rank=1)

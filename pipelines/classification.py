@@ -12,7 +12,6 @@ from typing import Any
 import numpy as np
 import tensorflow as tf
 
-from pipelines import transforms as T
 from pipelines.batching import batched
 from pipelines.splits import SourceInfo, Splits, balanced_class_weight, sample_indices
 from pipelines.text import Vocabulary
@@ -58,17 +57,15 @@ def assemble(
             labels = [labels[i] for i in keep]
             splits[split] = ([texts[i] for i in keep], labels)
         counts[split] = len(labels)
-        boundaries = None
-        if bucket and split == "train":
-            boundaries = T.length_boundaries(ids.row_lengths().numpy().tolist())
+        lengths = ids.row_lengths().numpy()
         y = np.asarray(labels, dtype=np.int32).reshape(-1)
         datasets[split] = batched(
             (ids, y),
             training=split == "train",
             batch_size=batch_size,
             seed=seed,
-            boundaries=boundaries,
-            length_fn=T.first_length,
+            bucketing="sorted" if bucket else None,
+            lengths=lengths,
         )
     test_texts, test_labels = splits["test"]
     info = SourceInfo(

@@ -10,6 +10,8 @@ from __future__ import annotations
 from collections import Counter
 from typing import Any
 
+import numpy as np
+
 from pipelines import transforms as T
 from pipelines.batching import batched
 from pipelines.splits import SourceInfo, Splits, sample_indices
@@ -48,17 +50,15 @@ def assemble(
         src_ids = src_vocab.encode(src)
         tgt_ids = tgt_vocab.encode(tgt, add_start=True, add_end=True)
         counts[split] = len(src)
-        boundaries = None
-        if bucket and split == "train":
-            longest = (tgt_ids.row_lengths() - 1).numpy().clip(min=src_ids.row_lengths().numpy())
-            boundaries = T.length_boundaries(longest.tolist())
+        longest = np.maximum(src_ids.row_lengths().numpy(), tgt_ids.row_lengths().numpy() - 1)
         datasets[split] = batched(
             (src_ids, tgt_ids),
             training=split == "train",
             batch_size=batch_size,
             seed=seed,
             maps=[T.teacher_forcing()],
-            boundaries=boundaries,
+            bucketing="sorted" if bucket else None,
+            lengths=longest,
         )
     test_src, test_tgt = splits["test"]
     info = SourceInfo(

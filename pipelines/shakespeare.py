@@ -23,6 +23,7 @@ import tensorflow as tf
 
 from pipelines import _checks
 from pipelines import transforms as T
+from pipelines.batching import batched
 from pipelines.download import Remote, locate
 from pipelines.files import DataUnavailableError, cache_dir, read_lines
 from pipelines.splits import SourceInfo, Splits, sample_indices
@@ -147,12 +148,15 @@ def load(
                 f"seq_length + 1 = {seq_length + 1}; lower `seq_length`."
             )
         counts[split], windows[split] = n, (segment, n)
-        ds = tf.data.Dataset.from_tensors(ids).apply(T.windows(seq_length + 1, shift))
-        ds = ds.apply(T.shift_for_language_model()).apply(T.cache())
-        if split == "train":
-            ds = ds.apply(T.shuffle(max(1, n), seed=seed))
-        ds = ds.batch(batch_size)
-        datasets[split] = ds.apply(T.prefetch())
+        # the windows of `T.windows`, cut once: [n, seq_length + 1] (none crosses a split)
+        frames = tf.signal.frame(ids, seq_length + 1, shift)
+        datasets[split] = batched(
+            frames,
+            training=split == "train",
+            batch_size=batch_size,
+            seed=seed,
+            maps=[T.shift_for_language_model()],
+        )
     examples = []
     if "test" in windows:
         segment, n = windows["test"]

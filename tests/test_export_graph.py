@@ -6,22 +6,19 @@ same weights: eagerly, as a reloaded SavedModel, as a builtins-only ``.tflite`` 
 ai-edge-litert, and as ONNX (tf2onnx, dynamic batch) run by onnxruntime.
 """
 
-import os
 import tempfile
 
-os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
+import keras
+import numpy as np
+import onnxruntime as ort
+import pytest
+import tensorflow as tf
+import tf2onnx
+from ai_edge_litert.interpreter import Interpreter
 
-import keras  # noqa: E402
-import numpy as np  # noqa: E402
-import onnxruntime as ort  # noqa: E402
-import pytest  # noqa: E402
-import tensorflow as tf  # noqa: E402
-import tf2onnx  # noqa: E402
-from ai_edge_litert.interpreter import Interpreter  # noqa: E402
-
-from keras_seq.ops import export_graph  # noqa: E402
-from keras_seq.ops.inspect import onnx_op_types, tflite_op_names  # noqa: E402
-from keras_seq.ops.onnx_rewriters import onnx_custom_rewriters  # noqa: E402
+from keras_seq.ops import export_graph
+from keras_seq.ops.inspect import onnx_op_types, tflite_op_names
+from keras_seq.ops.onnx_rewriters import onnx_custom_rewriters
 
 B, T, D, U = 2, 5, 4, 8
 ATOL = 1e-5
@@ -76,7 +73,7 @@ def _case(kind, *, batch=None, use_mask=False, return_state=False, return_sequen
         [w.shape for w in ref.get_weights()],
         return_sequences=return_sequences,
         return_state=return_state,
-        options={k: v for k, v in opts.items() if k != "zero_output_for_mask" or use_mask},
+        options=opts,
     )
     model = keras.Model(inputs, layer(inputs))
     layer.set_weights(ref.get_weights())
@@ -127,10 +124,15 @@ def _to_tflite(model, signature):
     return converter.convert()
 
 
-def _run_tflite(model_bytes, feed):
+def _tflite_runner(model_bytes):
+    """One interpreter, invoked repeatedly (state must not leak from one call to the next)."""
     runner = Interpreter(model_content=model_bytes).get_signature_runner("serve")
-    out = runner(**feed)
-    return [out[k] for k in sorted(out)]
+
+    def run(feed):
+        out = runner(**feed)
+        return [out[k] for k in sorted(out)]
+
+    return run
 
 
 def _to_onnx(model, signature, custom_rewriter=True):
@@ -207,12 +209,13 @@ def test_savedmodel_reload_matches_keras():
 def test_lstm_tflite_static_batch_is_one_fused_op(opts):
     model, ref, signature = _case("lstm", batch=B, **opts)
     model_bytes = _to_tflite(model, signature)
+    run = _tflite_runner(model_bytes)
     names = tflite_op_names(model_bytes)
     assert names.count("UNIDIRECTIONAL_SEQUENCE_LSTM") == 1
     assert "WHILE" not in names
     for seed in (4, 5):  # a second invocation must not start from the first one's final state
         feed = _feeds(B, False, seed)
-        _assert_close(_run_tflite(model_bytes, feed), _expected(ref, feed, False))
+        _assert_close(run(feed), _expected(ref, feed, False))
 
 
 def test_lstm_tflite_fused_layers_do_not_share_state():
@@ -245,6 +248,7 @@ def test_lstm_tflite_fused_layers_do_not_share_state():
     for layer, ref in zip((fw, bw, top), refs, strict=True):
         layer.set_weights(ref.get_weights())
     model_bytes = _to_tflite(model, [tf.TensorSpec([B, T, D], tf.float32, name="x")])
+    run = _tflite_runner(model_bytes)
     assert tflite_op_names(model_bytes).count("UNIDIRECTIONAL_SEQUENCE_LSTM") == 2
     for seed in (6, 7):
         feed = _feeds(B, False, seed)
@@ -252,17 +256,19 @@ def test_lstm_tflite_fused_layers_do_not_share_state():
             [np.asarray(refs[0](feed["x"])[0]), np.asarray(refs[1](feed["x"])[0])], -1
         )
         expected = np.asarray(refs[2](both)[0])
-        _assert_close(_run_tflite(model_bytes, feed), [expected])
+        _assert_close(run(feed), [expected])
 
 
 def test_lstm_tflite_cell_state_keeps_the_loop():
     """The fused op cannot return c_T: consuming it keeps the (correct) WHILE loop."""
     model, ref, signature = _case("lstm", batch=B, return_state=True)
     model_bytes = _to_tflite(model, signature)
+    run = _tflite_runner(model_bytes)
     names = tflite_op_names(model_bytes)
     assert "WHILE" in names and "UNIDIRECTIONAL_SEQUENCE_LSTM" not in names
-    feed = _feeds(B, False, seed=8)
-    _assert_close(_run_tflite(model_bytes, feed), _expected(ref, feed, True))
+    for seed in (8, 9):
+        feed = _feeds(B, False, seed)
+        _assert_close(run(feed), _expected(ref, feed, True))
 
 
 TFLITE_LOOPS = [
@@ -280,13 +286,14 @@ TFLITE_LOOPS = [
 def test_tflite_builtins_while_loop(kind, opts, batch):
     model, ref, signature = _case(kind, batch=batch, **opts)
     model_bytes = _to_tflite(model, signature)
+    run = _tflite_runner(model_bytes)
     names = tflite_op_names(model_bytes)
     assert "WHILE" in names
     assert all(n.isupper() for n in names)  # builtins only: no Flex or custom op
     use_mask, return_state = opts.get("use_mask", False), opts.get("return_state", False)
     for rows in [B] if batch else [B, 3]:
         feed = _feeds(rows, use_mask, seed=rows)
-        _assert_close(_run_tflite(model_bytes, feed), _expected(ref, feed, return_state))
+        _assert_close(run(feed), _expected(ref, feed, return_state))
 
 
 # --- ONNX (tf2onnx, dynamic batch) ---------------------------------------------------------

@@ -60,6 +60,31 @@ def test_bucket_boundaries_validated():
         T.bucket_by_length([5, 3], batch_size=2)
 
 
+def test_length_sorted_batches():
+    lengths = np.random.default_rng(0).integers(1, 50, size=200)
+    def make():
+        ds = tf.data.Dataset.range(200).apply(T.shuffle(200, seed=1))
+        return ds.apply(T.length_sorted_batches(lengths, batch_size=8, seed=2, pool_batches=25))
+
+    batches = as_lists(make())
+    assert sorted(i for b in batches for i in b) == list(range(200))  # each index once
+    assert all(len(b) == 8 for b in batches)
+    # one pool of 200 sorted by length: a batch spans a narrow length range
+    spans = [lengths[b].max() - lengths[b].min() for b in batches]
+    assert max(spans) <= 8 and np.mean(spans) < 4
+    assert as_lists(make()) == batches  # same seeds, same batches
+
+
+def test_length_sorted_batches_remainder():
+    ds = tf.data.Dataset.range(10).apply(T.length_sorted_batches(np.arange(10), 4, seed=0,
+                                                                 pool_batches=2))
+    assert sorted(len(b) for b in as_lists(ds)) == [2, 4, 4]
+    ds = tf.data.Dataset.range(10).apply(T.length_sorted_batches(np.arange(10), 4, seed=0,
+                                                                 pool_batches=2,
+                                                                 drop_remainder=True))
+    assert sorted(len(b) for b in as_lists(ds)) == [4, 4]
+
+
 def test_length_boundaries_are_quantiles():
     assert T.length_boundaries(list(range(1, 101)), num_buckets=4) == [26, 51, 76]
     assert T.length_boundaries([], 4) == []
@@ -78,6 +103,20 @@ def test_teacher_forcing_frames_start_and_end():
     ((s, t_in), t_out), = list(ds.as_numpy_iterator())
     assert s.tolist() == [7, 8]
     assert t_in.tolist() == [2, 5, 6] and t_out.tolist() == [5, 6, 3]
+
+
+def test_ragged_batch_transforms_then_to_dense():
+    src = tf.ragged.constant([[7, 8], [9]], dtype=tf.int32)
+    tgt = tf.ragged.constant([[2, 5, 6, 3], [2, 4, 3]], dtype=tf.int32)
+    ds = tf.data.Dataset.from_tensors((src, tgt)).apply(T.teacher_forcing()).apply(T.to_dense())
+    ((s, t_in), t_out), = list(ds.as_numpy_iterator())
+    np.testing.assert_array_equal(s, [[7, 8], [9, 0]])
+    np.testing.assert_array_equal(t_in, [[2, 5, 6], [2, 4, 0]])  # no end id left in t_in
+    np.testing.assert_array_equal(t_out, [[5, 6, 3], [4, 3, 0]])
+    lm = tf.data.Dataset.from_tensors(tgt).apply(T.shift_for_language_model())
+    (x, y), = list(lm.apply(T.to_dense()).as_numpy_iterator())
+    np.testing.assert_array_equal(x, [[2, 5, 6], [2, 4, 0]])
+    np.testing.assert_array_equal(y, [[5, 6, 3], [4, 3, 0]])
 
 
 def test_windows():
@@ -103,13 +142,15 @@ def test_seeded_shuffle_is_reproducible_and_a_permutation():
 def test_batched_training_keeps_every_example_once():
     labels = np.arange(4, dtype=np.int32)
     ds = batched((ragged_rows(), labels), training=True, batch_size=3, seed=0,
-                 boundaries=[3], length_fn=T.first_length)
-    seen = {}
+                 bucketing="boundaries", boundaries=[3], lengths=[len(r) for r in ROWS])
+    seen, groups = {}, []
     for x, y in ds.as_numpy_iterator():
         assert x.dtype == np.int32 and x.ndim == 2
+        groups.append(sorted(y.tolist()))
         for row, label in zip(x, y, strict=True):
             seen[int(label)] = [int(t) for t in row if t != 0]
     assert seen == {i: r for i, r in enumerate(ROWS)}
+    assert sorted(groups) == [[0, 3], [1, 2]]  # lengths 3, 5 vs 1, 2: bucketed apart
 
 
 def test_batched_evaluation_keeps_order():

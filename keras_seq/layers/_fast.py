@@ -1,12 +1,143 @@
-"""Dispatch a recurrent level to a specialised training kernel (see keras_seq.ops)."""
+"""Dispatch a recurrent level to a fused kernel (see :mod:`keras_seq.ops.fused`).
+
+Fast path (:func:`fast_level` returns a result) for float32 levels of exactly these cells:
+
+* ``LSTMCell`` with ``activation="tanh"``, ``recurrent_activation="sigmoid"``, no peephole,
+  no coupled gates (:func:`keras_seq.ops.fast_lstm.lstm`);
+* ``GRUCell`` with ``activation="tanh"``, ``recurrent_activation="sigmoid"``, both
+  ``reset_after`` forms (:func:`keras_seq.ops.fast_gru.gru`);
+* ``SimpleRNNCell`` with ``activation`` in ``tanh``, ``relu``, ``sigmoid``, ``linear``
+  (:func:`keras_seq.ops.fast_rnn.simple_rnn`);
+
+with or without bias, masks, ``go_backwards``, initial states, input and recurrent dropout,
+``zero_output_for_mask``. Everything else (other activations, LSTM variants, subclasses of the
+cells, non-float32 dtypes, export mode) returns None and runs the generic runner.
+
+``training=True`` uses the custom-gradient kernels; otherwise a lean forward loop (no stored
+activations) whose gradient, if one is asked for, comes from TensorFlow's autodiff.
+"""
 
 from __future__ import annotations
+
+import keras
+import tensorflow as tf
+
+from keras_seq import cells
+from keras_seq.ops import fast_gru, fast_lstm, fast_rnn, in_export_mode
 
 
 def fast_level(
     cell, x, states, *, recurrent_mask, mask, go_backwards, return_sequences,
     zero_output_for_mask, training,
 ):
-    """Return ``(last, outputs, final_states)`` from a specialised kernel, or None to use
-    the generic runner (:func:`keras_seq.ops.recurrence`)."""
-    return None
+    """Return ``(last, outputs, final_states)`` from a fused kernel, or None to use the
+    generic runner (:func:`keras_seq.ops.recurrence`).
+
+    Args mirror :meth:`RecurrentLayer.run_level`: ``x [B, T, D]`` (input dropout already
+    applied), ``states`` the level's initial states, ``recurrent_mask [B, U]`` or None,
+    ``mask [B, T]`` boolean or None.
+    """
+    if in_export_mode() or not _supported(cell, x):
+        return None
+    training = training if isinstance(training, bool) else training is not None
+    keep = None
+    if mask is not None:
+        keep = tf.transpose(tf.cast(mask, tf.bool), [1, 0])  # (T, B)
+        if go_backwards:
+            keep = tf.reverse(keep, [0])
+    options = {
+        "keep": keep,
+        "recurrent_mask": recurrent_mask,
+        "return_sequences": return_sequences,
+        "training": bool(training),
+    }
+    if isinstance(cell, cells.LSTMCell):
+        outputs, h, c = fast_lstm.lstm(
+            _project(cell, x, _biases(cell.bias, 4), go_backwards),
+            tf.split(cell.recurrent_kernel, 4, axis=1),
+            states[0], states[1], **options,
+        )
+        final_states = [h, c]
+    elif isinstance(cell, cells.GRUCell):
+        input_bias, recurrent_bias = _gru_biases(cell)
+        outputs, h = fast_gru.gru(
+            _project(cell, x, input_bias, go_backwards),
+            tf.split(cell.recurrent_kernel, 3, axis=1),
+            states[0], recurrent_bias=recurrent_bias, reset_after=cell.reset_after,
+            **options,
+        )
+        final_states = [h]
+    else:
+        outputs, h = fast_rnn.simple_rnn(
+            _project(cell, x, _biases(cell.bias, 1), go_backwards),
+            tf.convert_to_tensor(cell.recurrent_kernel), states[0],
+            activation=keras.activations.serialize(cell.activation), **options,
+        )
+        final_states = [h]
+    return _outputs(x, keep, outputs, h, zero_output_for_mask, cell.units) + (final_states,)
+
+
+def _supported(cell, x) -> bool:
+    if x.dtype != tf.float32 or cell.compute_dtype != "float32" or x.shape[1] == 0:
+        return False
+    names = keras.activations.serialize(cell.activation)
+    kind = type(cell)  # exact types only: a subclass may change the step
+    if kind is cells.SimpleRNNCell:
+        return names in fast_rnn.ACTIVATIONS
+    if kind not in (cells.LSTMCell, cells.GRUCell) or names != "tanh":
+        return False
+    if keras.activations.serialize(cell.recurrent_activation) != "sigmoid":
+        return False
+    return kind is cells.GRUCell or cell.is_standard
+
+
+def _biases(bias, gates):
+    return [None] * gates if bias is None else tf.split(bias, gates)
+
+
+def _gru_biases(cell):
+    """Input-side biases per gate (``z, r`` absorb their recurrent biases) and the recurrent
+    bias of the candidate (``reset_after``) or None."""
+    if cell.bias is None:
+        return [None] * 3, None
+    if not cell.reset_after:
+        return tf.split(cell.bias, 3), None
+    b_in, b_rec = tf.split(cell.bias[0], 3), tf.split(cell.bias[1], 3)
+    return [b_in[0] + b_rec[0], b_in[1] + b_rec[1], b_in[2]], b_rec[2]
+
+
+def _project(cell, x, biases, go_backwards):
+    """Time-major per-gate projections ``P_g = x W_g + b_g``, each ``[T, B, U]``: one GEMM per
+    gate over all ``T*B`` rows."""
+    xt = tf.transpose(x, [1, 0, 2])  # (T, B, D)
+    if go_backwards:
+        xt = tf.reverse(xt, [0])
+    shape = tf.shape(xt)
+    rows = tf.reshape(xt, [-1, x.shape[-1]])  # (T*B, D)
+    kernels = tf.split(cell.kernel, len(biases), axis=1)
+    projected = []
+    for w, b in zip(kernels, biases):
+        p = tf.linalg.matmul(rows, w)
+        if b is not None:
+            p = tf.nn.bias_add(p, b)
+        p = tf.reshape(p, tf.stack([shape[0], shape[1], cell.units]))
+        p.set_shape([x.shape[1], x.shape[0], cell.units])
+        projected.append(p)
+    return projected
+
+
+def _outputs(x, keep, outputs, h, zero_output_for_mask, units):
+    """Keras's outputs from the per-step states: at a masked step the previous output (zeros
+    before the first valid step), or zeros with ``zero_output_for_mask``."""
+    last = h
+    if keep is not None:
+        valid = keep if zero_output_for_mask else tf.cumsum(tf.cast(keep, tf.int32), 0) > 0
+        factor = tf.cast(valid, h.dtype)[:, :, None]  # (T, B, 1)
+        last = h * factor[-1]
+        if outputs is not None:
+            outputs = outputs * factor
+    if outputs is not None:
+        outputs = tf.transpose(outputs, [1, 0, 2])  # (B, T, U)
+        outputs.set_shape([x.shape[0], x.shape[1], units])
+    last.set_shape([x.shape[0], units])
+    return last, outputs

@@ -85,6 +85,13 @@ class TaskModel(keras.Model):
             metrics = self.default_metrics()
         super().compile(optimizer=optimizer, loss=loss, metrics=metrics, **kwargs)
 
+    def compile_from_config(self, config: dict[str, Any]) -> None:
+        """Re-compile on ``load_model`` (Keras skips models whose ``compile`` is overridden)."""
+        config = keras.saving.deserialize_keras_object(config)
+        self.compile(**config)
+        if getattr(self, "optimizer", None) is not None and self.built:
+            self.optimizer.build(self.trainable_variables)  # so its saved state can load
+
     def ensure_built(self) -> None:
         """Create every weight (the models build without knowing input shapes)."""
         if not self.built:

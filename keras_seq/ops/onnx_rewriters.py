@@ -92,10 +92,9 @@ def rewrite_gru_reset_before(g, ops: list) -> list:
         h = _same(m, "h1", "h2", "hs_z1_h", "hs_z2_h", "hs_r_h")
         if None in (x_split, h_split, h, _same(m, "z1", "z2")):
             continue
-        ports_ok = [_port(m, "xs_z1"), _port(m, "xs_r"), _port(m, "xs_n")] == [0, 1, 2] and [
-            _port(m, "hs_z1"),
-            _port(m, "hs_r"),
-        ] == [0, 1]
+        x_ports = [_port(m, n) for n in ("xs_z1", "xs_r", "xs_n")]
+        h_ports = [_port(m, n) for n in ("hs_z1", "hs_r")]
+        ports_ok = x_ports == [0, 1, 2] and h_ports == [0, 1]  # z, r, n in Keras order
         one = m.get_op("one")
         if not (ports_ok and one.is_const() and np.all(one.get_tensor_value(as_list=False) == 1)):
             continue

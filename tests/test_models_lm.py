@@ -1,0 +1,147 @@
+"""LanguageModel: stateful generation equals a full pass, seeded sampling, learning, save/load."""
+
+from __future__ import annotations
+
+import keras
+import numpy as np
+import pytest
+import tensorflow as tf
+
+from keras_seq.models import LanguageModel
+
+PROMPT = np.array([[2, 5, 9, 4], [2, 7, 7, 11], [2, 13, 6, 8]], np.int32)
+CASES = [("lstm", 2), ("gru", 1), ("rnn", 2)]
+
+
+def make(cell="lstm", num_layers=2, seed=0, **kw):
+    keras.utils.set_random_seed(seed)
+    return LanguageModel(16, cell=cell, units=12, num_layers=num_layers, embedding_dim=6, **kw)
+
+
+@pytest.mark.parametrize("cell, num_layers", CASES)
+def test_generation_logits_equal_a_full_forward_pass(cell, num_layers):
+    """State carrying is right: the logits each token was drawn from equal the logits of
+    one pass of the model over prompt + generated tokens."""
+    model = make(cell, num_layers)
+    tokens, logits = model.generate(PROMPT, length=7, seed=3, return_logits=True)
+    assert tokens.shape == (3, 7) and tokens.dtype == tf.int32 and logits.shape == (3, 7, 16)
+    full = model(np.concatenate([PROMPT, tokens.numpy()], 1)).numpy()  # (B, Tp + 7, V)
+    np.testing.assert_allclose(logits.numpy(), full[:, 3:-1], atol=1e-5)
+
+
+def test_same_seed_same_tokens_different_seed_different_tokens():
+    model = make()
+    a = model.generate(PROMPT, length=12, seed=7).numpy()
+    b = model.generate(PROMPT, length=12, seed=7).numpy()
+    c = model.generate(PROMPT, length=12, seed=8).numpy()
+    np.testing.assert_array_equal(a, b)
+    assert (a != c).any()
+    assert not (a == 0).any(), "padding is never generated"
+
+
+def _without_padding(logits):
+    logits = logits.copy()
+    logits[..., 0] = -np.inf  # generation never draws the padding id
+    return logits
+
+
+def test_top_k_and_temperature():
+    model = make()
+    greedy, logits = model.generate(PROMPT, length=6, temperature=0.0, return_logits=True)
+    np.testing.assert_array_equal(greedy.numpy(), _without_padding(logits.numpy()).argmax(-1))
+    top1 = model.generate(PROMPT, length=6, top_k=1, seed=1)
+    np.testing.assert_array_equal(top1.numpy(), greedy.numpy())
+    tokens, logits = model.generate(PROMPT, length=20, top_k=3, seed=2, return_logits=True)
+    top3 = np.argsort(-_without_padding(logits.numpy()), -1)[..., :3]
+    assert (top3 == tokens.numpy()[..., None]).any(-1).all()
+    cold = model.generate(PROMPT, length=6, temperature=1e-6, seed=2)
+    np.testing.assert_array_equal(cold.numpy(), greedy.numpy())  # T -> 0 is argmax
+    hot = model.generate(PROMPT, length=20, temperature=50.0, seed=2).numpy()
+    assert len(np.unique(hot)) > len(np.unique(greedy.numpy()))  # flatter: more distinct
+
+
+def test_batched_prompts_and_padding():
+    model = make("gru", 1)
+    batch = model.generate(PROMPT, length=5, temperature=0).numpy()
+    for row, want in zip(PROMPT, batch, strict=True):
+        np.testing.assert_array_equal(model.generate(row[None], 5, temperature=0)[0], want)
+    # A shorter prompt padded with 0 (either side) continues from its last real token.
+    short = np.array([[2, 5, 9]])
+    want = model.generate(short, 5, temperature=0).numpy()
+    for padded in ([[0, 0, 2, 5, 9]], [[2, 5, 9, 0, 0]]):
+        np.testing.assert_array_equal(model.generate(np.array(padded), 5, temperature=0), want)
+
+
+def test_every_weight_gets_a_gradient():
+    model = make("lstm", 2, dropout=0.1)
+    ids = np.concatenate([PROMPT, PROMPT[:, ::-1]], 1)
+    with tf.GradientTape() as tape:
+        loss = model.default_loss()(ids[:, 1:], model(ids[:, :-1], training=True))
+    grads = tape.gradient(loss, model.trainable_variables)
+    assert len(model.trainable_variables) == 9
+    for var, grad in zip(model.trainable_variables, grads, strict=True):
+        assert grad is not None, var.path
+        assert float(tf.norm(tf.convert_to_tensor(grad))) > 0, var.path
+
+
+def test_learns_a_cycle_and_generates_it():
+    """After a short fit on the cycle 4 5 6 7 8 4 5 ..., greedy generation continues it."""
+    keras.utils.set_random_seed(0)
+    rng = np.random.default_rng(0)
+    starts = rng.integers(0, 5, size=400)
+    seqs = np.array([[4 + (s + i) % 5 for i in range(13)] for s in starts], np.int32)
+    model = LanguageModel(10, cell="gru", units=16, embedding_dim=8)
+    model.compile(optimizer=keras.optimizers.Adam(1e-2))
+    model.fit(seqs[:, :-1], seqs[:, 1:], batch_size=32, epochs=8, verbose=0)
+    out = model.generate(np.array([[6, 7], [8, 4]]), length=10, temperature=0).numpy()
+    np.testing.assert_array_equal(out[0], [4 + (4 + i) % 5 for i in range(10)])
+    np.testing.assert_array_equal(out[1], [4 + (1 + i) % 5 for i in range(10)])
+
+
+def test_save_and_load(tmp_path):
+    model = make("lstm", 2, dropout=0.1)
+    model.compile()
+    ids = np.concatenate([PROMPT, PROMPT[:, ::-1]], 1)
+    model.fit(ids[:, :-1], ids[:, 1:], epochs=1, verbose=0)
+    path = tmp_path / "m.keras"
+    model.save(path)
+    loaded = keras.saving.load_model(path, safe_mode=True)
+    assert isinstance(loaded, LanguageModel) and loaded.get_config() == model.get_config()
+    np.testing.assert_array_equal(loaded.predict(ids, verbose=0), model.predict(ids, verbose=0))
+    np.testing.assert_array_equal(
+        loaded.generate(PROMPT, 6, seed=5), model.generate(PROMPT, 6, seed=5)
+    )
+    loaded.evaluate(ids[:, :-1], ids[:, 1:], verbose=0)
+
+
+@pytest.mark.parametrize(
+    "kwargs, match",
+    [
+        (dict(cell="lstm3"), r"argument `cell`. Expected one of"),
+        (dict(vocab_size=1), r"argument `vocab_size`. Expected an integer >= 2"),
+        (dict(num_layers=0), r"argument `num_layers`. Expected a positive integer"),
+        (dict(dropout=1.5), r"argument `dropout`. Expected a float in \[0, 1\)"),
+    ],
+)
+def test_constructor_errors(kwargs, match):
+    with pytest.raises(ValueError, match=match):
+        LanguageModel(**{"vocab_size": 10, **kwargs})
+
+
+@pytest.mark.parametrize(
+    "kwargs, match",
+    [
+        (dict(length=0), r"argument `length`. Expected a positive integer"),
+        (dict(length=3, temperature=-1.0), r"argument `temperature`. Expected a float >= 0"),
+        (dict(length=3, top_k=0), r"argument `top_k`. Expected None or an integer in \[1, "),
+        (dict(length=3, top_k=17), r"argument `top_k`. Expected None or an integer in \[1, "),
+    ],
+)
+def test_generate_errors(kwargs, match):
+    with pytest.raises(ValueError, match=match):
+        make().generate(PROMPT, **kwargs)
+
+
+def test_generate_rejects_a_prompt_without_steps():
+    with pytest.raises(ValueError, match=r"argument `prompt_ids`. Expected a \[batch, steps\]"):
+        make().generate(np.zeros((2, 0), np.int32), 3)
