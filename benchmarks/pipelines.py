@@ -68,21 +68,33 @@ def regressor(units: int) -> keras.Model:
 def recipe(name: str, info: pipelines.SourceInfo) -> tuple[str, keras.Model, str]:
     """(description, model, loss) of a representative default training recipe."""
     if name == "names":
-        return "Embedding 64 + LSTM 128", classifier(info.vocabulary.size, len(info.labels), 64,
-                                                     128), "ce"
+        return (
+            "Embedding 64 + LSTM 128",
+            classifier(info.vocabulary.size, len(info.labels), 64, 128),
+            "ce",
+        )
     if name in ("sst2", "imdb"):
         return "Embedding 128 + LSTM 128", classifier(info.vocabulary.size, 2, 128, 128), "ce"
     if name == "shakespeare":
-        return "Embedding 256 + LSTM 512, 100-char windows", language_model(
-            info.vocabulary.size, 256, 512), "ce"
+        return (
+            "Embedding 256 + LSTM 512, 100-char windows",
+            language_model(info.vocabulary.size, 256, 512),
+            "ce",
+        )
     if name == "copy_memory":
         return "Embedding 16 + LSTM 128", language_model(info.vocabulary.size, 16, 128), "ce"
     if name == "translation":
-        return "encoder/decoder Embedding 256 + LSTM 256", encoder_decoder(
-            info.source_vocabulary.size, info.target_vocabulary.size, 256, 256), "ce"
+        return (
+            "encoder/decoder Embedding 256 + LSTM 256",
+            encoder_decoder(info.source_vocabulary.size, info.target_vocabulary.size, 256, 256),
+            "ce",
+        )
     if name == "dates":
-        return "encoder/decoder Embedding 32 + LSTM 128", encoder_decoder(
-            info.source_vocabulary.size, info.target_vocabulary.size, 32, 128), "ce"
+        return (
+            "encoder/decoder Embedding 32 + LSTM 128",
+            encoder_decoder(info.source_vocabulary.size, info.target_vocabulary.size, 32, 128),
+            "ce",
+        )
     if name == "adding":
         return "LSTM 128 + Dense 1", regressor(128), "mse"
     raise ValueError(f"no recipe for {name!r}")
@@ -120,7 +132,8 @@ def training_rate(model: keras.Model, loss: str, ds: tf.data.Dataset, steps: int
     """
     model.compile(
         optimizer=keras.optimizers.Adam(1e-3),
-        loss=keras.losses.SparseCategoricalCrossentropy(from_logits=True) if loss == "ce"
+        loss=keras.losses.SparseCategoricalCrossentropy(from_logits=True)
+        if loss == "ce"
         else "mse",
     )
     batches = list(ds.repeat().take(steps).as_numpy_iterator())
@@ -131,6 +144,33 @@ def training_rate(model: keras.Model, loss: str, ds: tf.data.Dataset, steps: int
         model.train_on_batch(x, y)
         n += len(y)
     return n / (time.perf_counter() - start)
+
+
+def bucketing_rates(info: pipelines.SourceInfo, data_dir: str, batches: int) -> dict:
+    """sst2 train.tsv through both bucketing strategies of `pipelines.batching.batched`."""
+    from pipelines import batching, sst2
+
+    texts, labels, _ = sst2.read_labeled_tsv(Path(data_dir) / "sentiment/sst2/train.tsv")
+    ids = info.vocabulary.encode(texts)
+    lengths = ids.row_lengths().numpy()
+    out = {}
+    for bucketing in ("sorted", "boundaries", None):
+        ds = batching.batched(
+            (ids, tf.constant(labels, tf.int32)),
+            training=True,
+            batch_size=64,
+            seed=0,
+            bucketing=bucketing,
+            lengths=lengths,
+        )
+        pad = []
+        for x, _ in ds.take(batches):
+            pad.append(float((x.numpy() == 0).mean()))
+        out[str(bucketing)] = {
+            **{k: round(v, 1) for k, v in pipeline_rates(ds, batches).items()},
+            "padding_fraction": round(sum(pad) / len(pad), 3),
+        }
+    return out
 
 
 def run(name: str, data_dir: str | None, batches: int, steps: int) -> dict:
@@ -145,6 +185,9 @@ def run(name: str, data_dir: str | None, batches: int, steps: int) -> dict:
     rates = pipeline_rates(splits.train, batches)
     description, model, loss = recipe(name, splits.info)
     consume = training_rate(model, loss, splits.train, steps)
+    extra = {}
+    if name == "sst2" and data_dir:
+        extra["bucketing_examples_per_s"] = bucketing_rates(splits.info, data_dir, batches)
     return {
         "status": "ok",
         "counts": splits.info.counts,
@@ -156,6 +199,7 @@ def run(name: str, data_dir: str | None, batches: int, steps: int) -> dict:
         "ratio_first_pass": round(rates["first_pass"] / consume, 1),
         "ratio_steady": round(rates["steady"] / consume, 1),
         "meets_10x": rates["first_pass"] / consume >= 10 and rates["steady"] / consume >= 10,
+        **extra,
     }
 
 
@@ -168,8 +212,10 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--out", default=str(RESULTS))
     args = parser.parse_args(argv)
     results = {}
-    header = f"{'source':12} {'pipeline ex/s (1st / steady)':>30} {'train ex/s':>11} " \
-             f"{'ratio (1st / steady)':>21}  model"
+    header = (
+        f"{'source':12} {'pipeline ex/s (1st / steady)':>30} {'train ex/s':>11} "
+        f"{'ratio (1st / steady)':>21}  model"
+    )
     print(header)
     for name in args.sources.split(","):
         r = run(name, args.data_dir, args.batches, args.steps)
@@ -177,16 +223,28 @@ def main(argv: list[str] | None = None) -> int:
         if r["status"] != "ok":
             print(f"{name:12} unavailable: {r['reason'][:90]}")
             continue
-        print(f"{name:12} {r['pipeline_examples_per_s_first_pass']:>14,.0f} / "
-              f"{r['pipeline_examples_per_s_steady']:>13,.0f} {r['train_examples_per_s']:>11,.0f} "
-              f"{r['ratio_first_pass']:>10,.1f} / {r['ratio_steady']:>8,.1f}  {r['model']}",
-              flush=True)
+        print(
+            f"{name:12} {r['pipeline_examples_per_s_first_pass']:>14,.0f} / "
+            f"{r['pipeline_examples_per_s_steady']:>13,.0f} {r['train_examples_per_s']:>11,.0f} "
+            f"{r['ratio_first_pass']:>10,.1f} / {r['ratio_steady']:>8,.1f}  {r['model']}",
+            flush=True,
+        )
+        if "bucketing_examples_per_s" in r:
+            for k, v in r["bucketing_examples_per_s"].items():
+                print(
+                    f"{'':12} bucketing={k}: {v['first_pass']:,.0f} / {v['steady']:,.0f} ex/s,"
+                    f" padding {v['padding_fraction']:.1%}"
+                )
     out = {
         "benchmark": "pipelines",
         "command": "python benchmarks/pipelines.py " + " ".join(argv or sys.argv[1:]),
-        "machine": {"platform": platform.platform(), "cpus": os.cpu_count(),
-                    "tensorflow": tf.__version__, "keras": keras.__version__,
-                    "gpus": len(tf.config.list_physical_devices("GPU"))},
+        "machine": {
+            "platform": platform.platform(),
+            "cpus": os.cpu_count(),
+            "tensorflow": tf.__version__,
+            "keras": keras.__version__,
+            "gpus": len(tf.config.list_physical_devices("GPU")),
+        },
         "batch_size": 64,
         "results": results,
     }

@@ -88,9 +88,10 @@ def read_names_dir(
     """
     directory = Path(directory)
     if not directory.is_dir():
+        found = "it is a file" if directory.exists() else "there is no such directory"
         raise FileNotFoundError(
             f"Expected a directory of <Language>.txt files (one name per line) at "
-            f"{str(directory)!r}, but there is no such directory."
+            f"{str(directory)!r}, but {found}."
         )
     files = {p.stem: p for p in sorted(directory.glob("*.txt"))}
     if not files:
@@ -131,6 +132,22 @@ def read_names_dir(
     return names, labels, dropped, kept
 
 
+def locate_data(
+    *, data_dir: str | None = None, download: bool = True, path: str | None = None, **_
+) -> Path:
+    """The names directory: `path`, else ``names/`` in the data dir or cache, else downloaded."""
+    if path:
+        return Path(path)
+    return locate(
+        "names",
+        what="the names dataset (<Language>.txt files)",
+        explicit_dir=data_dir,
+        remote=REMOTE,
+        download=download,
+        pattern="*.txt",
+    )
+
+
 def load(
     *,
     data_dir: str | None = None,
@@ -165,18 +182,7 @@ def load(
     fr = _checks.fractions("fractions", fractions)
     if languages is not None and (isinstance(languages, str) or len(languages) < 2):
         raise _checks.invalid("languages", "a sequence of at least two language names", languages)
-    directory = (
-        Path(path)
-        if path
-        else locate(
-            "names",
-            what="the names dataset (<Language>.txt files)",
-            explicit_dir=data_dir,
-            remote=REMOTE,
-            download=download,
-            pattern="*.txt",
-        )
-    )
+    directory = locate_data(data_dir=data_dir, download=download, path=path)
     names, langs, dropped, _ = read_names_dir(directory, languages, strict=strict)
     label_names = sorted(set(langs)) if languages is None else list(languages)
     index = {lang: i for i, lang in enumerate(label_names)}

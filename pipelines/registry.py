@@ -4,6 +4,7 @@ from __future__ import annotations
 
 from collections.abc import Callable
 from dataclasses import dataclass
+from pathlib import Path
 from types import ModuleType
 
 from pipelines import (
@@ -17,6 +18,7 @@ from pipelines import (
     translation,
 )
 from pipelines._checks import one_of
+from pipelines.files import DataUnavailableError
 from pipelines.splits import Splits
 
 
@@ -29,6 +31,7 @@ class Source:
         module: the module implementing it (its docstring documents layout and elements).
         files: what it reads, relative to the data directory (empty for synthetic sources).
         url: its public download (or TFDS name); `None` for synthetic sources.
+        test_layout: what `load(test_path=...)` expects.
     """
 
     name: str
@@ -36,11 +39,36 @@ class Source:
     module: ModuleType
     files: tuple[str, ...] = ()
     url: str | None = None
+    test_layout: str = ""
 
     @property
     def load(self) -> Callable[..., Splits]:
         """``load(*, data_dir=None, seed=0, batch_size=64, test_path=None, **options)``."""
         return self.module.load
+
+    def check(
+        self,
+        *,
+        data_dir: str | None = None,
+        test_path: str | None = None,
+        download: bool = True,
+        **options,
+    ) -> Path | None:
+        """Fail early, before any training: find (or download) the source's data and check
+        that `test_path` exists. Returns the data path (`None` for synthetic / TFDS sources).
+
+        Raises:
+            DataUnavailableError: naming the missing file and where to get it.
+        """
+        if test_path is not None and not Path(test_path).exists():
+            raise DataUnavailableError(
+                f"Expected test data for source {self.name!r} at {str(test_path)!r} "
+                f"({self.test_layout}), but there is no such file or directory."
+            )
+        locate_data = getattr(self.module, "locate_data", None)
+        if locate_data is None:
+            return None
+        return locate_data(data_dir=data_dir, download=download, **options)
 
     @property
     def description(self) -> str:
@@ -50,26 +78,56 @@ class Source:
 SOURCES: dict[str, Source] = {
     s.name: s
     for s in (
-        Source("names", "classification", names, ("names/<Language>.txt",), names.REMOTE.url),
+        Source(
+            "names",
+            "classification",
+            names,
+            ("names/<Language>.txt",),
+            names.REMOTE.url,
+            "a directory of <Language>.txt files, one name per line",
+        ),
         Source(
             "sst2",
             "classification",
             sst2,
             ("sentiment/sst2/train.tsv", "sentiment/sst2/dev.tsv", "sentiment/sst2/test.tsv"),
             sst2.REMOTE.url,
+            "a TSV file with the header sentence<TAB>label",
         ),
-        Source("imdb", "classification", imdb, (), "tfds:imdb_reviews"),
+        Source(
+            "imdb",
+            "classification",
+            imdb,
+            (),
+            "tfds:imdb_reviews",
+            "an aclImdb-style folder with pos/*.txt and neg/*.txt",
+        ),
         Source(
             "shakespeare",
             "language_model",
             shakespeare,
             ("tinyshakespeare/input.txt",),
             shakespeare.REMOTE.url,
+            "a plain UTF-8 text file",
         ),
-        Source("translation", "seq2seq", translation, ("spa-eng/spa.txt",), translation.REMOTE.url),
-        Source("dates", "seq2seq", dates),
-        Source("adding", "regression", adding),
-        Source("copy_memory", "language_model", copy_memory),
+        Source(
+            "translation",
+            "seq2seq",
+            translation,
+            ("spa-eng/spa.txt",),
+            translation.REMOTE.url,
+            "a file of english<TAB>translation[<TAB>attribution] lines",
+        ),
+        Source("dates", "seq2seq", dates, test_layout="a file of human<TAB>YYYY-MM-DD lines"),
+        Source(
+            "adding", "regression", adding, test_layout="an .npz file with x [N, T, 2] and y [N]"
+        ),
+        Source(
+            "copy_memory",
+            "language_model",
+            copy_memory,
+            test_layout="an .npz file with inputs and targets [N, T_total]",
+        ),
     )
 }
 

@@ -82,6 +82,29 @@ def _read_tfds(download: bool) -> dict[str, str]:
     }
 
 
+def locate_data(
+    *,
+    data_dir: str | None = None,
+    download: bool = True,
+    path: str | None = None,
+    use_tfds: bool = False,
+    **_,
+) -> Path | None:
+    """The text file: `path`, else ``tinyshakespeare/input.txt`` found or downloaded (`None`
+    with `use_tfds`)."""
+    if use_tfds:
+        return None
+    if path:
+        return Path(path)
+    return locate(
+        "tinyshakespeare/input.txt",
+        what="the Tiny Shakespeare text",
+        explicit_dir=data_dir,
+        remote=REMOTE,
+        download=download,
+    )
+
+
 def load(
     *,
     data_dir: str | None = None,
@@ -113,17 +136,7 @@ def load(
         segments = _read_tfds(download)
         source = "tfds:tiny_shakespeare"
     else:
-        file = (
-            Path(path)
-            if path
-            else locate(
-                "tinyshakespeare/input.txt",
-                what="the Tiny Shakespeare text",
-                explicit_dir=data_dir,
-                remote=REMOTE,
-                download=download,
-            )
-        )
+        file = locate_data(data_dir=data_dir, download=download, path=path)
         text, dropped = read_text(file, strict=strict)
         fr = (1 - vf - tf_, vf, tf_)
         a, b = cut_points(text, fr)

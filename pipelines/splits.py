@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+import logging
 import os
 from collections import Counter
 from collections.abc import Sequence
@@ -13,8 +14,10 @@ from typing import Any
 import numpy as np
 import tensorflow as tf
 
+from pipelines._checks import one_of
 from pipelines.text import Vocabulary
 
+logger = logging.getLogger("pipelines")
 TASKS = ("classification", "language_model", "seq2seq", "regression")
 SPLIT_NAMES = ("train", "validation", "test")
 MAX_TEST_EXAMPLES = 256
@@ -57,6 +60,11 @@ class SourceInfo:
     seed: int = 0
     options: dict[str, Any] = field(default_factory=dict)
     extra: dict[str, Any] = field(default_factory=dict)
+
+    def __post_init__(self) -> None:
+        one_of("task", self.task, TASKS)
+        if self.dropped:
+            logger.warning("%s: skipped %s", self.name, self.dropped)
 
     @property
     def vocabularies(self) -> dict[str, Vocabulary]:

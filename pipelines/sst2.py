@@ -64,6 +64,21 @@ def read_labeled_tsv(
     )
 
 
+def locate_data(
+    *, data_dir: str | None = None, download: bool = True, path: str | None = None, **_
+) -> Path:
+    """The SST-2 folder (train.tsv, dev.tsv, test.tsv): `path`, else found or downloaded."""
+    if path:
+        return Path(path)
+    return locate(
+        "sentiment/sst2/train.tsv",
+        what="the SST-2 train file",
+        explicit_dir=data_dir,
+        remote=REMOTE,
+        download=download,
+    ).parent
+
+
 def load(
     *,
     data_dir: str | None = None,
@@ -88,17 +103,7 @@ def load(
     """
     _checks.positive_int("batch_size", batch_size)
     vf = _checks.fraction("validation_fraction", validation_fraction)
-    folder = (
-        Path(path)
-        if path
-        else locate(
-            "sentiment/sst2/train.tsv",
-            what="the SST-2 train file",
-            explicit_dir=data_dir,
-            remote=REMOTE,
-            download=download,
-        ).parent
-    )
+    folder = locate_data(data_dir=data_dir, download=download, path=path)
     texts, labels, dropped = read_labeled_tsv(folder / "train.tsv", strict=strict)
     test_file = Path(test_path) if test_path is not None else folder / "dev.tsv"
     test_texts, test_labels, test_dropped = read_labeled_tsv(test_file, strict=strict)

@@ -20,6 +20,11 @@ Python `encode` and the in-graph `tokenize_tf` (the exporter puts it in the Save
    token of its own, Unicode spaces (``\\p{Z}``) count as spaces, `tf.strings.split`.
 5. Lookup in a `tf.lookup.StaticHashTable`; unknown tokens get id 1.
 
+Why not `keras.layers.TextVectorization`: its ``standardize="lower"`` calls `tf.strings.lower`
+without ``encoding="utf-8"``, which lowercases ASCII only (``"ŁÓDŹ" -> "ŁÓdŹ"``), and it reserves
+only ids 0 and 1, not the project's start and end ids. The same `tf.strings` ops are used here,
+with Unicode lowercasing and the full id convention.
+
 Example:
 
 >>> vocab = Vocabulary.build(["Broż", "Großmann"], level="char")
@@ -242,6 +247,12 @@ class Vocabulary:
         """Id of one token (1 if unknown)."""
         return self._index.get(token, OOV_ID)
 
+    def id_to_token(self, index: int) -> str:
+        """Token of one id (``""`` padding, ``[UNK]``, ``[START]``, ``[END]`` for 0-3;
+        ``[UNK]`` for an id outside the vocabulary)."""
+        index = int(index)
+        return self.tokens[index] if 0 <= index < self.size else SPECIAL_TOKENS[OOV_ID]
+
     # ---------------------------------------------------------------- encoding
     @property
     def tokenizer(self) -> Tokenizer:
@@ -311,7 +322,7 @@ class Vocabulary:
                     break
                 if skip_special and i in (PAD_ID, START_ID, END_ID):
                     continue
-                out.append(self.tokens[i] if 0 <= i < self.size else SPECIAL_TOKENS[OOV_ID])
+                out.append(self.id_to_token(i))
             texts.append(sep.join(out))
         return texts
 

@@ -86,6 +86,21 @@ def token_counts(texts: Sequence[str], lowercase: bool) -> np.ndarray:
     return tokens.row_lengths().numpy()
 
 
+def locate_data(
+    *, data_dir: str | None = None, download: bool = True, path: str | None = None, **_
+) -> Path:
+    """The pairs file: `path`, else ``spa-eng/spa.txt`` found or downloaded."""
+    if path:
+        return Path(path)
+    return locate(
+        "spa-eng/spa.txt",
+        what="the English-Spanish pairs file",
+        explicit_dir=data_dir,
+        remote=REMOTE,
+        download=download,
+    )
+
+
 def load(
     *,
     data_dir: str | None = None,
@@ -114,17 +129,7 @@ def load(
     _checks.one_of("direction", direction, DIRECTIONS)
     _checks.optional_positive_int("max_length", max_length)
     fr = _checks.fractions("fractions", fractions)
-    file = (
-        Path(path)
-        if path
-        else locate(
-            "spa-eng/spa.txt",
-            what="the English-Spanish pairs file",
-            explicit_dir=data_dir,
-            remote=REMOTE,
-            download=download,
-        )
-    )
+    file = locate_data(data_dir=data_dir, download=download, path=path)
     english, other, dropped = read_pairs(file, strict=strict)
     src, tgt = (english, other) if direction == "eng-spa" else (other, english)
     src, tgt = _clean(src, tgt, lowercase, max_length, dropped)

@@ -107,11 +107,12 @@ def test_save_and_load(tmp_path):
     model.save(path)
     loaded = keras.saving.load_model(path, safe_mode=True)
     assert isinstance(loaded, LanguageModel) and loaded.get_config() == model.get_config()
-    np.testing.assert_array_equal(loaded.predict(ids, verbose=0), model.predict(ids, verbose=0))
+    np.testing.assert_array_equal(loaded(ids).numpy(), model(ids).numpy())
     np.testing.assert_array_equal(
         loaded.generate(PROMPT, 6, seed=5), model.generate(PROMPT, 6, seed=5)
     )
-    loaded.evaluate(ids[:, :-1], ids[:, 1:], verbose=0)
+    assert isinstance(loaded.loss, keras.losses.SparseCategoricalCrossentropy)
+    assert int(loaded.optimizer.iterations) == int(model.optimizer.iterations) == 1
 
 
 @pytest.mark.parametrize(

@@ -122,3 +122,19 @@ def test_corrupt_archive(tmp_path, monkeypatch):
     with pytest.raises(pipelines.DataUnavailableError, match="BadZipFile"):
         translation.load(data_dir=str(tmp_path / "empty"))
     assert not list((tmp_path / "cache" / "data").glob("*.part"))
+
+
+def test_source_check_fails_early(tmp_path):
+    with pytest.raises(pipelines.DataUnavailableError, match="spa-eng/spa.txt"):
+        pipelines.get_source("translation").check(data_dir=str(tmp_path), download=False)
+    folder = tmp_path / "spa-eng"
+    folder.mkdir()
+    (folder / "spa.txt").write_text("Go.\tVe.\n", encoding="utf-8")
+    found = pipelines.get_source("translation").check(data_dir=str(tmp_path))
+    assert found == folder / "spa.txt"
+    with pytest.raises(pipelines.DataUnavailableError, match=r"Expected test data for source "
+                       r"'translation' at '.*nope.txt' \(a file of english<TAB>translation"):
+        pipelines.get_source("translation").check(data_dir=str(tmp_path),
+                                                  test_path=str(tmp_path / "nope.txt"))
+    assert pipelines.get_source("dates").check() is None
+    assert pipelines.get_source("shakespeare").check(use_tfds=True) is None

@@ -1,5 +1,6 @@
 """pipelines.names on small directories the tests write: cleaning, splits, bad input."""
 
+import json
 import unicodedata
 from collections import Counter
 
@@ -92,6 +93,22 @@ def test_test_examples_are_raw_text_with_label_ids(loaded):
     assert all(isinstance(t, str) for t, _ in loaded.info.test_examples)
 
 
+def test_info_save_writes_vocabulary_and_summary(loaded, tmp_path):
+    path = loaded.info.save(tmp_path / "meta")
+    summary = json.loads(path.read_text(encoding="utf-8"))
+    assert summary["counts"] == loaded.info.counts and summary["task"] == "classification"
+    assert summary["vocabulary_sizes"] == {"text": loaded.info.vocabulary.size}
+    assert pipelines.Vocabulary.from_json(tmp_path / "meta" / "vocab_text.json") == \
+        loaded.info.vocabulary
+
+
+def test_dropped_lines_are_logged(tmp_path, caplog):
+    write_names(tmp_path)
+    with caplog.at_level("WARNING", logger="pipelines"):
+        names.load(data_dir=str(tmp_path))
+    assert "names: skipped {'artifact': 2, 'empty': 2, 'invalid': 2}" in caplog.text
+
+
 def test_same_seed_same_split_other_seed_other_split(tmp_path):
     write_names(tmp_path)
     def test_names(seed):
@@ -145,6 +162,8 @@ def test_test_path_not_a_directory(tmp_path):
     write_names(tmp_path / "a")
     with pytest.raises(FileNotFoundError, match="Expected a directory of <Language>.txt files"):
         names.load(data_dir=str(tmp_path / "a"), test_path=str(tmp_path / "nope"))
+    with pytest.raises(FileNotFoundError, match=r"German.txt', but it is a file"):
+        names.load(data_dir=str(tmp_path / "a"), test_path=str(tmp_path / "a/names/German.txt"))
 
 
 def test_strict_mode_names_the_bad_line(tmp_path):

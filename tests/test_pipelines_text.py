@@ -87,6 +87,13 @@ def test_decode_drops_specials_and_stops_at_end():
     assert vocab.decode([[4, 3, 5]], stop_at_end=False) == ["ab"]
 
 
+def test_token_id_lookups():
+    vocab = Vocabulary.build(["ab"], level="char")
+    assert [vocab.id_to_token(i) for i in range(6)] == ["", "[UNK]", "[START]", "[END]", "a", "b"]
+    assert vocab.id_to_token(99) == "[UNK]"
+    assert vocab.token_to_id("b") == 5 and vocab.token_to_id("z") == OOV_ID
+
+
 def test_encode_of_empty_list_and_single_string():
     vocab = Vocabulary.build(["ab"], level="char")
     assert vocab.encode([]).shape[0] == 0

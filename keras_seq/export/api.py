@@ -250,6 +250,8 @@ def export_all_latest(
     formats: Sequence[str] | str = DEFAULT_FORMATS,
     quantize: str = "none",
     replace: bool = False,
+    *,
+    parity_examples: int = 16,
 ) -> dict[str, Path | None]:
     """Export the latest run of every recipe under ``runs_root`` to ``out/<recipe>``.
 
@@ -279,5 +281,6 @@ def export_all_latest(
                 continue
             version = versions[-1] + 1
         results[recipe] = export_run(run, target, formats=formats, quantize=quantize,
-                                     version=version, replace=replace)
+                                     version=version, replace=replace,
+                                     parity_examples=parity_examples)
     return results

@@ -19,6 +19,9 @@ decode in one ``WHILE`` loop).
 float activations), ``"float16"`` (float16 weights) and ``"int8"`` (int8 weights and
 activations calibrated on the run's real samples, float fallback for kernels without an
 int8 version; inputs and outputs stay int32/float32) also write ``model.<quantize>.tflite``.
+``"int8"`` is refused for graphs with ``WHILE`` loops (GRU, SimpleRNN, masked or
+state-returning LSTMs, seq2seq): TensorFlow 2.21's calibrator crashes (SIGSEGV) on them.
+Tensors under 1024 elements are left in float by the converter, so tiny models do not shrink.
 """
 
 from __future__ import annotations
@@ -43,14 +46,29 @@ def tflite_ops(model_bytes: bytes) -> list[str]:
     return tflite_op_names(model_bytes)
 
 
+def _unpadded_export_mode() -> Any:
+    """``export_mode`` for exact-length batch-1 inputs.
+
+    Every TFLite input is one text at its exact length, so the models' padding masks are all
+    true; when :func:`keras_seq.ops.export_mode` accepts ``assume_unpadded=True`` the recurrent
+    layers may then drop the mask, which keeps the LSTM fusable into one
+    ``UNIDIRECTIONAL_SEQUENCE_LSTM`` (a mask forces a ``WHILE`` loop).
+    """
+    import inspect
+
+    from keras_seq.ops import export_mode
+
+    if "assume_unpadded" in inspect.signature(export_mode).parameters:
+        return export_mode(assume_unpadded=True)
+    return export_mode()
+
+
 def _trace(job: ExportJob, directory: Path) -> list[str]:
     """Write the batch-1 export-mode signatures as a SavedModel; returns their names."""
     import keras
 
-    from keras_seq.ops import export_mode
-
     signatures = [s for s in job.graphs.signatures() if "tflite" in s.formats]
-    with export_mode():
+    with _unpadded_export_mode():
         archive = keras.export.ExportArchive()
         archive.track(job.graphs.model)
         for signature in signatures:
@@ -106,6 +124,14 @@ class TFLiteExporter(Exporter):
             names = _trace(job, Path(tmp) / "traced")
             for variant in variants:
                 model = convert(Path(tmp) / "traced", names, variant, job)
+                if variant == "none" and quantize == "int8" and "WHILE" in tflite_ops(model):
+                    raise ValueError(
+                        "Invalid value for argument `quantize`. Expected 'none', 'dynamic' or "
+                        "'float16' for a model whose TFLite graph has WHILE loops (GRU, "
+                        "SimpleRNN, masked or state-returning LSTM, seq2seq decoding): int8 "
+                        "calibration crashes the TFLite calibrator on WHILE. Received: "
+                        "quantize='int8'"
+                    )
                 filename = "model.tflite" if variant == "none" else f"model.{variant}.tflite"
                 (staging / filename).write_bytes(model)
                 ops = tflite_ops(model)

@@ -51,27 +51,29 @@ def fast_level(
         "return_sequences": return_sequences,
         "training": bool(training),
     }
+    xt = tf.transpose(x, [1, 0, 2])  # (T, B, D)
+    if go_backwards:
+        xt = tf.reverse(xt, [0])
+    gates = cell.gates
+    kernels = tf.split(cell.kernel, gates, axis=1)
+    recurrent = tf.split(cell.recurrent_kernel, gates, axis=1)
     if isinstance(cell, cells.LSTMCell):
         outputs, h, c = fast_lstm.lstm(
-            _project(cell, x, _biases(cell.bias, 4), go_backwards),
-            tf.split(cell.recurrent_kernel, 4, axis=1),
-            states[0], states[1], **options,
+            xt, kernels, _biases(cell.bias, gates), recurrent, states[0], states[1], **options
         )
         final_states = [h, c]
     elif isinstance(cell, cells.GRUCell):
-        input_bias, recurrent_bias = _gru_biases(cell)
+        biases, recurrent_bias = _gru_biases(cell)
         outputs, h = fast_gru.gru(
-            _project(cell, x, input_bias, go_backwards),
-            tf.split(cell.recurrent_kernel, 3, axis=1),
-            states[0], recurrent_bias=recurrent_bias, reset_after=cell.reset_after,
-            **options,
+            xt, kernels, biases, recurrent, states[0], recurrent_bias=recurrent_bias,
+            reset_after=cell.reset_after, **options,
         )
         final_states = [h]
     else:
         outputs, h = fast_rnn.simple_rnn(
-            _project(cell, x, _biases(cell.bias, 1), go_backwards),
-            tf.convert_to_tensor(cell.recurrent_kernel), states[0],
-            activation=keras.activations.serialize(cell.activation), **options,
+            xt, kernels[0], None if cell.bias is None else tf.convert_to_tensor(cell.bias),
+            recurrent[0], states[0], activation=keras.activations.serialize(cell.activation),
+            **options,
         )
         final_states = [h]
     return _outputs(x, keep, outputs, h, zero_output_for_mask, cell.units) + (final_states,)
@@ -92,38 +94,18 @@ def _supported(cell, x) -> bool:
 
 
 def _biases(bias, gates):
-    return [None] * gates if bias is None else tf.split(bias, gates)
+    return None if bias is None else tf.split(bias, gates)
 
 
 def _gru_biases(cell):
     """Input-side biases per gate (``z, r`` absorb their recurrent biases) and the recurrent
     bias of the candidate (``reset_after``) or None."""
     if cell.bias is None:
-        return [None] * 3, None
+        return None, None
     if not cell.reset_after:
         return tf.split(cell.bias, 3), None
     b_in, b_rec = tf.split(cell.bias[0], 3), tf.split(cell.bias[1], 3)
     return [b_in[0] + b_rec[0], b_in[1] + b_rec[1], b_in[2]], b_rec[2]
-
-
-def _project(cell, x, biases, go_backwards):
-    """Time-major per-gate projections ``P_g = x W_g + b_g``, each ``[T, B, U]``: one GEMM per
-    gate over all ``T*B`` rows."""
-    xt = tf.transpose(x, [1, 0, 2])  # (T, B, D)
-    if go_backwards:
-        xt = tf.reverse(xt, [0])
-    shape = tf.shape(xt)
-    rows = tf.reshape(xt, [-1, x.shape[-1]])  # (T*B, D)
-    kernels = tf.split(cell.kernel, len(biases), axis=1)
-    projected = []
-    for w, b in zip(kernels, biases):
-        p = tf.linalg.matmul(rows, w)
-        if b is not None:
-            p = tf.nn.bias_add(p, b)
-        p = tf.reshape(p, tf.stack([shape[0], shape[1], cell.units]))
-        p.set_shape([x.shape[1], x.shape[0], cell.units])
-        projected.append(p)
-    return projected
 
 
 def _outputs(x, keep, outputs, h, zero_output_for_mask, units):

@@ -1,9 +1,9 @@
-"""Fused GRU level: per-gate forward loop and a hand-written backward pass.
+"""Fused GRU level: per-gate forward loop and a hand-written, chunked backward pass.
 
-Gate order z, r, h (Keras's). ``P_g = x W_g + b_g`` is precomputed; with ``reset_after`` the
-recurrent biases of ``z`` and ``r`` are folded into ``P_z``, ``P_r`` and only the candidate's
-recurrent bias ``b'_h`` stays in the loop. ``h`` in the products with ``R`` is
-``h * recurrent_mask`` under recurrent dropout.
+Gate order z, r, h (Keras's). ``P_g = x W_g + b_g`` per chunk; with ``reset_after`` the
+recurrent biases of ``z`` and ``r`` are folded into ``b_z``, ``b_r`` by the caller and only
+the candidate's recurrent bias ``b'_h`` stays in the loop. ``h`` in the products with ``R``
+is ``h * recurrent_mask`` under recurrent dropout.
 
 ``reset_after=True`` (Keras / cuDNN / PyTorch)::
 
@@ -11,7 +11,7 @@ recurrent bias ``b'_h`` stays in the loop. ``h`` in the products with ``R`` is
     q = h R_h + b'_h                n = tanh(P_h[t] + r * q)
     h_t = n + z * (h - n)           (= z h + (1 - z) n)
 
-backward, with ``dh`` the gradient of ``h_t`` and factors computed for all steps at once
+backward, with ``dh`` the gradient of ``h_t`` and factors computed per chunk
 (``K_n = (1 - z) n'``, ``K_z = (h - n) z'``, ``K_r = K_n q r'``, ``K_q = K_n r``)::
 
     dz_z = dh K_z[t]    dz_r = dh K_r[t]    dq = dh K_q[t]
@@ -20,8 +20,8 @@ backward, with ``dh`` the gradient of ``h_t`` and factors computed for all steps
 ``reset_after=False`` (Cho et al.): ``n = tanh(P_h[t] + (r * h) R_h)``; backward
 ``ds = dh K_n[t] R_h^T``, ``dz_r = ds h r'``, ``dh_prev = dh z + dz_z R_z^T + dz_r R_r^T + ds r``.
 
-The backward loop stores only ``dh`` (and ``ds``) per step; every ``dZ`` is then one
-elementwise product over all steps, and ``dR_g = H_prev^T dZ_g`` one GEMM.
+The backward loop stores only ``dh`` (and ``ds``) per step; every ``dZ`` of a chunk is then
+one elementwise product, and the weight and input gradients GEMMs over the chunk.
 """
 
 from __future__ import annotations
@@ -34,10 +34,13 @@ from keras_seq.ops import fused
 
 SigmoidGrad = tf.raw_ops.SigmoidGrad  # SigmoidGrad(y, dy) = dy * y * (1 - y)
 TanhGrad = tf.raw_ops.TanhGrad  # TanhGrad(y, dy) = dy * (1 - y^2)
+GATES = 3
 
 
 def gru(
-    projected: Sequence[tf.Tensor],
+    inputs: tf.Tensor,
+    kernels: Sequence[tf.Tensor],
+    biases: Sequence[tf.Tensor] | None,
     recurrent: Sequence[tf.Tensor],
     h0: tf.Tensor,
     *,
@@ -51,164 +54,205 @@ def gru(
     """Run a standard GRU (sigmoid gates, tanh candidate) over a whole sequence.
 
     Args:
-        projected: ``P_z, P_r, P_h``, each ``[T, B, U]`` (time-major).
+        inputs: ``x [T, B, D]`` (time-major).
+        kernels: ``W_z, W_r, W_h``, each ``[D, U]``.
+        biases: ``b_z, b_r, b_h`` (input side, see above), each ``[U]``, or None.
         recurrent: ``R_z, R_r, R_h``, each ``[U, U]``.
         h0: ``[B, U]`` initial state.
         recurrent_bias: ``b'_h [U]`` (``reset_after`` only) or None.
-        reset_after: the candidate's reset gate applies after (True) or before the GEMM.
+        reset_after: the reset gate applies after (True) or before the candidate's GEMM.
         keep, recurrent_mask, return_sequences, training: as :func:`fast_lstm.lstm`.
 
     Returns:
         ``(H [T, B, U] or None, h_T)``.
     """
-    projected, recurrent = list(projected), list(recurrent)
+    kernels, recurrent = list(kernels), list(recurrent)
+    biases = list(biases) if biases is not None else []
+    extra = [recurrent_bias] if recurrent_bias is not None and reset_after else []
     masks = fused.MaskFactors(keep, h0.dtype)
     forward, backward = (_forward_after, _backward_after) if reset_after else (
         _forward_before, _backward_before)
-    has_bias = recurrent_bias is not None and reset_after
     if not training:
-        biases = [recurrent_bias] if has_bias else []
-        return forward(projected, recurrent, biases, h0, masks, recurrent_mask,
-                       store=False, collect=return_sequences)[:2]
+        outputs, h, _ = forward(inputs, kernels, biases, recurrent, extra, h0, masks,
+                                recurrent_mask, store=False, collect=return_sequences)
+        return outputs, h
+
+    n_bias, n_extra = len(biases), len(extra)
 
     @tf.custom_gradient
-    def kernel(*args):
-        ps, rs, biases, h0 = list(args[:3]), list(args[3:6]), list(args[6:-1]), args[-1]
-        outputs, h, saved = forward(ps, rs, biases, h0, masks, recurrent_mask,
+    def kernel(x, *args):
+        ws, args = list(args[:GATES]), args[GATES:]
+        bs, args = list(args[:n_bias]), args[n_bias:]
+        rs, args = list(args[:GATES]), args[GATES:]
+        extra, h0 = list(args[:n_extra]), args[-1]
+        outputs, h, saved = forward(x, ws, bs, rs, extra, h0, masks, recurrent_mask,
                                     store=True, collect=True)
 
         def grad(*upstream):
             d_outputs = upstream[0] if return_sequences else None
-            return backward(saved, rs, biases, masks, recurrent_mask, d_outputs, upstream[-1])
+            return backward(x, ws, bool(bs), rs, extra, saved, masks, recurrent_mask,
+                            d_outputs, upstream[-1])
 
         return ((outputs, h) if return_sequences else h), grad
 
-    biases = [recurrent_bias] if has_bias else []
-    results = kernel(*projected, *recurrent, *biases, h0)
+    results = kernel(inputs, *kernels, *biases, *recurrent, *extra, h0)
     return tuple(results) if return_sequences else (None, results)
 
 
-def _stores(steps, h0, count, store, collect):
-    gates = [fused.sequence_store(steps, h0) for _ in range(count)] if store else []
+def _run_forward(x, ws, bs, h0, gate_count, store, collect, cell):
+    """Chunked forward loop; ``cell(t, p_j, h) -> (h_new, activations)``."""
+    steps = tf.shape(x)[0]
+    gates = [fused.sequence_store(steps, h0) for _ in range(gate_count)] if store else []
     hs = [fused.sequence_store(steps, h0, h0)] if collect else []
-    return gates, hs
 
+    def chunk(k, start, stop, carry):
+        ps = fused.project(x[start:stop], ws, bs or [None] * GATES)
 
-def _finish(h, stores, store, collect):
+        def step(j, carry):
+            t = start + j
+            h, *stores = carry
+            h_new, values = cell(t, [p[j] for p in ps], h)
+            written = [s.write(t, v) for s, v in zip(stores, values)] if store else []
+            if collect:
+                written.append(stores[-1].write(t + 1, h_new))
+            return (h_new, *written)
+
+        return fused.time_loop(stop - start, step, carry)
+
+    h, *stores = fused.chunk_loop(steps, chunk, (h0, *gates, *hs))
     all_h = stores[-1].stack() if collect else None  # (T+1, B, U), h0 first
     outputs = None if all_h is None else all_h[1:]
     saved = [s.stack() for s in stores[:-1]] + [all_h] if store else None
     return outputs, h, saved
 
 
-def _forward_after(ps, rs, biases, h0, masks, recurrent_mask, *, store, collect):
-    steps = tf.shape(ps[0])[0]
-    (p_z, p_r, p_h), (r_z, r_r, r_h) = ps, rs
-    gates, hs = _stores(steps, h0, 4, store, collect)
+def _forward_after(x, ws, bs, rs, extra, h0, masks, recurrent_mask, *, store, collect):
+    r_z, r_r, r_h = rs
 
-    def step(t, carry):
-        h, *stores = carry
+    def cell(t, ps, h):
+        p_z, p_r, p_h = ps
         hr = h if recurrent_mask is None else h * recurrent_mask
-        z = tf.sigmoid(p_z[t] + tf.linalg.matmul(hr, r_z))
-        r = tf.sigmoid(p_r[t] + tf.linalg.matmul(hr, r_r))
+        z = tf.sigmoid(p_z + tf.linalg.matmul(hr, r_z))
+        r = tf.sigmoid(p_r + tf.linalg.matmul(hr, r_r))
         q = tf.linalg.matmul(hr, r_h)
-        if biases:
-            q = tf.nn.bias_add(q, biases[0])
-        n = tf.tanh(p_h[t] + r * q)
-        h_new = masks.carry(t, n + z * (h - n), h)
-        written = [s.write(t, v) for s, v in zip(stores[:4], (z, r, q, n))] if store else []
-        if collect:
-            written.append(stores[-1].write(t + 1, h_new))
-        return (h_new, *written)
+        if extra:
+            q = tf.nn.bias_add(q, extra[0])
+        n = tf.tanh(p_h + r * q)
+        return masks.carry(t, n + z * (h - n), h), (z, r, q, n)
 
-    h, *stores = fused.time_loop(steps, step, (h0, *gates, *hs))
-    return _finish(h, stores, store, collect)
+    return _run_forward(x, ws, bs, h0, 4, store, collect, cell)
 
 
-def _backward_after(saved, rs, biases, masks, recurrent_mask, d_outputs, dh):
-    z, r, q, n, all_h = saved
-    h_prev = all_h[:-1]
-    k_n = masks.valid(TanhGrad(y=n, dy=1.0 - z))
-    k_z = masks.valid(SigmoidGrad(y=z, dy=h_prev - n))
-    k_r = SigmoidGrad(y=r, dy=q) * k_n
-    k_q = k_n * r
-    z_carry = masks.carried(z)
-    rts = fused.transposed(rs)
-    steps = tf.shape(z)[0]
-    dh = tf.zeros_like(h_prev[0]) if dh is None else dh
-    dhs = fused.sequence_store(steps, dh)
+def _forward_before(x, ws, bs, rs, extra, h0, masks, recurrent_mask, *, store, collect):
+    r_z, r_r, r_h = rs
 
-    def step(t, carry):
-        dh, dhs = carry
-        if d_outputs is not None:
-            dh = dh + d_outputs[t]
-        dzs = (dh * k_z[t], dh * k_r[t], dh * k_q[t])
-        mm = tf.add_n([tf.linalg.matmul(dz, rt) for dz, rt in zip(dzs, rts)])
-        if recurrent_mask is not None:
-            mm = mm * recurrent_mask
-        return (dh * z_carry[t] + mm, dhs.write(t, dh))
-
-    dh0, dhs = fused.time_loop(steps, step, (dh, dhs), reverse=True)
-    dh_all = dhs.stack()
-    dz_z, dz_r, dq, dz_h = dh_all * k_z, dh_all * k_r, dh_all * k_q, dh_all * k_n
-    if recurrent_mask is not None:
-        h_prev = h_prev * recurrent_mask
-    d_rs = fused.weight_gradients(h_prev, [dz_z, dz_r, dq])
-    d_bias = [tf.reduce_sum(dq, [0, 1])] if biases else []
-    return (dz_z, dz_r, dz_h, *d_rs, *d_bias, dh0)
-
-
-def _forward_before(ps, rs, biases, h0, masks, recurrent_mask, *, store, collect):
-    steps = tf.shape(ps[0])[0]
-    (p_z, p_r, p_h), (r_z, r_r, r_h) = ps, rs
-    gates, hs = _stores(steps, h0, 3, store, collect)
-
-    def step(t, carry):
-        h, *stores = carry
+    def cell(t, ps, h):
+        p_z, p_r, p_h = ps
         hr = h if recurrent_mask is None else h * recurrent_mask
-        z = tf.sigmoid(p_z[t] + tf.linalg.matmul(hr, r_z))
-        r = tf.sigmoid(p_r[t] + tf.linalg.matmul(hr, r_r))
-        n = tf.tanh(p_h[t] + tf.linalg.matmul(r * hr, r_h))
-        h_new = masks.carry(t, n + z * (h - n), h)
-        written = [s.write(t, v) for s, v in zip(stores[:3], (z, r, n))] if store else []
-        if collect:
-            written.append(stores[-1].write(t + 1, h_new))
-        return (h_new, *written)
+        z = tf.sigmoid(p_z + tf.linalg.matmul(hr, r_z))
+        r = tf.sigmoid(p_r + tf.linalg.matmul(hr, r_r))
+        n = tf.tanh(p_h + tf.linalg.matmul(r * hr, r_h))
+        return masks.carry(t, n + z * (h - n), h), (z, r, n)
 
-    h, *stores = fused.time_loop(steps, step, (h0, *gates, *hs))
-    return _finish(h, stores, store, collect)
+    return _run_forward(x, ws, bs, h0, 3, store, collect, cell)
 
 
-def _backward_before(saved, rs, biases, masks, recurrent_mask, d_outputs, dh):
+def _run_backward(x, ws, has_bias, rs, extra, all_h, dh, chunk_grads):
+    """Chunked backward driver. ``chunk_grads(start, stop, part, dh, h_prev)`` returns
+    ``(dh_prev, [dZ_z, dZ_r, dZ_h], [dR_z, dR_r, dR_h], [db'_h] or [])`` for one chunk."""
+    steps = tf.shape(x)[0]
+    wts = fused.transposed(ws)
+    dh = tf.zeros_like(all_h[0]) if dh is None else dh
+    totals = [tf.zeros_like(r) for r in rs] + [tf.zeros_like(w) for w in ws]
+    totals += [tf.zeros_like(w[0]) for w in ws] if has_bias else []
+    totals += [tf.zeros_like(e) for e in extra]
+
+    def chunk(k, start, stop, carry):
+        dh, dxs, *totals = carry
+        dh, dzs, d_rs, d_extra = chunk_grads(start, stop, dh, all_h[start:stop])
+        d_ws, d_bs, dx = fused.input_gradients(x[start:stop], wts, dzs, has_bias)
+        return (dh, dxs.write(k, dx), *fused.add(totals, d_rs + d_ws + d_bs + d_extra))
+
+    dh0, dxs, *totals = fused.chunk_loop(
+        steps, chunk, (dh, fused.chunk_store(steps, x), *totals), reverse=True)
+    d_rs, totals = totals[:GATES], totals[GATES:]
+    d_ws, totals = totals[:GATES], totals[GATES:]
+    d_bs, d_extra = totals[:len(totals) - len(extra)], totals[len(totals) - len(extra):]
+    dx = dxs.concat()
+    dx.set_shape(x.shape)
+    return (dx, *d_ws, *d_bs, *d_rs, *d_extra, dh0)
+
+
+def _backward_after(x, ws, has_bias, rs, extra, saved, masks, recurrent_mask, d_outputs, dh):
+    z, r, q, n, all_h = saved
+    rts = fused.transposed(rs)
+
+    def chunk_grads(start, stop, dh, h_prev):
+        part = masks.chunk(start, stop)
+        z_, r_, q_, n_ = z[start:stop], r[start:stop], q[start:stop], n[start:stop]
+        k_n = part.valid(TanhGrad(y=n_, dy=1.0 - z_))
+        k_z = part.valid(SigmoidGrad(y=z_, dy=h_prev - n_))
+        k_r = SigmoidGrad(y=r_, dy=q_) * k_n
+        k_q = k_n * r_
+        z_carry = part.carried(z_)
+        size = stop - start
+
+        def step(j, carry):
+            dh, dhs = carry
+            if d_outputs is not None:
+                dh = dh + d_outputs[start + j]
+            dzs = (dh * k_z[j], dh * k_r[j], dh * k_q[j])
+            mm = tf.add_n([tf.linalg.matmul(dz, rt) for dz, rt in zip(dzs, rts)])
+            if recurrent_mask is not None:
+                mm = mm * recurrent_mask
+            return (dh * z_carry[j] + mm, dhs.write(j, dh))
+
+        dh, dhs = fused.time_loop(size, step, (dh, fused.sequence_store(size, dh)),
+                                  reverse=True)
+        dh_all = dhs.stack()
+        dz_z, dz_r, dq, dz_h = dh_all * k_z, dh_all * k_r, dh_all * k_q, dh_all * k_n
+        hr = h_prev if recurrent_mask is None else h_prev * recurrent_mask
+        d_rs = [fused.gemm_t(hr, dz) for dz in (dz_z, dz_r, dq)]
+        d_extra = [tf.reduce_sum(dq, [0, 1])] if extra else []
+        return dh, [dz_z, dz_r, dz_h], d_rs, d_extra
+
+    return _run_backward(x, ws, has_bias, rs, extra, all_h, dh, chunk_grads)
+
+
+def _backward_before(x, ws, has_bias, rs, extra, saved, masks, recurrent_mask, d_outputs, dh):
     z, r, n, all_h = saved
-    h_prev = all_h[:-1]
-    hr_prev = h_prev if recurrent_mask is None else h_prev * recurrent_mask
-    k_n = masks.valid(TanhGrad(y=n, dy=1.0 - z))
-    k_z = masks.valid(SigmoidGrad(y=z, dy=h_prev - n))
-    k_r = SigmoidGrad(y=r, dy=hr_prev)
-    z_carry = masks.carried(z)
     rt_z, rt_r, rt_h = fused.transposed(rs)
-    steps = tf.shape(z)[0]
-    dh = tf.zeros_like(h_prev[0]) if dh is None else dh
-    dhs, dss = fused.sequence_store(steps, dh), fused.sequence_store(steps, dh)
 
-    def step(t, carry):
-        dh, dhs, dss = carry
-        if d_outputs is not None:
-            dh = dh + d_outputs[t]
-        ds = tf.linalg.matmul(dh * k_n[t], rt_h)  # gradient of s = r * h
-        mm = tf.add_n([
-            tf.linalg.matmul(dh * k_z[t], rt_z),
-            tf.linalg.matmul(ds * k_r[t], rt_r),
-            ds * r[t],
-        ])
-        if recurrent_mask is not None:
-            mm = mm * recurrent_mask
-        return (dh * z_carry[t] + mm, dhs.write(t, dh), dss.write(t, ds))
+    def chunk_grads(start, stop, dh, h_prev):
+        part = masks.chunk(start, stop)
+        z_, r_, n_ = z[start:stop], r[start:stop], n[start:stop]
+        hr = h_prev if recurrent_mask is None else h_prev * recurrent_mask
+        k_n = part.valid(TanhGrad(y=n_, dy=1.0 - z_))
+        k_z = part.valid(SigmoidGrad(y=z_, dy=h_prev - n_))
+        k_r = SigmoidGrad(y=r_, dy=hr)
+        z_carry = part.carried(z_)
+        size = stop - start
 
-    dh0, dhs, dss = fused.time_loop(steps, step, (dh, dhs, dss), reverse=True)
-    dh_all, ds_all = dhs.stack(), dss.stack()
-    dz_z, dz_r, dz_h = dh_all * k_z, ds_all * k_r, dh_all * k_n
-    d_rs = fused.weight_gradients(hr_prev, [dz_z, dz_r])
-    d_rs.append(fused.weight_gradients(r * hr_prev, [dz_h])[0])
-    return (dz_z, dz_r, dz_h, *d_rs, dh0)
+        def step(j, carry):
+            dh, dhs, dss = carry
+            if d_outputs is not None:
+                dh = dh + d_outputs[start + j]
+            ds = tf.linalg.matmul(dh * k_n[j], rt_h)  # gradient of s = r * h
+            mm = tf.add_n([
+                tf.linalg.matmul(dh * k_z[j], rt_z),
+                tf.linalg.matmul(ds * k_r[j], rt_r),
+                ds * r_[j],
+            ])
+            if recurrent_mask is not None:
+                mm = mm * recurrent_mask
+            return (dh * z_carry[j] + mm, dhs.write(j, dh), dss.write(j, ds))
+
+        dh, dhs, dss = fused.time_loop(
+            size, step, (dh, fused.sequence_store(size, dh), fused.sequence_store(size, dh)),
+            reverse=True)
+        dh_all, ds_all = dhs.stack(), dss.stack()
+        dz_z, dz_r, dz_h = dh_all * k_z, ds_all * k_r, dh_all * k_n
+        d_rs = [fused.gemm_t(hr, dz_z), fused.gemm_t(hr, dz_r), fused.gemm_t(r_ * hr, dz_h)]
+        return dh, [dz_z, dz_r, dz_h], d_rs, []
+
+    return _run_backward(x, ws, has_bias, rs, extra, all_h, dh, chunk_grads)

@@ -1,6 +1,6 @@
-"""Fused LSTM level: per-gate forward loop and a hand-written backward pass.
+"""Fused LSTM level: per-gate forward loop and a hand-written, chunked backward pass.
 
-Forward, per step (gate order i, f, c, o as Keras; ``P_g = x W_g + b_g`` precomputed)::
+Forward, per step (gate order i, f, c, o as Keras; ``P_g = x W_g + b_g`` per chunk)::
 
     i = sigmoid(P_i[t] + h R_i)    f = sigmoid(P_f[t] + h R_f)
     g = tanh(P_c[t] + h R_c)       o = sigmoid(P_o[t] + h R_o)
@@ -10,14 +10,14 @@ Forward, per step (gate order i, f, c, o as Keras; ``P_g = x W_g + b_g`` precomp
 
 Backward, with ``dh``/``dc`` the gradients of the states after step ``t`` and the factors
 ``A = o (1 - tanh(c)^2)``, ``D_i = i'(z) g``, ``D_f = f'(z) c_prev``, ``D_c = g'(z) i``,
-``D_o = o'(z) tanh(c)`` computed for all steps at once::
+``D_o = o'(z) tanh(c)`` computed for a whole chunk at once::
 
     dc += dh * A[t]
     dz_i = dc * D_i[t]   dz_f = dc * D_f[t]   dz_c = dc * D_c[t]   dz_o = dh * D_o[t]
     dc_prev = dc * f[t]
     dh_prev = sum_g dz_g @ R_g^T
 
-then ``dR_g = H_prev^T dZ_g`` and ``dP_g = dZ_g`` for all steps at once.
+then, per chunk, ``dR_g += H_prev^T dZ_g``, ``dW_g += X^T dZ_g``, ``dX = sum_g dZ_g W_g^T``.
 """
 
 from __future__ import annotations
@@ -30,10 +30,13 @@ from keras_seq.ops import fused
 
 SigmoidGrad = tf.raw_ops.SigmoidGrad  # SigmoidGrad(y, dy) = dy * y * (1 - y)
 TanhGrad = tf.raw_ops.TanhGrad  # TanhGrad(y, dy) = dy * (1 - y^2)
+GATES = 4
 
 
 def lstm(
-    projected: Sequence[tf.Tensor],
+    inputs: tf.Tensor,
+    kernels: Sequence[tf.Tensor],
+    biases: Sequence[tf.Tensor] | None,
     recurrent: Sequence[tf.Tensor],
     h0: tf.Tensor,
     c0: tf.Tensor,
@@ -46,7 +49,9 @@ def lstm(
     """Run a standard LSTM (sigmoid gates, tanh) over a whole sequence.
 
     Args:
-        projected: ``P_i, P_f, P_c, P_o``, each ``[T, B, U]`` (time-major).
+        inputs: ``x [T, B, D]`` (time-major).
+        kernels: ``W_i, W_f, W_c, W_o``, each ``[D, U]``.
+        biases: ``b_i, b_f, b_c, b_o``, each ``[U]``, or None.
         recurrent: ``R_i, R_f, R_c, R_o``, each ``[U, U]``.
         h0, c0: ``[B, U]`` initial states.
         keep: optional ``[T, B]`` boolean mask (False: carry the states over).
@@ -58,98 +63,120 @@ def lstm(
     Returns:
         ``(H [T, B, U] or None, h_T, c_T)``.
     """
-    projected, recurrent = list(projected), list(recurrent)
+    kernels, recurrent = list(kernels), list(recurrent)
+    biases = list(biases) if biases is not None else []
     masks = fused.MaskFactors(keep, h0.dtype)
     if not training:
-        return _forward(projected, recurrent, h0, c0, masks, recurrent_mask,
-                        store=False, collect=return_sequences)[:3]
+        outputs, h, c, _ = _forward(inputs, kernels, biases, recurrent, h0, c0, masks,
+                                    recurrent_mask, store=False, collect=return_sequences)
+        return outputs, h, c
 
     @tf.custom_gradient
-    def kernel(p_i, p_f, p_c, p_o, r_i, r_f, r_c, r_o, h0, c0):
-        ps, rs = [p_i, p_f, p_c, p_o], [r_i, r_f, r_c, r_o]
-        outputs, h, c, saved = _forward(ps, rs, h0, c0, masks, recurrent_mask,
+    def kernel(x, *args):
+        ws, bs = list(args[:GATES]), list(args[GATES:-GATES - 2])
+        rs, h0, c0 = list(args[-GATES - 2:-2]), args[-2], args[-1]
+        outputs, h, c, saved = _forward(x, ws, bs, rs, h0, c0, masks, recurrent_mask,
                                         store=True, collect=True)
 
         def grad(*upstream):
             d_outputs = upstream[0] if return_sequences else None
-            dh, dc = upstream[-2], upstream[-1]
-            return _backward(saved, rs, masks, recurrent_mask, d_outputs, dh, dc)
+            return _backward(x, ws, bool(bs), rs, saved, masks, recurrent_mask,
+                             d_outputs, upstream[-2], upstream[-1])
 
-        results = (outputs, h, c) if return_sequences else (h, c)
-        return results, grad
+        return ((outputs, h, c) if return_sequences else (h, c)), grad
 
-    results = kernel(*projected, *recurrent, h0, c0)
+    results = kernel(inputs, *kernels, *biases, *recurrent, h0, c0)
     return tuple(results) if return_sequences else (None, *results)
 
 
-def _forward(ps, rs, h0, c0, masks, recurrent_mask, *, store, collect):
-    steps = tf.shape(ps[0])[0]
-    p_i, p_f, p_c, p_o = ps
+def _forward(x, ws, bs, rs, h0, c0, masks, recurrent_mask, *, store, collect):
+    steps = tf.shape(x)[0]
     r_i, r_f, r_c, r_o = rs
-    gates = [fused.sequence_store(steps, h0) for _ in range(4)] if store else []
-    states = [fused.sequence_store(steps, h0, c0)] if store else []
+    gates = [fused.sequence_store(steps, h0) for _ in range(GATES)] if store else []
+    cells = [fused.sequence_store(steps, h0, c0)] if store else []
     hs = [fused.sequence_store(steps, h0, h0)] if collect else []
 
-    def step(t, carry):
-        h, c, *stores = carry
-        hr = h if recurrent_mask is None else h * recurrent_mask
-        i = tf.sigmoid(p_i[t] + tf.linalg.matmul(hr, r_i))
-        f = tf.sigmoid(p_f[t] + tf.linalg.matmul(hr, r_f))
-        g = tf.tanh(p_c[t] + tf.linalg.matmul(hr, r_c))
-        o = tf.sigmoid(p_o[t] + tf.linalg.matmul(hr, r_o))
-        c_new = masks.carry(t, f * c + i * g, c)
-        h_new = masks.carry(t, o * tf.tanh(c_new), h)
-        written = []
-        if store:
-            written = [s.write(t, v) for s, v in zip(stores[:4], (i, f, g, o))]
-            written.append(stores[4].write(t + 1, c_new))
-        if collect:
-            written.append(stores[-1].write(t + 1, h_new))
-        return (h_new, c_new, *written)
+    def chunk(k, start, stop, carry):
+        p_i, p_f, p_c, p_o = fused.project(x[start:stop], ws, bs or [None] * GATES)
 
-    h, c, *stores = fused.time_loop(steps, step, (h0, c0, *gates, *states, *hs))
+        def step(j, carry):
+            t = start + j
+            h, c, *stores = carry
+            hr = h if recurrent_mask is None else h * recurrent_mask
+            i = tf.sigmoid(p_i[j] + tf.linalg.matmul(hr, r_i))
+            f = tf.sigmoid(p_f[j] + tf.linalg.matmul(hr, r_f))
+            g = tf.tanh(p_c[j] + tf.linalg.matmul(hr, r_c))
+            o = tf.sigmoid(p_o[j] + tf.linalg.matmul(hr, r_o))
+            c_new = masks.carry(t, f * c + i * g, c)
+            h_new = masks.carry(t, o * tf.tanh(c_new), h)
+            written = []
+            if store:
+                written = [s.write(t, v) for s, v in zip(stores[:GATES], (i, f, g, o))]
+                written.append(stores[GATES].write(t + 1, c_new))
+            if collect:
+                written.append(stores[-1].write(t + 1, h_new))
+            return (h_new, c_new, *written)
+
+        return fused.time_loop(stop - start, step, carry)
+
+    h, c, *stores = fused.chunk_loop(steps, chunk, (h0, c0, *gates, *cells, *hs))
     all_h = stores[-1].stack() if collect else None  # (T+1, B, U), h0 first
     outputs = None if all_h is None else all_h[1:]
-    saved = None
-    if store:
-        saved = [s.stack() for s in stores[:5]] + [all_h]
+    saved = [s.stack() for s in stores[:GATES + 1]] + [all_h] if store else None
     return outputs, h, c, saved
 
 
-def _backward(saved, rs, masks, recurrent_mask, d_outputs, dh, dc):
+def _backward(x, ws, has_bias, rs, saved, masks, recurrent_mask, d_outputs, dh, dc):
     i, f, g, o, all_c, all_h = saved
-    c_prev, c = all_c[:-1], all_c[1:]
-    tc = tf.tanh(c)
-    a = masks.valid(TanhGrad(y=tc, dy=o))  # dc += dh * a
-    d_i = masks.valid(SigmoidGrad(y=i, dy=g))
-    d_f = masks.valid(SigmoidGrad(y=f, dy=c_prev))
-    d_c = masks.valid(TanhGrad(y=g, dy=i))
-    d_o = masks.valid(SigmoidGrad(y=o, dy=tc))
-    f_carry = masks.carried(f)
-    passthrough = masks.passthrough()
-    rts = fused.transposed(rs)
-    steps = tf.shape(i)[0]
+    steps = tf.shape(x)[0]
+    rts, wts = fused.transposed(rs), fused.transposed(ws)
     dh = tf.zeros_like(all_h[0]) if dh is None else dh
     dc = tf.zeros_like(all_h[0]) if dc is None else dc
-    stores = [fused.sequence_store(steps, dh) for _ in range(4)]
+    totals = [tf.zeros_like(r) for r in rs] + [tf.zeros_like(w) for w in ws]
+    if has_bias:
+        totals += [tf.zeros_like(w[0]) for w in ws]
 
-    def step(t, carry):
-        dh, dc, *stores = carry
-        if d_outputs is not None:
-            dh = dh + d_outputs[t]
-        dc = dc + dh * a[t]
-        dzs = (dc * d_i[t], dc * d_f[t], dc * d_c[t], dh * d_o[t])
-        dh_prev = tf.add_n([tf.linalg.matmul(dz, rt) for dz, rt in zip(dzs, rts)])
+    def chunk(k, start, stop, carry):
+        dh, dc, dxs, *totals = carry
+        part = masks.chunk(start, stop)
+        i_, f_, g_, o_ = i[start:stop], f[start:stop], g[start:stop], o[start:stop]
+        c_prev, tc = all_c[start:stop], tf.tanh(all_c[start + 1:stop + 1])
+        a = part.valid(TanhGrad(y=tc, dy=o_))  # dc += dh * a
+        d_i = part.valid(SigmoidGrad(y=i_, dy=g_))
+        d_f = part.valid(SigmoidGrad(y=f_, dy=c_prev))
+        d_c = part.valid(TanhGrad(y=g_, dy=i_))
+        d_o = part.valid(SigmoidGrad(y=o_, dy=tc))
+        f_carry = part.carried(f_)
+        passthrough = part.passthrough()
+        n = stop - start
+        stores = [fused.sequence_store(n, dh) for _ in range(GATES)]
+
+        def step(j, carry):
+            dh, dc, *stores = carry
+            if d_outputs is not None:
+                dh = dh + d_outputs[start + j]
+            dc = dc + dh * a[j]
+            dzs = (dc * d_i[j], dc * d_f[j], dc * d_c[j], dh * d_o[j])
+            dh_prev = tf.add_n([tf.linalg.matmul(dz, rt) for dz, rt in zip(dzs, rts)])
+            if recurrent_mask is not None:
+                dh_prev = dh_prev * recurrent_mask
+            if passthrough is not None:
+                dh_prev = dh_prev + dh * passthrough[j]
+            written = [s.write(j, dz) for s, dz in zip(stores, dzs)]
+            return (dh_prev, dc * f_carry[j], *written)
+
+        dh, dc, *stores = fused.time_loop(n, step, (dh, dc, *stores), reverse=True)
+        dzs = [s.stack() for s in stores]
+        h_prev = all_h[start:stop]
         if recurrent_mask is not None:
-            dh_prev = dh_prev * recurrent_mask
-        if passthrough is not None:
-            dh_prev = dh_prev + dh * passthrough[t]
-        written = [s.write(t, dz) for s, dz in zip(stores, dzs)]
-        return (dh_prev, dc * f_carry[t], *written)
+            h_prev = h_prev * recurrent_mask
+        d_rs = [fused.gemm_t(h_prev, dz) for dz in dzs]
+        d_ws, d_bs, dx = fused.input_gradients(x[start:stop], wts, dzs, has_bias)
+        return (dh, dc, dxs.write(k, dx), *fused.add(totals, d_rs + d_ws + d_bs))
 
-    dh0, dc0, *stores = fused.time_loop(steps, step, (dh, dc, *stores), reverse=True)
-    dzs = [s.stack() for s in stores]
-    h_prev = all_h[:-1]
-    if recurrent_mask is not None:
-        h_prev = h_prev * recurrent_mask
-    return (*dzs, *fused.weight_gradients(h_prev, dzs), dh0, dc0)
+    dh0, dc0, dxs, *totals = fused.chunk_loop(
+        steps, chunk, (dh, dc, fused.chunk_store(steps, x), *totals), reverse=True)
+    d_rs, d_ws, d_bs = totals[:GATES], totals[GATES:2 * GATES], totals[2 * GATES:]
+    dx = dxs.concat()
+    dx.set_shape(x.shape)
+    return (dx, *d_ws, *d_bs, *d_rs, dh0, dc0)

@@ -1,12 +1,12 @@
-"""Fused Elman RNN level: ``h_t = act(P[t] + h R)`` with a hand-written backward pass.
+"""Fused Elman RNN level: ``h_t = act(P[t] + h R)`` with a hand-written, chunked backward.
 
-``P = x W + b`` is precomputed; ``h`` in ``h R`` is ``h * recurrent_mask`` under recurrent
-dropout. Backward, with ``dh`` the gradient of ``h_t`` and ``act'`` read off the stored
-outputs (``1 - h^2`` for tanh, ``h (1 - h)`` for sigmoid, ``h > 0`` for relu, 1 for linear)::
+``P = x W + b`` per chunk; ``h`` in ``h R`` is ``h * recurrent_mask`` under recurrent dropout.
+Backward, with ``dh`` the gradient of ``h_t`` and ``act'`` read off the stored outputs
+(``1 - h^2`` for tanh, ``h (1 - h)`` for sigmoid, ``h > 0`` for relu, 1 for linear)::
 
     dz = dh * act'(h_t)          dh_prev = dz R^T
 
-then ``dR = H_prev^T dZ`` and ``dP = dZ`` for all steps at once.
+then, per chunk, ``dR += H_prev^T dZ``, ``dW += X^T dZ``, ``db += sum dZ``, ``dX = dZ W^T``.
 """
 
 from __future__ import annotations
@@ -25,7 +25,9 @@ ACTIVATIONS = {
 
 
 def simple_rnn(
-    projected: tf.Tensor | list,
+    inputs: tf.Tensor,
+    kernel: tf.Tensor,
+    bias: tf.Tensor | None,
     recurrent: tf.Tensor,
     h0: tf.Tensor,
     *,
@@ -38,8 +40,8 @@ def simple_rnn(
     """Run an Elman RNN over a whole sequence.
 
     Args:
-        projected: ``P [T, B, U]`` (time-major), or a one-element list of it.
-        recurrent: ``R [U, U]``.
+        inputs: ``x [T, B, D]`` (time-major).
+        kernel: ``W [D, U]``; bias: ``b [U]`` or None; recurrent: ``R [U, U]``.
         h0: ``[B, U]`` initial state.
         activation: a key of :data:`ACTIVATIONS`.
         keep, recurrent_mask, return_sequences, training: as :func:`fast_lstm.lstm`.
@@ -47,68 +49,85 @@ def simple_rnn(
     Returns:
         ``(H [T, B, U] or None, h_T)``.
     """
-    if isinstance(projected, (list, tuple)):
-        (projected,) = projected
     act, derivative = ACTIVATIONS[activation]
     masks = fused.MaskFactors(keep, h0.dtype)
     if not training:
-        all_h, h = _forward(projected, recurrent, h0, act, masks, recurrent_mask,
+        all_h, h = _forward(inputs, kernel, bias, recurrent, h0, act, masks, recurrent_mask,
                             collect=return_sequences)
         return (None if all_h is None else all_h[1:]), h
 
     @tf.custom_gradient
-    def kernel(p, r, h0):
-        all_h, h = _forward(p, r, h0, act, masks, recurrent_mask, collect=True)
-        outputs = all_h[1:]
+    def run(x, w, r, h0, *bias):
+        b = bias[0] if bias else None
+        all_h, h = _forward(x, w, b, r, h0, act, masks, recurrent_mask, collect=True)
 
         def grad(*upstream):
             d_outputs = upstream[0] if return_sequences else None
-            return _backward(all_h, r, derivative, masks, recurrent_mask, d_outputs,
-                             upstream[-1])
+            return _backward(x, w, bool(bias), r, all_h, derivative, masks, recurrent_mask,
+                             d_outputs, upstream[-1])
 
-        return ((outputs, h) if return_sequences else h), grad
+        return ((all_h[1:], h) if return_sequences else h), grad
 
-    results = kernel(projected, recurrent, h0)
+    results = run(inputs, kernel, recurrent, h0, *([] if bias is None else [bias]))
     return tuple(results) if return_sequences else (None, results)
 
 
-def _forward(p, r, h0, act, masks, recurrent_mask, *, collect):
-    steps = tf.shape(p)[0]
+def _forward(x, w, b, r, h0, act, masks, recurrent_mask, *, collect):
+    steps = tf.shape(x)[0]
     hs = [fused.sequence_store(steps, h0, h0)] if collect else []
 
-    def step(t, carry):
-        h, *stores = carry
-        hr = h if recurrent_mask is None else h * recurrent_mask
-        h_new = masks.carry(t, act(p[t] + tf.linalg.matmul(hr, r)), h)
-        return (h_new, *[s.write(t + 1, h_new) for s in stores])
+    def chunk(k, start, stop, carry):
+        (p,) = fused.project(x[start:stop], [w], [b])
 
-    h, *stores = fused.time_loop(steps, step, (h0, *hs))
+        def step(j, carry):
+            h, *stores = carry
+            hr = h if recurrent_mask is None else h * recurrent_mask
+            h_new = masks.carry(start + j, act(p[j] + tf.linalg.matmul(hr, r)), h)
+            return (h_new, *[s.write(start + j + 1, h_new) for s in stores])
+
+        return fused.time_loop(stop - start, step, carry)
+
+    h, *stores = fused.chunk_loop(steps, chunk, (h0, *hs))
     return (stores[0].stack() if collect else None), h  # (T+1, B, U) with h0 first
 
 
-def _backward(all_h, r, derivative, masks, recurrent_mask, d_outputs, dh):
-    h_prev = all_h[:-1]
-    d_act = masks.valid(derivative(all_h[1:]))  # (T, B, U)
-    passthrough = masks.passthrough()
-    (rt,) = fused.transposed([r])
-    steps = tf.shape(d_act)[0]
-    dh = tf.zeros_like(h_prev[0]) if dh is None else dh
-    dzs = fused.sequence_store(steps, dh)
+def _backward(x, w, has_bias, r, all_h, derivative, masks, recurrent_mask, d_outputs, dh):
+    steps = tf.shape(x)[0]
+    (rt,), (wt,) = fused.transposed([r]), fused.transposed([w])
+    dh = tf.zeros_like(all_h[0]) if dh is None else dh
+    totals = [tf.zeros_like(r), tf.zeros_like(w)] + ([tf.zeros_like(w[0])] if has_bias else [])
 
-    def step(t, carry):
-        dh, dzs = carry
-        if d_outputs is not None:
-            dh = dh + d_outputs[t]
-        dz = dh * d_act[t]
-        dh_prev = tf.linalg.matmul(dz, rt)
+    def chunk(k, start, stop, carry):
+        dh, dxs, *totals = carry
+        part = masks.chunk(start, stop)
+        d_act = part.valid(derivative(all_h[start + 1:stop + 1]))  # (n, B, U)
+        passthrough = part.passthrough()
+        size = stop - start
+
+        def step(j, carry):
+            dh, dzs = carry
+            if d_outputs is not None:
+                dh = dh + d_outputs[start + j]
+            dz = dh * d_act[j]
+            dh_prev = tf.linalg.matmul(dz, rt)
+            if recurrent_mask is not None:
+                dh_prev = dh_prev * recurrent_mask
+            if passthrough is not None:
+                dh_prev = dh_prev + dh * passthrough[j]
+            return (dh_prev, dzs.write(j, dz))
+
+        dh, dzs = fused.time_loop(size, step, (dh, fused.sequence_store(size, dh)),
+                                  reverse=True)
+        dz = dzs.stack()
+        h_prev = all_h[start:stop]
         if recurrent_mask is not None:
-            dh_prev = dh_prev * recurrent_mask
-        if passthrough is not None:
-            dh_prev = dh_prev + dh * passthrough[t]
-        return (dh_prev, dzs.write(t, dz))
+            h_prev = h_prev * recurrent_mask
+        d_ws, d_bs, dx = fused.input_gradients(x[start:stop], [wt], [dz], has_bias)
+        parts = [fused.gemm_t(h_prev, dz)] + d_ws + d_bs
+        return (dh, dxs.write(k, dx), *fused.add(totals, parts))
 
-    dh0, dzs = fused.time_loop(steps, step, (dh, dzs), reverse=True)
-    dz = dzs.stack()
-    if recurrent_mask is not None:
-        h_prev = h_prev * recurrent_mask
-    return dz, fused.weight_gradients(h_prev, [dz])[0], dh0
+    dh0, dxs, *totals = fused.chunk_loop(
+        steps, chunk, (dh, fused.chunk_store(steps, x), *totals), reverse=True)
+    dx = dxs.concat()
+    dx.set_shape(x.shape)
+    return (dx, totals[1], totals[0], dh0, *totals[2:])

@@ -1,22 +1,25 @@
 """Shared machinery of the fused recurrent kernels (:mod:`fast_lstm`, :mod:`fast_gru`,
 :mod:`fast_rnn`).
 
-A fused kernel runs one recurrent level over time-major, per-gate projected inputs
-``P_g [T, B, U]`` (one ``[T*B, D] @ [D, U]`` GEMM per gate, outside the loop) and recurrent
-kernels ``R_g [U, U]``. Keeping every gate in its own tensor means the loop never splits or
-concatenates (on CPU those copies cost as much as the elementwise math), and the per-gate
-GEMMs of a step are independent, so TensorFlow's executor runs them on both cores at once.
+A fused kernel runs one recurrent level over time-major inputs ``x [T, B, D]`` with every
+gate ``g`` in its own tensors: ``W_g [D, U]``, ``b_g [U]``, ``R_g [U, U]``. Keeping gates
+apart means the loop never splits or concatenates (on CPU those copies cost as much as the
+elementwise math), and the per-gate GEMMs of a step are independent, so TensorFlow's
+executor runs them on both cores at once.
 
-Training kernels are ``tf.custom_gradient`` functions. The forward loop stores each step's
-gate activations and states; the backward loop carries only ``dh`` (and ``dc``) and does one
-small GEMM per gate per step; every weight gradient is a large GEMM after the loop
-(``dR_g = H_prev^T @ dZ_g`` over all ``T*B`` rows, ``dW_g = X^T @ dZ_g`` by autodiff of the
-projection). Elementwise factors that do not depend on the recurrence (gate derivatives,
-masks) are computed for all steps at once, so a backward step is a handful of multiplies.
+Time is cut into chunks of :func:`chunk_size` steps. Per chunk, the forward pass projects
+the chunk's inputs with one ``[n*B, D] @ [D, U]`` GEMM per gate, then loops over its steps
+storing gate activations and states. The backward pass (``tf.custom_gradient``) walks the
+chunks in reverse: per-step factors that do not depend on the recurrence (gate derivatives,
+masks) for the whole chunk at once, a reverse loop that carries only ``dh`` (and ``dc``) and
+does one small GEMM per gate per step, then the chunk's weight and input gradients as large
+GEMMs (``dR_g += H_prev^T dZ_g``, ``dW_g += X^T dZ_g``, ``dX = sum_g dZ_g W_g^T``). Chunking
+keeps the training memory at the activations the backward pass needs (the projections and
+``dZ`` exist for one chunk at a time) while the GEMMs stay large.
 
-Masks follow ``keras.layers.RNN``: at a masked step the states are carried over. With ``m``
-the ``[T, B, 1]`` float mask, the backward pass folds ``m`` into the per-step factors and
-lets ``(1 - m) * dh`` (and ``dc``) pass through unchanged.
+Masks follow ``keras.layers.RNN``: at a masked step the states are carried over. The
+backward pass folds the float mask ``m`` into the per-step factors and lets ``(1 - m) dh``
+(and ``dc``) pass through a masked step unchanged.
 """
 
 from __future__ import annotations
@@ -28,6 +31,9 @@ import tensorflow as tf
 # Steps per loop iteration. Unrolling divides TensorFlow's per-iteration control-flow cost
 # (a few Switch/Merge/NextIteration nodes per loop variable) by this factor.
 UNROLL = 4
+# Chunks: at least MIN_CHUNK steps, and at most about T / CHUNKS steps.
+MIN_CHUNK = 32
+CHUNKS = 8
 
 Carry = tuple
 
@@ -73,6 +79,41 @@ def time_loop(
     return tuple(carry)
 
 
+def chunk_size(steps: tf.Tensor) -> tf.Tensor:
+    """Steps per chunk: ``max(MIN_CHUNK, ceil(T / CHUNKS))``."""
+    return tf.maximum(MIN_CHUNK, (steps + CHUNKS - 1) // CHUNKS)
+
+
+def chunk_loop(
+    steps: tf.Tensor,
+    body: Callable[[tf.Tensor, tf.Tensor, tf.Tensor, Carry], Carry],
+    carry: Sequence,
+    *,
+    reverse: bool = False,
+) -> Carry:
+    """Run ``carry = body(k, start, stop, carry)`` over the chunks ``[start, stop)`` of
+    ``0 .. steps-1`` (last chunk first if reverse)."""
+    size = chunk_size(steps)
+    count = (steps + size - 1) // size
+
+    def loop_body(j, *c):
+        k = count - 1 - j if reverse else j
+        start = k * size
+        stop = tf.minimum(start + size, steps)
+        return (j + 1, *body(k, start, stop, tuple(c)))
+
+    _, *carry = tf.while_loop(
+        lambda j, *_: j < count, loop_body, (tf.constant(0), *carry),
+        maximum_iterations=count,
+    )
+    return tuple(carry)
+
+
+def chunk_count(steps: tf.Tensor) -> tf.Tensor:
+    size = chunk_size(steps)
+    return (steps + size - 1) // size
+
+
 def sequence_store(steps: tf.Tensor, like: tf.Tensor, first: tf.Tensor | None = None):
     """A TensorArray for one ``[B, U]`` tensor per step (``steps + 1`` slots with ``first``
     written at slot 0, so ``stack()[:-1]`` and ``stack()[1:]`` are the previous and the
@@ -82,8 +123,54 @@ def sequence_store(steps: tf.Tensor, like: tf.Tensor, first: tf.Tensor | None = 
     return store if first is None else store.write(0, first)
 
 
+def chunk_store(steps: tf.Tensor, like: tf.Tensor):
+    """A TensorArray for one ``[n, B, D]`` chunk per slot; ``concat()`` gives ``[T, B, D]``."""
+    return tf.TensorArray(like.dtype, size=chunk_count(steps), infer_shape=False,
+                          element_shape=tf.TensorShape([None]).concatenate(like.shape[1:]))
+
+
+def project(x: tf.Tensor, kernels: Sequence[tf.Tensor], biases: Sequence) -> list[tf.Tensor]:
+    """``P_g = x W_g + b_g`` for ``x [n, B, D]``: one ``[n*B, D] @ [D, U]`` GEMM per gate."""
+    rows = tf.reshape(x, [-1, x.shape[-1]])
+    shape = tf.shape(x)
+    projected = []
+    for w, b in zip(kernels, biases):
+        p = tf.linalg.matmul(rows, w)
+        if b is not None:
+            p = tf.nn.bias_add(p, b)
+        p = tf.reshape(p, tf.stack([shape[0], shape[1], w.shape[-1]]))
+        p.set_shape(x.shape[:2].concatenate([w.shape[-1]]))
+        projected.append(p)
+    return projected
+
+
+def gemm_t(a: tf.Tensor, b: tf.Tensor) -> tf.Tensor:
+    """``A^T B`` over all leading axes: ``[..., M]^T [..., N] -> [M, N]``."""
+    return tf.linalg.matmul(tf.reshape(a, [-1, a.shape[-1]]), tf.reshape(b, [-1, b.shape[-1]]),
+                            transpose_a=True)
+
+
+def input_gradients(x, kernels_t, dzs, has_bias):
+    """For one chunk: ``(dW_g = X^T dZ_g, db_g = sum dZ_g, dX = sum_g dZ_g W_g^T)``."""
+    d_kernels = [gemm_t(x, dz) for dz in dzs]
+    d_biases = [tf.reduce_sum(dz, [0, 1]) for dz in dzs] if has_bias else []
+    dx = tf.add_n([tf.linalg.matmul(tf.reshape(dz, [-1, dz.shape[-1]]), wt)
+                   for dz, wt in zip(dzs, kernels_t)])
+    return d_kernels, d_biases, tf.reshape(dx, tf.shape(x))
+
+
+def add(totals: Sequence[tf.Tensor], parts: Sequence[tf.Tensor]) -> list[tf.Tensor]:
+    return [a + b for a, b in zip(totals, parts)]
+
+
+def transposed(kernels: Sequence[tf.Tensor]) -> list[tf.Tensor]:
+    """Explicit transposes: ``matmul(a, b, transpose_b=True)`` is ~2.5x slower on CPU (oneDNN)
+    than ``matmul(a, transpose(b))`` for the per-step shapes."""
+    return [tf.transpose(k) for k in kernels]
+
+
 class MaskFactors:
-    """Per-step mask tensors of one level, computed once for all steps.
+    """Mask tensors of a level (or of one chunk of it).
 
     Args:
         keep: ``[T, B]`` boolean (True = valid step), time-major, or None.
@@ -92,6 +179,12 @@ class MaskFactors:
     def __init__(self, keep: tf.Tensor | None, dtype=tf.float32) -> None:
         self.keep = None if keep is None else tf.cast(keep, tf.bool)[:, :, None]  # (T, B, 1)
         self.m = None if keep is None else tf.cast(self.keep, dtype)  # (T, B, 1)
+
+    def chunk(self, start: tf.Tensor, stop: tf.Tensor) -> MaskFactors:
+        part = MaskFactors(None)
+        if self.keep is not None:
+            part.keep, part.m = self.keep[start:stop], self.m[start:stop]
+        return part
 
     def carry(self, t: tf.Tensor, new: tf.Tensor, old: tf.Tensor) -> tf.Tensor:
         """The state after step ``t``: ``new`` where valid, ``old`` where masked."""
@@ -108,16 +201,3 @@ class MaskFactors:
     def passthrough(self) -> tf.Tensor | None:
         """``1 - m`` (``[T, B, 1]``): the share of ``dh`` that skips a masked step."""
         return None if self.m is None else 1.0 - self.m
-
-
-def transposed(kernels: Sequence[tf.Tensor]) -> list[tf.Tensor]:
-    """Explicit transposes: ``matmul(a, b, transpose_b=True)`` is ~2.5x slower on CPU (oneDNN)
-    than ``matmul(a, transpose(b))`` for the per-step shapes."""
-    return [tf.transpose(k) for k in kernels]
-
-
-def weight_gradients(h_prev: tf.Tensor, dzs: Sequence[tf.Tensor]) -> list[tf.Tensor]:
-    """``dR_g = H_prev^T @ dZ_g`` as one ``[U, T*B] @ [T*B, U]`` GEMM per gate."""
-    units = h_prev.shape[-1]
-    rows = tf.reshape(h_prev, [-1, units])
-    return [tf.linalg.matmul(rows, tf.reshape(dz, [-1, units]), transpose_a=True) for dz in dzs]

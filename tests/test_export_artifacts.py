@@ -1,0 +1,502 @@
+"""End to end: every exporter over every task model, then verify, warm-up, predict, serving.
+
+Three tiny untrained task models (classifier: LSTM; language model: GRU; seq2seq: LSTM with
+Luong attention) are written as fake run directories (the run-dir contract) and exported
+once per module (conversion is the slow part); the tests then check the artifacts against the
+models' own public methods.
+"""
+
+import json
+import re
+import shutil
+import subprocess
+import sys
+import threading
+from http.server import BaseHTTPRequestHandler, HTTPServer
+from pathlib import Path
+
+import keras
+import numpy as np
+import pytest
+
+import keras_seq.models as models
+from keras_seq.export import export_all_latest, export_run, predict, verify
+from keras_seq.export.runtimes import SavedModelSession, onnx_runner, tflite_runner
+from keras_seq.export.tflite import tflite_ops
+from keras_seq.export.warmup import read_warmup_requests
+from pipelines.text import Vocabulary
+
+NAMES = ["Nakamura", "Smith", "Broż", "Müller", "Rossi", "Ivanov", "Kim", "Dubois", "Ng", ""]
+LABELS = ["Japanese", "English", "Polish"]
+TEXT = "First Citizen: Before we proceed any further, hear me speak. All: Speak, speak."
+PAIRS = [("I am here .", "estoy aqui ."), ("you are", "eres"), ("we go now !", "vamos ya !"),
+         ("hello", "hola"), ("unknown words here", "")]
+
+
+def make_run(root: Path, task: str, seed: int = 0) -> Path:
+    """A complete run directory (config, model.keras, vocab/, labels, samples, metrics)."""
+    keras.utils.set_random_seed(seed)
+    (root / "vocab").mkdir(parents=True)
+    small = {"units": 8, "embedding_dim": 8}
+    if task == "classification":
+        vocab = Vocabulary.build(NAMES[:6], level="char")
+        vocab.to_json(root / "vocab" / "source.json")
+        spec = {"class": "SequenceClassifier", "cell": "lstm", **small}
+        model = models.SequenceClassifier(vocab.size, len(LABELS), cell="lstm", **small)
+        model(vocab.encode_padded(NAMES[:2]))
+        (root / "labels.json").write_text(json.dumps(LABELS))
+        samples = [{"input": t, "target": LABELS[i % 3]} for i, t in enumerate(NAMES)]
+    elif task == "language_model":
+        vocab = Vocabulary.build([TEXT[:40]], level="char")  # later characters are OOV
+        vocab.to_json(root / "vocab" / "source.json")
+        spec = {"class": "LanguageModel", "cell": "gru", **small}
+        model = models.LanguageModel(vocab.size, cell="gru", **small)
+        model(vocab.encode_padded([TEXT[:10]]))
+        samples = [{"input": TEXT[i:i + 12], "target": TEXT[i + 1:i + 13]} for i in range(0, 60, 6)]
+    else:
+        src = Vocabulary.build([s for s, _ in PAIRS[:4]], level="word", lowercase=True,
+                               punctuation=".!")
+        tgt = Vocabulary.build([t for _, t in PAIRS[:4]], level="word", lowercase=True,
+                               punctuation=".!")
+        src.to_json(root / "vocab" / "source.json")
+        tgt.to_json(root / "vocab" / "target.json")
+        spec = {"class": "Seq2Seq", "cell": "lstm", "attention": "luong-general", **small}
+        model = models.Seq2Seq(src.size, tgt.size, cell="lstm", attention="luong-general", **small)
+        model((src.encode_padded(["you are"]), tgt.encode_padded(["eres"], add_start=True)))
+        samples = [{"input": s, "target": t} for s, t in PAIRS]
+    model.save(root / "model.keras")
+    config = {"recipe": f"tiny_{task}", "task": task, "source": "fake", "data": {},
+              "model": spec, "train": {"max_decode_length": 6, "generate_length": 5},
+              "seed": seed, "data_dir": None}
+    (root / "config.json").write_text(json.dumps(config))
+    (root / "samples.json").write_text(json.dumps(samples, ensure_ascii=False))
+    (root / "metrics.json").write_text(json.dumps({"recipe": config["recipe"], "test": {}}))
+    return root
+
+
+TASKS = ("classification", "language_model", "seq2seq")
+
+
+@pytest.fixture(scope="module")
+def root(tmp_path_factory):
+    return tmp_path_factory.mktemp("export")
+
+
+@pytest.fixture(scope="module")
+def exports(root):
+    """``{task: (run_dir, export_dir)}``, all formats, with a dynamic-range TFLite variant."""
+    result = {}
+    for task in TASKS:
+        run = make_run(root / "runs" / f"tiny_{task}" / "run1", task)
+        out = export_run(run, root / "exported" / f"tiny_{task}", quantize="dynamic")
+        result[task] = (run, out)
+    return result
+
+
+def _model(run: Path):
+    return keras.saving.load_model(run / "model.keras", safe_mode=True)
+
+
+def _vocab(export_dir: Path, role: str = "source") -> Vocabulary:
+    return Vocabulary.from_json(export_dir / "vocab" / f"{role}.json")
+
+
+def _texts(export_dir: Path) -> list[str]:
+    return [s["input"] for s in json.loads((export_dir / "samples.json").read_text())]
+
+
+# -- layout and metadata ------------------------------------------------------------------------
+
+
+def test_layout_and_models_config(exports, root):
+    for task, (_, out) in exports.items():
+        expected = ["metadata.json", "samples.json", "vocab/source.json",
+                    "saved_model/1/saved_model.pb",
+                    "saved_model/1/assets.extra/tf_serving_warmup_requests",
+                    "model.tflite", "model.dynamic.tflite"]
+        expected += (["model_encoder.onnx", "model_decoder_step.onnx", "vocab/target.json"]
+                     if task == "seq2seq" else ["model.onnx"])
+        missing = [p for p in expected if not (out / p).is_file()]
+        assert not missing, (task, missing)
+    config = (root / "exported" / "models.config").read_text()
+    assert config.count("config {") == 3
+    for task in TASKS:
+        assert f'base_path: "/models/tiny_{task}/saved_model"' in config
+    assert not list((root / "exported").glob(".staging-*"))
+
+
+def test_metadata_describes_artifacts_run_and_parity(exports):
+    run, out = exports["classification"]
+    meta = json.loads((out / "metadata.json").read_text())
+    assert meta["task"] == "classification" and meta["labels"] == LABELS
+    assert meta["vocabularies"]["source"] == Vocabulary.from_json(
+        run / "vocab" / "source.json").get_config()
+    assert meta["signatures"]["classify"]["inputs"]["token_ids"] == {
+        "dtype": "int32", "shape": [None, None]}
+    assert meta["source_run"]["path"] == str(run.resolve())
+    assert meta["source_run"]["model_class"] == "SequenceClassifier"
+    tflite = meta["artifacts"]["tflite"]
+    assert tflite["variants"]["none"]["size_bytes"] == (out / "model.tflite").stat().st_size
+    assert tflite["inputs"]["classify"]["token_ids"]["shape"] == [1, -1]
+    assert meta["artifacts"]["onnx"]["files"]["classify"]["file"] == "model.onnx"
+    assert meta["artifacts"]["saved_model"]["version"] == 1
+    assert meta["parity"]["ok"] is True and len(meta["parity"]["rows"]) >= 5
+
+
+# -- verify ---------------------------------------------------------------------------------------
+
+
+@pytest.mark.parametrize("task", TASKS)
+def test_verify_passes_for_every_runtime(exports, task):
+    report = verify(exports[task][1])
+    table = report.table()
+    assert report.ok and report.exit_code == 0, table
+    runtimes = [row.runtime for row in report.rows]
+    assert runtimes[:3] == ["keras", "saved_model (TF1 loader)",
+                            "saved_model serving_default (text)"]
+    assert {"tflite", "tflite dynamic", "onnxruntime"} <= set(runtimes)
+    for row in report.rows:
+        assert row.examples == len(_texts(exports[task][1]))
+        if row.kind == "float" and row.max_abs_diff is not None:
+            assert row.max_abs_diff <= 1e-4
+        assert row.latency_ms is not None and row.latency_ms > 0
+    if task == "seq2seq":
+        assert "tflite translate" in runtimes  # whole greedy decode in one TFLite graph
+    assert table.splitlines()[-1] == "PASS"
+
+
+def test_verify_fails_on_a_corrupted_artifact(exports, tmp_path):
+    out = tmp_path / "corrupt"
+    shutil.copytree(exports["classification"][1], out)
+    data = bytearray((out / "model.tflite").read_bytes())
+    (out / "model.tflite").write_bytes(bytes(data[: len(data) // 3]))
+    report = verify(out, max_examples=4)
+    rows = {row.runtime: row for row in report.rows}
+    assert not report.ok and report.exit_code == 1
+    assert not rows["tflite"].ok and rows["tflite"].note
+    assert rows["onnxruntime"].ok and rows["tflite dynamic"].ok
+    assert report.table().splitlines()[-1] == "FAIL"
+
+
+def test_verify_fails_on_a_perturbed_weight(exports, tmp_path):
+    import onnx
+    from onnx import numpy_helper
+
+    out = tmp_path / "perturbed"
+    shutil.copytree(exports["classification"][1], out)
+    model = onnx.load(out / "model.onnx")
+    biggest = max(model.graph.initializer, key=lambda t: int(np.prod(t.dims)))
+    weights = numpy_helper.to_array(biggest).copy()
+    weights += 0.05  # every element: no row of it is unused (e.g. the padding embedding)
+    biggest.CopyFrom(numpy_helper.from_array(weights, biggest.name))
+    onnx.save(model, out / "model.onnx")
+    report = verify(out)
+    rows = {row.runtime: row for row in report.rows}
+    assert not report.ok
+    assert not rows["onnxruntime"].ok and rows["onnxruntime"].max_abs_diff > 1e-4
+    assert rows["tflite"].ok
+
+
+# -- SavedModel: TF1 loader, saved_model_cli, warm-up --------------------------------------------
+
+
+def _expected_readable(task: str, run: Path, out: Path, texts: list[str]) -> list:
+    """What the model's own public methods produce for ``texts``."""
+    model, vocab = _model(run), _vocab(out)
+    ids = vocab.encode_padded(texts)
+    if task == "classification":
+        return [LABELS[i] for i in np.argmax(model(ids), -1)]
+    if task == "language_model":
+        tokens = model.generate(ids, 5, temperature=0.0, seed=0)
+        return vocab.decode(np.asarray(tokens))
+    tokens, _ = model.translate(ids, max_length=6)
+    return _vocab(out, "target").decode(np.asarray(tokens))
+
+
+@pytest.mark.parametrize("task", TASKS)
+def test_serving_default_takes_raw_text_through_the_tf1_loader(exports, task):
+    run, out = exports[task]
+    texts = _texts(out)[:4]
+    session = SavedModelSession(out / "saved_model" / "1")
+    try:
+        outputs = session.serve(texts)
+    finally:
+        session.close()
+    key = {"classification": "label", "language_model": "text", "seq2seq": "translation"}[task]
+    got = [v.decode("utf-8") for v in outputs[key]]
+    assert got == _expected_readable(task, run, out, texts)
+    if task == "classification":
+        np.testing.assert_allclose(
+            outputs["probabilities"], _model(run)(_vocab(out).encode_padded(texts)), atol=1e-6
+        )
+
+
+def test_saved_model_cli_runs_serving_default(exports):
+    run, out = exports["classification"]
+    cli = Path(sys.executable).with_name("saved_model_cli")
+    result = subprocess.run(
+        [str(cli), "run", "--dir", str(out / "saved_model" / "1"), "--tag_set", "serve",
+         "--signature_def", "serving_default", "--input_exprs", 'text=["Nakamura","Smith"]'],
+        capture_output=True, text=True, timeout=120,
+    )
+    assert result.returncode == 0, result.stderr[-2000:]
+    labels = _expected_readable("classification", run, out, ["Nakamura", "Smith"])
+    match = re.search(r"Result for output key label:\s*\[(.*?)\]", result.stdout, re.S)
+    assert match and re.findall(r"b'([^']*)'", match.group(1)) == labels
+
+
+@pytest.mark.parametrize("task", TASKS)
+def test_warmup_records_replay_through_the_tf1_loader(exports, task):
+    _, out = exports[task]
+    texts = _texts(out)
+    version = out / "saved_model" / "1"
+    requests = list(read_warmup_requests(version))
+    assert len(requests) == min(len(texts), 16) + 1
+    session = SavedModelSession(version)
+    try:
+        replies = [session.run_request(r) for r in requests]
+        direct = session.serve(texts)
+    finally:
+        session.close()
+    assert all(len(next(iter(r.values()))) == 1 for r in replies[:-1])
+    for key, value in direct.items():  # the batch record is the samples, replayed exactly
+        np.testing.assert_array_equal(replies[-1][key], value)
+
+
+# -- TFLite -------------------------------------------------------------------------------------
+
+
+@pytest.mark.parametrize("task", TASKS)
+def test_tflite_is_builtins_only_at_batch_one_with_resizable_length(exports, task):
+    _, out = exports[task]
+    ops = tflite_ops((out / "model.tflite").read_bytes())
+    assert ops and all(op.isupper() and not op.startswith("FLEX") for op in ops), set(ops)
+    run = tflite_runner(out / "model.tflite")
+    signatures = run.interpreter.get_signature_list()
+    first = {"classification": "classify", "language_model": "next_token",
+             "seq2seq": "encode"}[task]
+    details = run.interpreter.get_signature_runner(first).get_input_details()
+    shape = next(iter(details.values()))["shape_signature"].tolist()
+    assert shape == [1, -1]
+    if task == "seq2seq":
+        assert set(signatures) == {"encode", "decode_step", "translate"}
+
+
+def test_tflite_lstm_is_one_fused_op(exports):
+    ops = tflite_ops((exports["classification"][1] / "model.tflite").read_bytes())
+    assert ops.count("UNIDIRECTIONAL_SEQUENCE_LSTM") == 1, sorted(set(ops))
+    assert "WHILE" not in ops
+
+
+def test_tflite_matches_keras_on_exact_length_ids(exports):
+    run_dir, out = exports["classification"]
+    model, vocab = _model(run_dir), _vocab(out)
+    run = tflite_runner(out / "model.tflite")
+    for text in ["Nakamura", "Kim", "Broż"]:
+        ids = vocab.encode_padded([text])
+        got = run("classify", {"token_ids": ids})["probabilities"]
+        np.testing.assert_allclose(got, model(ids), atol=1e-5)
+
+
+def test_int8_is_refused_for_while_loops_with_a_clear_message(exports, tmp_path):
+    run, _ = exports["language_model"]  # GRU: always a WHILE loop in TFLite
+    with pytest.raises(ValueError, match=r"Expected 'none', 'dynamic' or 'float16'.*WHILE"):
+        export_run(run, tmp_path / "lm_int8", formats=["tflite"], quantize="int8")
+    assert not (tmp_path / "lm_int8").exists()
+
+
+# -- ONNX ---------------------------------------------------------------------------------------
+
+
+@pytest.mark.parametrize("task", TASKS)
+def test_onnx_has_native_recurrent_nodes_and_dynamic_batch(exports, task):
+    import onnx
+
+    from keras_seq.ops.inspect import onnx_op_types
+
+    _, out = exports[task]
+    file = "model_encoder.onnx" if task == "seq2seq" else "model.onnx"
+    model = onnx.load(out / file)
+    assert max(o.version for o in model.opset_import if o.domain in ("", "ai.onnx")) >= 17
+    ops = onnx_op_types(model)
+    native = {"classification": "LSTM", "language_model": "GRU", "seq2seq": "LSTM"}[task]
+    assert ops.count(native) == 1 and "Loop" not in ops, sorted(set(ops))
+    batch = model.graph.input[0].type.tensor_type.shape.dim[0]
+    assert not batch.HasField("dim_value")  # dynamic
+
+
+def test_onnx_runs_a_padded_batch_like_keras(exports):
+    run_dir, out = exports["classification"]
+    model, vocab = _model(run_dir), _vocab(out)
+    ids = vocab.encode_padded(["Nakamura", "Kim", "Broż"])
+    got = onnx_runner({"classify": out / "model.onnx"})("classify", {"token_ids": ids})
+    np.testing.assert_allclose(got["probabilities"], model(ids), atol=1e-5)
+
+
+def test_onnx_encoder_and_decoder_step_reproduce_translate(exports):
+    run_dir, out = exports["seq2seq"]
+    model, src, tgt = _model(run_dir), _vocab(out), _vocab(out, "target")
+    got = predict(out / "model_encoder.onnx", ["I am here .", "hello"])
+    tokens, _ = model.translate(src.encode_padded(["I am here .", "hello"]), max_length=6)
+    assert [g["output"] for g in got] == tgt.decode(np.asarray(tokens))
+
+
+# -- predict ------------------------------------------------------------------------------------
+
+
+@pytest.mark.parametrize("task", TASKS)
+def test_predict_agrees_across_formats(exports, task):
+    run, out = exports[task]
+    texts = _texts(out)[:3]
+    onnx_file = "model_encoder.onnx" if task == "seq2seq" else "model.onnx"
+    paths = [out, out / "saved_model" / "1", out / "model.tflite", out / onnx_file]
+    results = [predict(path, texts) for path in paths]
+    assert all(r == results[0] or _close(r, results[0]) for r in results[1:])
+    expected = _expected_readable(task, run, out, texts)
+    key = "label" if task == "classification" else "output"
+    assert [r[key] for r in results[0]] == expected
+    assert set(results[0][0]) == ({"input", "label", "probabilities"}
+                                  if task == "classification" else {"input", "output"})
+    lines = predict(out / "model.tflite", texts, as_json=True)
+    assert [json.loads(line)[key] for line in lines] == expected
+
+
+def _close(a: list[dict], b: list[dict]) -> bool:
+    for x, y in zip(a, b, strict=True):
+        if x.keys() != y.keys() or x.get("label") != y.get("label"):
+            return False
+        if "probabilities" in x and not np.allclose(x["probabilities"], y["probabilities"],
+                                                    atol=1e-5):
+            return False
+        if x.get("output") != y.get("output"):
+            return False
+    return True
+
+
+def test_predict_names_a_missing_metadata_and_a_bad_path(exports, tmp_path):
+    lone = tmp_path / "model.tflite"
+    shutil.copy(exports["classification"][1] / "model.tflite", lone)
+    with pytest.raises(FileNotFoundError, match=r"needs metadata.json"):
+        predict(lone, ["x"])
+    with pytest.raises(ValueError, match=r"argument `texts`"):
+        predict(exports["classification"][1], [])
+    with pytest.raises(ValueError, match=r"argument `model_name`"):
+        predict(None, ["x"], server="http://127.0.0.1:1")
+
+
+class _TFServingREST(BaseHTTPRequestHandler):
+    """TF Serving's REST predict contract, served from SavedModels (a test stand-in)."""
+
+    sessions: dict = {}
+
+    def _reply(self, code: int, payload: dict) -> None:
+        data = json.dumps(payload).encode("utf-8")
+        self.send_response(code)
+        self.send_header("Content-Type", "application/json")
+        self.send_header("Content-Length", str(len(data)))
+        self.end_headers()
+        self.wfile.write(data)
+
+    def do_POST(self):  # noqa: N802 - http.server API
+        match = re.fullmatch(r"/v1/models/([^/:]+)(?:/versions/(\d+))?:predict", self.path)
+        if not match:
+            return self._reply(404, {"error": "Malformed request: POST " + self.path})
+        session = self.sessions.get(match.group(1))
+        if session is None:
+            return self._reply(404, {"error": f"Servable not found for request: "
+                                              f"Latest({match.group(1)})"})
+        body = json.loads(self.rfile.read(int(self.headers["Content-Length"])))
+        signature = body.get("signature_name", "serving_default")
+        instances = body["instances"]
+        names = list(session.signatures[signature].inputs)
+        rows = [r if isinstance(r, dict) else {names[0]: r} for r in instances]
+        feeds = {k: np.asarray([r[k].encode("utf-8") for r in rows], dtype=object) for k in names}
+        outputs = session(signature, feeds)
+
+        def plain(value):
+            value = value.tolist() if hasattr(value, "tolist") else value
+            return value.decode("utf-8") if isinstance(value, bytes) else value
+
+        if len(outputs) == 1:  # one named output: bare values
+            predictions = [plain(v) for v in next(iter(outputs.values()))]
+        else:
+            predictions = [{k: plain(v[i]) for k, v in outputs.items()} for i in range(len(rows))]
+        return self._reply(200, {"predictions": predictions})
+
+    def log_message(self, *args):
+        pass
+
+
+@pytest.fixture(scope="module")
+def serving(exports):
+    sessions = {out.name: SavedModelSession(out / "saved_model" / "1")
+                for _, out in exports.values()}
+    _TFServingREST.sessions = sessions
+    server = HTTPServer(("127.0.0.1", 0), _TFServingREST)
+    thread = threading.Thread(target=server.serve_forever, daemon=True)
+    thread.start()
+    yield f"http://127.0.0.1:{server.server_address[1]}"
+    server.shutdown()
+    server.server_close()
+    for session in sessions.values():
+        session.close()
+
+
+@pytest.mark.parametrize("task", TASKS)
+def test_predict_through_the_tf_serving_rest_contract(exports, serving, task):
+    _, out = exports[task]
+    texts = _texts(out)[:3]
+    remote = predict(None, texts, server=serving, model_name=out.name)
+    local = predict(out, texts)
+    assert remote == local or _close(remote, local)
+    from keras_seq.export.serving_client import ServingError
+
+    with pytest.raises(ServingError, match=r"Servable not found"):
+        predict(None, texts, server=serving, model_name="absent")
+
+
+# -- versions, atomicity, make export ---------------------------------------------------------
+
+
+def test_versions_are_explicit_and_exports_atomic(exports, tmp_path, monkeypatch):
+    run, _ = exports["classification"]
+    out = tmp_path / "exported" / "names"
+    export_run(run, out, formats=["saved_model"], parity_examples=0)
+    with pytest.raises(ValueError, match=r"pass version=2 \(--version 2\) or replace=True"):
+        export_run(run, out, formats=["saved_model"], parity_examples=0)
+    export_run(run, out, formats=["saved_model"], version=2, parity_examples=0)
+    assert sorted(p.name for p in (out / "saved_model").iterdir()) == ["1", "2"]
+    before = (out / "saved_model" / "2" / "saved_model.pb").stat().st_mtime_ns
+    export_run(run, out, formats=["saved_model"], replace=True, parity_examples=0)
+    assert (out / "saved_model" / "2" / "saved_model.pb").stat().st_mtime_ns != before
+
+    from keras_seq.export import onnx as onnx_exporter
+
+    def broken(*args, **kwargs):
+        raise RuntimeError("converter crashed")
+
+    monkeypatch.setattr(onnx_exporter, "convert_signature", broken)
+    snapshot = sorted(str(p.relative_to(out)) for p in out.rglob("*"))
+    with pytest.raises(RuntimeError, match="converter crashed"):
+        export_run(run, out, formats=["saved_model", "onnx"], version=3, parity_examples=0)
+    assert sorted(str(p.relative_to(out)) for p in out.rglob("*")) == snapshot
+    assert not list(out.parent.glob(".staging-*"))
+    assert 'name: "names"' in (out.parent / "models.config").read_text()
+
+
+def test_export_all_latest_exports_each_recipe_once(exports, root, tmp_path):
+    out = tmp_path / "all"
+    first = export_all_latest(root / "runs", out, formats=["saved_model"], parity_examples=0)
+    assert set(first) == {f"tiny_{t}" for t in TASKS}
+    assert all(path == out / name for name, path in first.items())
+    again = export_all_latest(root / "runs", out, formats=["saved_model"], parity_examples=0)
+    assert again == {name: None for name in first}  # same model.keras: nothing to do
+    newer = make_run(root / "runs" / "tiny_classification" / "run2", "classification", seed=1)
+    third = export_all_latest(root / "runs", out, formats=["saved_model"], parity_examples=0)
+    assert third["tiny_classification"] == out / "tiny_classification"
+    assert third["tiny_seq2seq"] is None
+    meta = json.loads((out / "tiny_classification" / "metadata.json").read_text())
+    assert meta["source_run"]["path"] == str(newer.resolve())
+    assert sorted(p.name for p in (out / "tiny_classification" / "saved_model").iterdir()) == [
+        "1", "2"]
+    shutil.rmtree(newer)

@@ -1,0 +1,264 @@
+"""keras_seq.export pieces that need no conversion: registry, versions, configs, clients."""
+
+import json
+import threading
+from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
+
+import numpy as np
+import pytest
+import tensorflow as tf
+
+from keras_seq.export import api, registry, serving_config
+from keras_seq.export.metadata import read_metadata
+from keras_seq.export.run_dir import find_latest_runs, load_run
+from keras_seq.export.serving_client import ServingError, rest_predict
+from keras_seq.export.tasks.text_graph import decode_ids, padded_ids
+from keras_seq.export.warmup import read_warmup_requests, write_warmup_requests
+from pipelines.text import Vocabulary
+
+# -- registry -----------------------------------------------------------------------------------
+
+
+def test_registry_has_the_three_formats_with_validated_options():
+    assert set(registry.exporter_names()) >= {"saved_model", "tflite", "onnx"}
+    assert registry.make_exporter("tflite").options == {"quantize": "none"}
+    assert registry.make_exporter("tflite", quantize="int8").options["quantize"] == "int8"
+    assert registry.make_exporter("onnx").options["opset"] >= 17
+    with pytest.raises(ValueError, match=r"argument `quantize`.*Received: quantize='int4'"):
+        registry.make_exporter("tflite", quantize="int4")
+    with pytest.raises(ValueError, match=r"Invalid option for exporter 'saved_model'.*opset=17"):
+        registry.make_exporter("saved_model", opset=17)
+    with pytest.raises(ValueError, match=r"argument `formats`.*Received: formats='coreml'"):
+        registry.make_exporter("coreml")
+
+
+def test_register_exporter_adds_a_plugin_and_refuses_a_duplicate_name():
+    @registry.register_exporter("unit_test_format")
+    class Dummy(registry.Exporter):
+        OPTIONS = {"level": (1, 2)}
+
+        def export(self, job, staging):
+            return {"level": self.options["level"]}
+
+    try:
+        assert registry.make_exporter("unit_test_format", level=2).export(None, None) == {"level": 2}
+        with pytest.raises(ValueError, match=r"already Dummy"):
+
+            @registry.register_exporter("unit_test_format")
+            class Other(registry.Exporter):
+                pass
+
+    finally:
+        registry.EXPORTERS.pop("unit_test_format")
+
+
+def test_export_run_rejects_bad_arguments_before_reading_the_run(tmp_path):
+    run = tmp_path / "missing_run"
+    with pytest.raises(ValueError, match=r"argument `formats`.*Received: formats=\['pdf'\]"):
+        api.export_run(run, tmp_path / "out", formats="pdf")
+    with pytest.raises(ValueError, match=r"argument `quantize`.*Received: quantize='int3'"):
+        api.export_run(run, tmp_path / "out", quantize="int3")
+    with pytest.raises(ValueError, match=r"unless 'tflite' is in `formats`"):
+        api.export_run(run, tmp_path / "out", formats=["onnx"], quantize="dynamic")
+    with pytest.raises(ValueError, match=r"argument `version`.*Received: version=0"):
+        api.export_run(run, tmp_path / "out", version=0)
+    with pytest.raises(FileNotFoundError, match=r"not a run directory"):
+        api.export_run(run, tmp_path / "out")
+
+
+# -- versions -----------------------------------------------------------------------------------
+
+
+def _versions(out, *numbers):
+    for n in numbers:
+        (out / "saved_model" / str(n)).mkdir(parents=True)
+        (out / "saved_model" / str(n) / "saved_model.pb").write_bytes(b"")
+
+
+def test_version_is_never_overwritten_silently(tmp_path):
+    out = tmp_path / "names"
+    assert api._pick_version(out, None, False) == 1
+    _versions(out, 1, 3)
+    assert api.existing_versions(out) == [1, 3]
+    with pytest.raises(ValueError, match=r"version\(s\) \[1, 3\]; pass version=4"):
+        api._pick_version(out, None, False)
+    assert api._pick_version(out, None, True) == 3  # --replace: the latest
+    assert api._pick_version(out, 4, False) == 4  # a new version
+    with pytest.raises(ValueError, match=r"Received: version=3"):
+        api._pick_version(out, 3, False)
+    assert api._pick_version(out, 3, True) == 3
+
+
+# -- models.config ------------------------------------------------------------------------------
+
+
+def test_models_config_lists_every_exported_model(tmp_path):
+    _versions(tmp_path / "names", 1, 2)
+    _versions(tmp_path / "spa_eng", 1)
+    (tmp_path / "empty" / "saved_model").mkdir(parents=True)  # no version: not served
+    (tmp_path / ".staging-x-1" / "saved_model" / "1").mkdir(parents=True)
+    path = serving_config.write_models_config(tmp_path)
+    assert serving_config.exported_models(tmp_path) == {"names": [1, 2], "spa_eng": [1]}
+    text = path.read_text()
+    assert text.count("config {") == 2
+    assert 'name: "names"' in text and 'base_path: "/models/names/saved_model"' in text
+    assert 'model_platform: "tensorflow"' in text and "empty" not in text
+    # It is a valid ModelServerConfig text proto.
+    from google.protobuf import text_format
+    from tensorflow_serving.config import model_server_config_pb2
+
+    parsed = text_format.Parse(text, model_server_config_pb2.ModelServerConfig())
+    names = [c.name for c in parsed.model_config_list.config]
+    assert names == ["names", "spa_eng"]
+
+
+# -- run directories and metadata --------------------------------------------------------------
+
+
+def _run_files(root, task="classification", name="tiny", labels=True):
+    root.mkdir(parents=True)
+    (root / "config.json").write_text(json.dumps({"recipe": name, "task": task, "model": {}}))
+    (root / "model.keras").write_bytes(b"not a model")
+    (root / "vocab").mkdir()
+    Vocabulary.build(["ab"]).to_json(root / "vocab" / "source.json")
+    if labels:
+        (root / "labels.json").write_text('["a", "b"]')
+    return root
+
+
+def test_load_run_names_what_is_missing(tmp_path):
+    with pytest.raises(FileNotFoundError, match=r"not a run directory \(no config.json\)"):
+        load_run(tmp_path)
+    run = _run_files(tmp_path / "r1", labels=False)
+    with pytest.raises(FileNotFoundError, match=r"no labels.json"):
+        load_run(run, load_keras_model=False)
+    run = _run_files(tmp_path / "r2", task="seq2seq")
+    with pytest.raises(FileNotFoundError, match=r"no target vocabulary"):
+        load_run(run, load_keras_model=False)
+    run = _run_files(tmp_path / "r3", task="regression")
+    with pytest.raises(ValueError, match=r"argument `task`.*Received: task='regression'"):
+        load_run(run, load_keras_model=False)
+    bundle = load_run(_run_files(tmp_path / "r4"), load_keras_model=False)
+    assert bundle.name == "tiny" and bundle.labels == ["a", "b"]
+    assert bundle.vocabularies["source"].tokens[4:] == ("a", "b")
+
+
+def test_load_run_reads_the_pipelines_vocabulary_file_names(tmp_path):
+    run = tmp_path / "run"
+    run.mkdir()
+    (run / "config.json").write_text(json.dumps({"name": "lm", "task": "language_model"}))
+    (run / "model.keras").write_bytes(b"")
+    Vocabulary.build(["xyz"]).to_json(run / "vocab_text.json")  # what SourceInfo.save writes
+    bundle = load_run(run, load_keras_model=False)
+    assert bundle.name == "lm" and bundle.vocabularies["source"].size == 7
+
+
+def test_find_latest_runs_picks_the_newest_model_per_recipe(tmp_path):
+    import os
+
+    old = _run_files(tmp_path / "tiny" / "2024")
+    new = _run_files(tmp_path / "tiny" / "2025")
+    other = _run_files(tmp_path / "other" / "x", name="other")
+    _run_files(tmp_path / "adding" / "x", task="regression", name="adding")
+    os.utime(old / "model.keras", (1, 1))
+    assert find_latest_runs(tmp_path) == {"other": other, "tiny": new}
+
+
+def test_read_metadata_rejects_foreign_json(tmp_path):
+    with pytest.raises(FileNotFoundError, match=r"not a keras_seq export"):
+        read_metadata(tmp_path)
+    (tmp_path / "metadata.json").write_text('{"format": "other"}')
+    with pytest.raises(ValueError, match=r"Received: format='other'"):
+        read_metadata(tmp_path)
+
+
+# -- text in the graph --------------------------------------------------------------------------
+
+
+@pytest.mark.parametrize("level", ["char", "word"])
+def test_decode_ids_in_graph_equals_vocabulary_decode(level):
+    texts = ["ab cd", "dc ba ab"] if level == "word" else ["abcd", "dcba"]
+    vocab = Vocabulary.build(texts, level=level)
+    rows = np.array([[2, 4, 5, 1, 3, 6], [4, 0, 99, 5, 6, 7], [3, 4, 4, 4, 4, 4]], np.int32)
+    got = [s.decode("utf-8") for s in decode_ids(vocab, tf.constant(rows)).numpy()]
+    assert got == vocab.decode(rows)
+
+
+def test_padded_ids_pads_right_and_keeps_one_column_for_empty_text():
+    vocab = Vocabulary.build(["abc"])
+    ids = padded_ids(vocab, tf.constant(["abc", "a", ""])).numpy()
+    np.testing.assert_array_equal(ids, vocab.encode_padded(["abc", "a", ""]))
+    assert padded_ids(vocab, tf.constant([""])).numpy().tolist() == [[0]]
+
+
+# -- warm-up records ----------------------------------------------------------------------------
+
+
+def test_warmup_records_round_trip_as_prediction_logs(tmp_path):
+    texts = ["Nakamura", "Broż", "Smith"]
+    path = write_warmup_requests(tmp_path, "names", texts, max_single=2)
+    assert path == tmp_path / "assets.extra" / "tf_serving_warmup_requests"
+    requests = list(read_warmup_requests(tmp_path))
+    assert len(requests) == 3  # two single-text requests, then all texts in one batch
+    assert {r.model_spec.name for r in requests} == {"names"}
+    assert {r.model_spec.signature_name for r in requests} == {"serving_default"}
+    batches = [[b.decode("utf-8") for b in tf.make_ndarray(r.inputs["text"])] for r in requests]
+    assert batches == [["Nakamura"], ["Broż"], texts]
+
+
+# -- REST client --------------------------------------------------------------------------------
+
+
+class _Canned(BaseHTTPRequestHandler):
+    reply: tuple[int, dict] = (200, {})
+    seen: list = []
+
+    def do_POST(self):  # noqa: N802 - http.server API
+        body = self.rfile.read(int(self.headers["Content-Length"]))
+        type(self).seen.append((self.path, json.loads(body)))
+        code, payload = self.reply
+        data = json.dumps(payload).encode()
+        self.send_response(code)
+        self.send_header("Content-Type", "application/json")
+        self.send_header("Content-Length", str(len(data)))
+        self.end_headers()
+        self.wfile.write(data)
+
+    def log_message(self, *args):
+        pass
+
+
+@pytest.fixture
+def canned_server():
+    server = ThreadingHTTPServer(("127.0.0.1", 0), _Canned)
+    thread = threading.Thread(target=server.serve_forever, daemon=True)
+    thread.start()
+    _Canned.seen = []
+    yield server, f"http://127.0.0.1:{server.server_address[1]}"
+    server.shutdown()
+    server.server_close()
+
+
+def test_rest_predict_sends_the_tf_serving_request(canned_server):
+    _, url = canned_server
+    _Canned.reply = (200, {"predictions": ["hola", "adios"]})
+    assert rest_predict(url, "spa", ["hello", "bye"]) == ["hola", "adios"]
+    path, body = _Canned.seen[-1]
+    assert path == "/v1/models/spa:predict"
+    assert body == {"signature_name": "serving_default",
+                    "instances": [{"text": "hello"}, {"text": "bye"}]}
+    _Canned.reply = (200, {"predictions": [{"label": "a", "raw_bytes": {"b64": "aGk="}}]})
+    assert rest_predict(url, "spa", ["x"], version=3) == [{"label": "a", "raw_bytes": b"hi"}]
+    assert _Canned.seen[-1][0] == "/v1/models/spa/versions/3:predict"
+
+
+def test_rest_predict_raises_the_servers_error(canned_server):
+    _, url = canned_server
+    _Canned.reply = (404, {"error": "Servable not found for request: Latest(nope)"})
+    with pytest.raises(ServingError, match=r"HTTP 404: Servable not found"):
+        rest_predict(url, "nope", ["x"])
+    _Canned.reply = (200, {"predictions": []})
+    with pytest.raises(ServingError, match=r"no 'predictions' list of 1 entries"):
+        rest_predict(url, "m", ["x"])
+    with pytest.raises(ValueError, match=r"argument `server`.*Received: server='localhost:8501'"):
+        rest_predict("localhost:8501", "m", ["x"])
