@@ -23,7 +23,7 @@ import sys
 from pathlib import Path
 from typing import Any
 
-os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
+os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "3")
 
 
 class UsageError(Exception):
@@ -36,6 +36,10 @@ def main(argv: list[str] | None = None) -> int:
     if not getattr(args, "command", None):
         parser.print_help()
         return 2
+    if os.environ.get("KERAS_SEQ_DEBUG"):  # full tracebacks, Keras frames included
+        import keras
+
+        keras.config.disable_traceback_filtering()
     try:
         return int(args.func(args) or 0)
     except UsageError as err:
@@ -123,8 +127,10 @@ def cmd_train(args) -> int:
         raise UsageError(str(err)) from None
     if args.epochs is not None:
         recipe["train"]["epochs"] = args.epochs
+    from keras_seq.training import distribute, experiments, runner
+
+    distribute.make_strategy(args.strategy)  # before any TensorFlow op runs
     _check_data(recipe, args.data_dir, args.test_data)
-    from keras_seq.training import experiments, runner
 
     run_dir = runner.resolve_run_dir(recipe, args.run_dir)
     options: dict[str, Any] = dict(

@@ -50,6 +50,7 @@ def test_teacher_forcing_equals_step_by_step_decoding(name):
     log_probs, weights = model.teacher_force(SRC, TGT_IN)
     want_lp, want_w = step_by_step(model, SRC, TGT_IN)
     assert log_probs.shape == (3, 4, 13)
+    assert model.encode(SRC)[0].shape == (3, 5, 8)  # [B, Ts, units] in every configuration
     np.testing.assert_allclose(log_probs.numpy(), want_lp, atol=1e-5)
     np.testing.assert_allclose(weights.numpy(), want_w, atol=1e-6)
     np.testing.assert_allclose(model((SRC, TGT_IN)).numpy(), want_lp, atol=1e-5)

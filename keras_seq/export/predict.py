@@ -9,8 +9,9 @@ the SavedModel tokenizes inside its graph. Results, one per text::
     classification         {"input", "label", "probabilities"}   (probabilities in label order)
     seq2seq, language model {"input", "output"}
 
-With ``server`` the same ``serving_default`` request goes to TF Serving's REST API instead
-(``POST {server}/v1/models/{model_name}:predict``).
+With ``server`` the same ``serving_default`` request goes to TF Serving instead: its REST API
+(``http://host:8501``: ``POST {server}/v1/models/{model_name}:predict``) or, with a
+``grpc://host:8500`` address, its gRPC ``PredictionService.Predict``.
 """
 
 from __future__ import annotations
@@ -130,7 +131,8 @@ def predict(
             ``server`` it may be None (or an export directory, to read the model name).
         texts: raw input texts.
         as_json: return one JSON line (str) per text instead of dicts.
-        server: TF Serving REST base URL (``http://localhost:8501``): predict remotely.
+        server: TF Serving address: REST base URL (``http://localhost:8501``) or gRPC
+            (``grpc://localhost:8500``): predict remotely.
         model_name: the model's name on the server (default: ``metadata.json``'s name).
 
     Returns:
@@ -158,7 +160,12 @@ def predict(
                 "Invalid value for argument `model_name`. Expected the model's name on the "
                 "server (--model NAME). Received: model_name=None"
             )
-        predictions = rest_predict(server, model_name, texts)
+        if server.startswith("grpc://"):
+            from keras_seq.export.serving_client import grpc_predict
+
+            predictions = grpc_predict(server.removeprefix("grpc://"), model_name, texts)
+        else:
+            predictions = rest_predict(server, model_name, texts)
         results = [_readable(task, t, p) for t, p in zip(texts, predictions, strict=True)]
     else:
         if path is None:

@@ -45,7 +45,8 @@ def rest_predict(
     if not url.startswith(("http://", "https://")):
         raise ValueError(
             "Invalid value for argument `server`. Expected an http(s) URL such as "
-            f"'http://localhost:8501'. Received: server={url!r}"
+            "'http://localhost:8501' (or 'grpc://localhost:8500' for gRPC). "
+            f"Received: server={url!r}"
         )
     path = f"/v1/models/{model_name}" + (f"/versions/{version}" if version else "") + ":predict"
     body = json.dumps({"signature_name": signature_name,

@@ -10,9 +10,12 @@ invoke) and converted with ``TFLiteConverter.from_saved_model`` restricted to
 
 Inputs: token ids ``[1, T]`` with ``T`` **resizable per request** (``shape_signature``
 ``[1, -1]``; ``SignatureRunner`` resizes on call, C++/Java call ``ResizeInputTensor``). An
-example is fed at its exact length, never padded, so no mask is needed: the fused LSTM has
-no mask or sequence-length input, and padding a fixed-length input would change its
-outputs. Seq2seq files hold ``encode``, ``decode_step`` and ``translate`` (a whole greedy
+example is fed at its exact length, never padded: the fused LSTM has no mask or
+sequence-length input, so padding a fixed-length input would change its outputs, and
+resizing also skips the wasted steps. Since every row is then unpadded, the trace asks
+``export_mode(assume_unpadded=True)`` to drop the models' padding masks (when the ops package
+offers it); a masked LSTM, a GRU or a SimpleRNN is a ``WHILE`` loop of builtins instead (exact,
+slower). Seq2seq files hold ``encode``, ``decode_step`` and ``translate`` (a whole greedy
 decode in one ``WHILE`` loop).
 
 ``quantize``: ``"none"`` writes ``model.tflite`` (float32) only; ``"dynamic"`` (int8 weights,

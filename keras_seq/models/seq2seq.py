@@ -32,8 +32,7 @@ class Seq2Seq(_common.TaskModel):
     ``bidirectional_encoder`` both directions, outputs concatenated then projected to
     ``units`` by ``encoder_projection``, and each decoder initial state
     ``tanh([s_fwd; s_bwd] W + b)``), mask = ``src_ids != 0``. The decoder starts from the
-    encoder's final states (one per level; LSTM ``[h_0, c_0, h_1, c_1, ...]``). Without
-    attention there is no projection (the decoder never reads the encoder outputs).
+    encoder's final states (one per level; LSTM ``[h_0, c_0, h_1, c_1, ...]``).
 
     One decoder step (:meth:`decode_step`), with ``y`` the embedded previous token,
     ``h`` the top decoder level, ``H`` the encoder outputs ``[B, Ts, units]``::
@@ -186,8 +185,9 @@ class Seq2Seq(_common.TaskModel):
         """``src_ids [B, Ts] -> (encoder_outputs [B, Ts, D], encoder_mask [B, Ts] bool,
         decoder_initial_states)``; the states list is what :meth:`decode_step` carries.
 
-        ``D = units`` (bidirectional outputs are projected to ``units`` for the attention;
-        ``2 * units`` when bidirectional without attention, where nothing reads them).
+        The outputs are ``[B, Ts, units]`` in every configuration: a bidirectional
+        encoder's are projected to ``units`` for the attention (without attention, where the
+        decoder never reads them, the two directions are summed instead).
         """
         self.ensure_built()
         src_ids = tf.cast(src_ids, tf.int32)
@@ -196,6 +196,8 @@ class Seq2Seq(_common.TaskModel):
         outputs, *states = self.encoder(x, mask=mask, training=training)
         if self.encoder_projection is not None:
             outputs = self.encoder_projection(outputs)  # (B, Ts, 2U) -> (B, Ts, U)
+        elif self.bidirectional_encoder:  # nothing reads them: keep the [B, Ts, U] contract
+            outputs = outputs[..., : self.units] + outputs[..., self.units :]
         if self.bidirectional_encoder:
             half = len(states) // 2
             states = [

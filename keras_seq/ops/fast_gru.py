@@ -74,7 +74,7 @@ def gru(
         _forward_before, _backward_before)
     if not training:
         outputs, h, _ = forward(inputs, kernels, biases, recurrent, extra, h0, masks,
-                                recurrent_mask, store=False, collect=return_sequences)
+                                recurrent_mask, store=False, return_sequences=return_sequences)
         return outputs, h
 
     n_bias, n_extra = len(biases), len(extra)
@@ -86,7 +86,7 @@ def gru(
         rs, args = list(args[:GATES]), args[GATES:]
         extra, h0 = list(args[:n_extra]), args[-1]
         outputs, h, saved = forward(x, ws, bs, rs, extra, h0, masks, recurrent_mask,
-                                    store=True, collect=True)
+                                    store=True, return_sequences=return_sequences)
 
         def grad(*upstream):
             d_outputs = upstream[0] if return_sequences else None
@@ -99,9 +99,10 @@ def gru(
     return tuple(results) if return_sequences else (None, results)
 
 
-def _run_forward(x, ws, bs, h0, gate_count, store, collect, cell):
+def _run_forward(x, ws, bs, h0, gate_count, store, return_sequences, cell):
     """Chunked forward loop; ``cell(t, p_j, h) -> (h_new, activations)``."""
     steps = tf.shape(x)[0]
+    collect = store or return_sequences
     gates = [fused.sequence_store(steps, h0) for _ in range(gate_count)] if store else []
     hs = [fused.sequence_store(steps, h0, h0)] if collect else []
 
@@ -120,13 +121,15 @@ def _run_forward(x, ws, bs, h0, gate_count, store, collect, cell):
         return fused.time_loop(stop - start, step, carry)
 
     h, *stores = fused.chunk_loop(steps, chunk, (h0, *gates, *hs))
-    all_h = stores[-1].stack() if collect else None  # (T+1, B, U), h0 first
-    outputs = None if all_h is None else all_h[1:]
-    saved = [s.stack() for s in stores[:-1]] + [all_h] if store else None
-    return outputs, h, saved
+    if not store:
+        return (stores[0].stack()[1:] if collect else None), h, None
+    # Activations stay in their TensorArrays for the backward pass (see fused.chunk_of).
+    all_h = stores[-1].stack() if return_sequences else stores[-1]  # (T+1, B, U), h0 first
+    outputs = all_h[1:] if return_sequences else None
+    return outputs, h, stores[:-1] + [all_h]
 
 
-def _forward_after(x, ws, bs, rs, extra, h0, masks, recurrent_mask, *, store, collect):
+def _forward_after(x, ws, bs, rs, extra, h0, masks, recurrent_mask, *, store, return_sequences):
     r_z, r_r, r_h = rs
 
     def cell(t, ps, h):
@@ -140,10 +143,10 @@ def _forward_after(x, ws, bs, rs, extra, h0, masks, recurrent_mask, *, store, co
         n = tf.tanh(p_h + r * q)
         return masks.carry(t, n + z * (h - n), h), (z, r, q, n)
 
-    return _run_forward(x, ws, bs, h0, 4, store, collect, cell)
+    return _run_forward(x, ws, bs, h0, 4, store, return_sequences, cell)
 
 
-def _forward_before(x, ws, bs, rs, extra, h0, masks, recurrent_mask, *, store, collect):
+def _forward_before(x, ws, bs, rs, extra, h0, masks, recurrent_mask, *, store, return_sequences):
     r_z, r_r, r_h = rs
 
     def cell(t, ps, h):
@@ -154,7 +157,7 @@ def _forward_before(x, ws, bs, rs, extra, h0, masks, recurrent_mask, *, store, c
         n = tf.tanh(p_h + tf.linalg.matmul(r * hr, r_h))
         return masks.carry(t, n + z * (h - n), h), (z, r, n)
 
-    return _run_forward(x, ws, bs, h0, 3, store, collect, cell)
+    return _run_forward(x, ws, bs, h0, 3, store, return_sequences, cell)
 
 
 def _run_backward(x, ws, has_bias, rs, extra, all_h, dh, chunk_grads):
@@ -162,14 +165,15 @@ def _run_backward(x, ws, has_bias, rs, extra, all_h, dh, chunk_grads):
     ``(dh_prev, [dZ_z, dZ_r, dZ_h], [dR_z, dR_r, dR_h], [db'_h] or [])`` for one chunk."""
     steps = tf.shape(x)[0]
     wts = fused.transposed(ws)
-    dh = tf.zeros_like(all_h[0]) if dh is None else dh
+    dh = fused.state_gradient(dh, x, rs[0].shape[0])
     totals = [tf.zeros_like(r) for r in rs] + [tf.zeros_like(w) for w in ws]
     totals += [tf.zeros_like(w[0]) for w in ws] if has_bias else []
     totals += [tf.zeros_like(e) for e in extra]
 
     def chunk(k, start, stop, carry):
         dh, dxs, *totals = carry
-        dh, dzs, d_rs, d_extra = chunk_grads(start, stop, dh, all_h[start:stop])
+        h_prev = fused.chunk_of(all_h, start, stop)
+        dh, dzs, d_rs, d_extra = chunk_grads(start, stop, dh, h_prev)
         d_ws, d_bs, dx = fused.input_gradients(x[start:stop], wts, dzs, has_bias)
         return (dh, dxs.write(k, dx), *fused.add(totals, d_rs + d_ws + d_bs + d_extra))
 
@@ -189,7 +193,7 @@ def _backward_after(x, ws, has_bias, rs, extra, saved, masks, recurrent_mask, d_
 
     def chunk_grads(start, stop, dh, h_prev):
         part = masks.chunk(start, stop)
-        z_, r_, q_, n_ = z[start:stop], r[start:stop], q[start:stop], n[start:stop]
+        z_, r_, q_, n_ = (fused.chunk_of(s, start, stop) for s in (z, r, q, n))
         k_n = part.valid(TanhGrad(y=n_, dy=1.0 - z_))
         k_z = part.valid(SigmoidGrad(y=z_, dy=h_prev - n_))
         k_r = SigmoidGrad(y=r_, dy=q_) * k_n
@@ -225,7 +229,7 @@ def _backward_before(x, ws, has_bias, rs, extra, saved, masks, recurrent_mask, d
 
     def chunk_grads(start, stop, dh, h_prev):
         part = masks.chunk(start, stop)
-        z_, r_, n_ = z[start:stop], r[start:stop], n[start:stop]
+        z_, r_, n_ = (fused.chunk_of(s, start, stop) for s in (z, r, n))
         hr = h_prev if recurrent_mask is None else h_prev * recurrent_mask
         k_n = part.valid(TanhGrad(y=n_, dy=1.0 - z_))
         k_z = part.valid(SigmoidGrad(y=z_, dy=h_prev - n_))

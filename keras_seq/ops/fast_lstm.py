@@ -68,7 +68,8 @@ def lstm(
     masks = fused.MaskFactors(keep, h0.dtype)
     if not training:
         outputs, h, c, _ = _forward(inputs, kernels, biases, recurrent, h0, c0, masks,
-                                    recurrent_mask, store=False, collect=return_sequences)
+                                    recurrent_mask, store=False,
+                                    return_sequences=return_sequences)
         return outputs, h, c
 
     @tf.custom_gradient
@@ -76,7 +77,7 @@ def lstm(
         ws, bs = list(args[:GATES]), list(args[GATES:-GATES - 2])
         rs, h0, c0 = list(args[-GATES - 2:-2]), args[-2], args[-1]
         outputs, h, c, saved = _forward(x, ws, bs, rs, h0, c0, masks, recurrent_mask,
-                                        store=True, collect=True)
+                                        store=True, return_sequences=return_sequences)
 
         def grad(*upstream):
             d_outputs = upstream[0] if return_sequences else None
@@ -89,11 +90,12 @@ def lstm(
     return tuple(results) if return_sequences else (None, *results)
 
 
-def _forward(x, ws, bs, rs, h0, c0, masks, recurrent_mask, *, store, collect):
+def _forward(x, ws, bs, rs, h0, c0, masks, recurrent_mask, *, store, return_sequences):
     steps = tf.shape(x)[0]
     r_i, r_f, r_c, r_o = rs
     gates = [fused.sequence_store(steps, h0) for _ in range(GATES)] if store else []
     cells = [fused.sequence_store(steps, h0, c0)] if store else []
+    collect = store or return_sequences
     hs = [fused.sequence_store(steps, h0, h0)] if collect else []
 
     def chunk(k, start, stop, carry):
@@ -120,18 +122,21 @@ def _forward(x, ws, bs, rs, h0, c0, masks, recurrent_mask, *, store, collect):
         return fused.time_loop(stop - start, step, carry)
 
     h, c, *stores = fused.chunk_loop(steps, chunk, (h0, c0, *gates, *cells, *hs))
-    all_h = stores[-1].stack() if collect else None  # (T+1, B, U), h0 first
-    outputs = None if all_h is None else all_h[1:]
-    saved = [s.stack() for s in stores[:GATES + 1]] + [all_h] if store else None
-    return outputs, h, c, saved
+    if not store:
+        return (stores[0].stack()[1:] if collect else None), h, c, None
+    # Activations stay in their TensorArrays for the backward pass; only the outputs are
+    # stacked, when asked for.
+    all_h = stores[-1].stack() if return_sequences else stores[-1]  # (T+1, B, U), h0 first
+    outputs = all_h[1:] if return_sequences else None
+    return outputs, h, c, stores[:GATES + 1] + [all_h]
 
 
 def _backward(x, ws, has_bias, rs, saved, masks, recurrent_mask, d_outputs, dh, dc):
     i, f, g, o, all_c, all_h = saved
     steps = tf.shape(x)[0]
     rts, wts = fused.transposed(rs), fused.transposed(ws)
-    dh = tf.zeros_like(all_h[0]) if dh is None else dh
-    dc = tf.zeros_like(all_h[0]) if dc is None else dc
+    dh = fused.state_gradient(dh, x, rs[0].shape[0])
+    dc = fused.state_gradient(dc, x, rs[0].shape[0])
     totals = [tf.zeros_like(r) for r in rs] + [tf.zeros_like(w) for w in ws]
     if has_bias:
         totals += [tf.zeros_like(w[0]) for w in ws]
@@ -139,8 +144,9 @@ def _backward(x, ws, has_bias, rs, saved, masks, recurrent_mask, d_outputs, dh, 
     def chunk(k, start, stop, carry):
         dh, dc, dxs, *totals = carry
         part = masks.chunk(start, stop)
-        i_, f_, g_, o_ = i[start:stop], f[start:stop], g[start:stop], o[start:stop]
-        c_prev, tc = all_c[start:stop], tf.tanh(all_c[start + 1:stop + 1])
+        i_, f_, g_, o_ = (fused.chunk_of(s, start, stop) for s in (i, f, g, o))
+        cs = fused.chunk_of(all_c, start, stop + 1)
+        c_prev, tc = cs[:-1], tf.tanh(cs[1:])
         a = part.valid(TanhGrad(y=tc, dy=o_))  # dc += dh * a
         d_i = part.valid(SigmoidGrad(y=i_, dy=g_))
         d_f = part.valid(SigmoidGrad(y=f_, dy=c_prev))
@@ -167,7 +173,7 @@ def _backward(x, ws, has_bias, rs, saved, masks, recurrent_mask, d_outputs, dh, 
 
         dh, dc, *stores = fused.time_loop(n, step, (dh, dc, *stores), reverse=True)
         dzs = [s.stack() for s in stores]
-        h_prev = all_h[start:stop]
+        h_prev = fused.chunk_of(all_h, start, stop)
         if recurrent_mask is not None:
             h_prev = h_prev * recurrent_mask
         d_rs = [fused.gemm_t(h_prev, dz) for dz in dzs]

@@ -15,12 +15,12 @@ import tensorflow as tf
 
 from keras_seq.ops import fused
 
-# activation name -> (activation, derivative as a function of the activation's output)
+# activation name -> (activation, (y, dy) -> dy * act'(z) from the activation's output y)
 ACTIVATIONS = {
-    "tanh": (tf.tanh, lambda y: 1.0 - tf.square(y)),
-    "sigmoid": (tf.sigmoid, lambda y: y * (1.0 - y)),
-    "relu": (tf.nn.relu, lambda y: tf.cast(y > 0, y.dtype)),
-    "linear": (tf.identity, tf.ones_like),
+    "tanh": (tf.tanh, lambda y, dy: tf.raw_ops.TanhGrad(y=y, dy=dy)),
+    "sigmoid": (tf.sigmoid, lambda y, dy: tf.raw_ops.SigmoidGrad(y=y, dy=dy)),
+    "relu": (tf.nn.relu, lambda y, dy: tf.raw_ops.ReluGrad(gradients=dy, features=y)),
+    "linear": (tf.identity, lambda y, dy: dy),
 }
 
 
@@ -54,12 +54,14 @@ def simple_rnn(
     if not training:
         all_h, h = _forward(inputs, kernel, bias, recurrent, h0, act, masks, recurrent_mask,
                             collect=return_sequences)
-        return (None if all_h is None else all_h[1:]), h
+        return (None if all_h is None else all_h.stack()[1:]), h
 
     @tf.custom_gradient
     def run(x, w, r, h0, *bias):
         b = bias[0] if bias else None
         all_h, h = _forward(x, w, b, r, h0, act, masks, recurrent_mask, collect=True)
+        if return_sequences:  # else the states stay in their TensorArray (fused.chunk_of)
+            all_h = all_h.stack()
 
         def grad(*upstream):
             d_outputs = upstream[0] if return_sequences else None
@@ -88,27 +90,28 @@ def _forward(x, w, b, r, h0, act, masks, recurrent_mask, *, collect):
         return fused.time_loop(stop - start, step, carry)
 
     h, *stores = fused.chunk_loop(steps, chunk, (h0, *hs))
-    return (stores[0].stack() if collect else None), h  # (T+1, B, U) with h0 first
+    return (stores[0] if collect else None), h  # (T+1) states with h0 first
 
 
 def _backward(x, w, has_bias, r, all_h, derivative, masks, recurrent_mask, d_outputs, dh):
     steps = tf.shape(x)[0]
     (rt,), (wt,) = fused.transposed([r]), fused.transposed([w])
-    dh = tf.zeros_like(all_h[0]) if dh is None else dh
+    dh = fused.state_gradient(dh, x, r.shape[0])
     totals = [tf.zeros_like(r), tf.zeros_like(w)] + ([tf.zeros_like(w[0])] if has_bias else [])
 
     def chunk(k, start, stop, carry):
         dh, dxs, *totals = carry
         part = masks.chunk(start, stop)
-        d_act = part.valid(derivative(all_h[start + 1:stop + 1]))  # (n, B, U)
-        passthrough = part.passthrough()
+        hs = fused.chunk_of(all_h, start, stop + 1)  # (n+1, B, U)
+        h_prev = hs[:-1]
+        valid, passthrough = part.m, part.passthrough()
         size = stop - start
 
         def step(j, carry):
             dh, dzs = carry
             if d_outputs is not None:
                 dh = dh + d_outputs[start + j]
-            dz = dh * d_act[j]
+            dz = derivative(hs[j + 1], dh if valid is None else dh * valid[j])
             dh_prev = tf.linalg.matmul(dz, rt)
             if recurrent_mask is not None:
                 dh_prev = dh_prev * recurrent_mask
@@ -119,7 +122,6 @@ def _backward(x, w, has_bias, r, all_h, derivative, masks, recurrent_mask, d_out
         dh, dzs = fused.time_loop(size, step, (dh, fused.sequence_store(size, dh)),
                                   reverse=True)
         dz = dzs.stack()
-        h_prev = all_h[start:stop]
         if recurrent_mask is not None:
             h_prev = h_prev * recurrent_mask
         d_ws, d_bs, dx = fused.input_gradients(x[start:stop], [wt], [dz], has_bias)

@@ -31,9 +31,14 @@ import tensorflow as tf
 # Steps per loop iteration. Unrolling divides TensorFlow's per-iteration control-flow cost
 # (a few Switch/Merge/NextIteration nodes per loop variable) by this factor.
 UNROLL = 4
-# Chunks: at least MIN_CHUNK steps, and at most about T / CHUNKS steps.
-MIN_CHUNK = 32
-CHUNKS = 8
+# Chunks: at least MIN_CHUNK steps, and at most about T / CHUNKS steps. A chunk's projections,
+# backward factors and dZ are alive at once, so memory grows with the chunk; the chunk's GEMMs
+# have chunk * B rows, so speed wants it large.
+MIN_CHUNK = 16
+CHUNKS = 16
+# Chunks in flight at once: 2 lets the next chunk's elementwise preparation and the previous
+# chunk's GEMMs overlap the current chunk's loop without holding every chunk's temporaries.
+CHUNKS_IN_FLIGHT = 2
 
 Carry = tuple
 
@@ -104,7 +109,7 @@ def chunk_loop(
 
     _, *carry = tf.while_loop(
         lambda j, *_: j < count, loop_body, (tf.constant(0), *carry),
-        maximum_iterations=count,
+        maximum_iterations=count, parallel_iterations=CHUNKS_IN_FLIGHT,
     )
     return tuple(carry)
 
@@ -121,6 +126,15 @@ def sequence_store(steps: tf.Tensor, like: tf.Tensor, first: tf.Tensor | None = 
     size = steps if first is None else steps + 1
     store = tf.TensorArray(like.dtype, size=size, element_shape=like.shape)
     return store if first is None else store.write(0, first)
+
+
+def chunk_of(store, start: tf.Tensor, stop: tf.Tensor) -> tf.Tensor:
+    """Steps ``start .. stop-1`` of a stored sequence: a slice of a stacked tensor (no copy)
+    or a gather from a TensorArray. Keeping the forward pass's TensorArrays unstacked for the
+    backward pass avoids a full-size copy per stored activation (memory)."""
+    if isinstance(store, tf.TensorArray):
+        return store.gather(tf.range(start, stop))
+    return store[start:stop]
 
 
 def chunk_store(steps: tf.Tensor, like: tf.Tensor):
@@ -157,6 +171,13 @@ def input_gradients(x, kernels_t, dzs, has_bias):
     dx = tf.add_n([tf.linalg.matmul(tf.reshape(dz, [-1, dz.shape[-1]]), wt)
                    for dz, wt in zip(dzs, kernels_t)])
     return d_kernels, d_biases, tf.reshape(dx, tf.shape(x))
+
+
+def state_gradient(upstream: tf.Tensor | None, x: tf.Tensor, units: int) -> tf.Tensor:
+    """The incoming gradient of a final state, zeros ``[B, U]`` when there is none."""
+    if upstream is not None:
+        return upstream
+    return tf.zeros(tf.stack([tf.shape(x)[1], units]), x.dtype)
 
 
 def add(totals: Sequence[tf.Tensor], parts: Sequence[tf.Tensor]) -> list[tf.Tensor]:

@@ -11,6 +11,21 @@ from keras_seq import layers
 RECURRENT = {"rnn": layers.SimpleRNN, "lstm": layers.LSTM, "gru": layers.GRU}
 
 
+def model_class(name: str):
+    """The callable a recipe's ``[model] class`` names."""
+    from keras_seq import models
+
+    classes = {
+        "SequenceClassifier": models.SequenceClassifier,
+        "LanguageModel": models.LanguageModel,
+        "Seq2Seq": models.Seq2Seq,
+        "Regressor": regressor,
+    }
+    if name not in classes:
+        raise ValueError(f"Unknown model class {name!r}. Expected one of {', '.join(classes)}")
+    return classes[name]
+
+
 def build_model(recipe: dict[str, Any], info) -> keras.Model:
     from keras_seq import models
 
@@ -33,24 +48,20 @@ def build_model(recipe: dict[str, Any], info) -> keras.Model:
     raise ValueError(f"Unknown model class {kind!r} in recipe {recipe['name']!r}")
 
 
-def regressor(cell: str = "lstm", units: int = 64, features: int = 2, **kwargs) -> keras.Model:
+def regressor(
+    cell: str = "lstm", units: int = 64, features: int = 2, num_layers: int = 1
+) -> keras.Model:
     """A recurrent layer read at its last step, then one linear unit (adding problem)."""
     inputs = keras.Input((None, features))
-    hidden = RECURRENT[cell](units, **kwargs)(inputs)
+    hidden = RECURRENT[cell](units, num_layers=num_layers)(inputs)
     return keras.Model(inputs, keras.layers.Dense(1)(hidden), name=f"{cell}_regressor")
 
 
 def compile_model(model: keras.Model, recipe: dict[str, Any]) -> None:
+    """Adam with gradient clipping; the task models bring their own loss and metrics."""
     hp = recipe["train"]
     optimizer = keras.optimizers.Adam(hp["learning_rate"], clipnorm=hp["clipnorm"])
-    task = recipe["task"]
-    if task == "regression":
+    if recipe["task"] == "regression":
         model.compile(optimizer=optimizer, loss="mse")
-        return
-    if task == "classification":
-        loss = keras.losses.SparseCategoricalCrossentropy()
-        metrics = [keras.metrics.SparseCategoricalAccuracy(name="accuracy")]
-    else:  # per-token targets padded with 0
-        loss = keras.losses.SparseCategoricalCrossentropy(ignore_class=0)
-        metrics = [keras.metrics.SparseCategoricalAccuracy(name="token_accuracy")]
-    model.compile(optimizer=optimizer, loss=loss, metrics=metrics)
+    else:
+        model.compile(optimizer=optimizer)  # loss="auto", metrics="auto"

@@ -64,8 +64,8 @@ def seq2seq(
     for (src, tgt_in), tgt_out in dataset:
         tokens, _ = model.translate(src, max_length=max_length, method="greedy")
         tokens, tgt = np.asarray(tokens), np.asarray(tgt_out)
-        logits = model((src, tgt_in), training=False)
-        losses.append(_masked_xent(np.asarray(logits), tgt))
+        log_probs = model((src, tgt_in), training=False)  # Seq2Seq returns log-probabilities
+        losses.append(_masked_nll(np.asarray(log_probs), tgt))
         for hyp, ref in zip(tokens, tgt):
             h, r = _until_end(hyp), _until_end(ref)
             exact += h == r
@@ -81,20 +81,20 @@ def seq2seq(
     return metrics
 
 
-def _masked_xent(probs: np.ndarray, targets: np.ndarray) -> float:
+def _masked_nll(log_probs: np.ndarray, targets: np.ndarray) -> float:
     keep = targets != PAD
-    picked = np.take_along_axis(probs, targets[..., None], axis=-1)[..., 0]
-    return float(-np.log(np.clip(picked[keep], 1e-12, None)).mean())
+    picked = np.take_along_axis(log_probs, targets[..., None], axis=-1)[..., 0]
+    return float(-picked[keep].mean())
 
 
 def language_model(model, dataset: tf.data.Dataset) -> dict[str, Any]:
     """Mean cross-entropy in nats per token (and perplexity)."""
     total, count = 0.0, 0
     for x, y in dataset:
-        probs, tgt = np.asarray(model(x, training=False)), np.asarray(y)
-        keep = tgt != PAD
-        picked = np.take_along_axis(probs, tgt[..., None], axis=-1)[..., 0]
-        total += float(-np.log(np.clip(picked[keep], 1e-12, None)).sum())
+        logits = model(x, training=False)  # LanguageModel returns logits
+        nll = tf.nn.sparse_softmax_cross_entropy_with_logits(tf.cast(y, tf.int32), logits)
+        keep = np.asarray(y) != PAD
+        total += float(np.asarray(nll)[keep].sum())
         count += int(keep.sum())
     loss = total / max(count, 1)
     return {"loss": loss, "perplexity": float(np.exp(loss)), "tokens": count}

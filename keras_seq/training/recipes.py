@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import ast
 import copy
+import inspect
 import tomllib
 from importlib import resources
 from typing import Any
@@ -38,12 +39,12 @@ def available() -> dict[str, str]:
     """``{name: description}`` of the packaged recipes, sorted by name."""
     files = resources.files("keras_seq.recipes")
     found = {}
-    for entry in sorted(files.iterdir(), key=lambda e: e.name):
+    for entry in files.iterdir():
         if entry.name.endswith(".toml"):
             found[entry.name[: -len(".toml")]] = tomllib.loads(entry.read_text("utf-8"))[
                 "description"
             ]
-    return found
+    return dict(sorted(found.items()))
 
 
 def load(name: str) -> dict[str, Any]:
@@ -76,9 +77,37 @@ def parse_value(text: str) -> Any:
         return text
 
 
+def _sections(recipe: dict[str, Any]) -> tuple[str, ...]:
+    return SECTIONS + (("experiment",) if "experiment" in recipe else ())
+
+
+def _settable(recipe: dict[str, Any], section: str) -> set[str]:
+    """Keys a section accepts: those in the recipe, plus every keyword parameter of the
+    pipelines source (``data``) or of the model class (``model``)."""
+    keys = set(recipe[section])
+    if section == "data":
+        import pipelines
+
+        keys |= _parameters(pipelines.get_source(recipe["source"]).load)
+        keys -= {"data_dir", "seed", "test_path"}
+    elif section == "model":
+        from keras_seq.training.builders import model_class
+
+        keys |= _parameters(model_class(recipe["model"]["class"]))
+    return keys
+
+
+def _parameters(fn) -> set[str]:
+    return {
+        name for name, p in inspect.signature(fn).parameters.items()
+        if p.kind in (p.POSITIONAL_OR_KEYWORD, p.KEYWORD_ONLY) and name != "self"
+    }
+
+
 def apply_overrides(recipe: dict[str, Any], overrides: list[str]) -> dict[str, Any]:
     """Apply ``key=value`` overrides; unknown keys are an error naming the known ones."""
     recipe = copy.deepcopy(recipe)
+    sections = _sections(recipe)
     for item in overrides:
         if "=" not in item:
             raise RecipeError(f"Invalid --set {item!r}. Expected KEY=VALUE, e.g. units=256.")
@@ -87,11 +116,13 @@ def apply_overrides(recipe: dict[str, Any], overrides: list[str]) -> dict[str, A
         value = parse_value(raw)
         if "." in key:
             section, field = key.split(".", 1)
-            if section not in SECTIONS or field not in recipe[section]:
+            if section not in sections or field not in _settable(recipe, section):
                 raise RecipeError(_unknown(key, recipe))
             recipe[section][field] = value
             continue
-        owners = [s for s in SECTIONS if key in recipe[s]]
+        owners = [s for s in sections if key in recipe[s]] or [
+            s for s in sections if key in _settable(recipe, s)
+        ]
         if not owners:
             raise RecipeError(_unknown(key, recipe))
         if len(owners) > 1:
@@ -103,5 +134,5 @@ def apply_overrides(recipe: dict[str, Any], overrides: list[str]) -> dict[str, A
 
 
 def _unknown(key: str, recipe: dict[str, Any]) -> str:
-    known = sorted(f"{s}.{k}" for s in SECTIONS for k in recipe[s])
+    known = sorted(f"{s}.{k}" for s in _sections(recipe) for k in _settable(recipe, s))
     return f"Unknown --set key {key!r} for recipe {recipe['name']!r}. Known keys: {', '.join(known)}"

@@ -28,11 +28,17 @@ def write_all(run_dir: Path, model, recipe: dict[str, Any], splits, metrics: dic
         samples(run_dir, model, recipe, splits)
 
 
+def history_rows(path: Path) -> dict[int, dict[str, str]]:
+    """history.csv rows by epoch; a row written twice (an epoch re-run after a kill) keeps
+    the last one."""
+    with path.open() as f:
+        return {int(row["epoch"]): row for row in csv.DictReader(f)}
+
+
 def read_history(path: Path) -> dict[str, list[float]]:
     if not path.exists():
         return {}
-    with path.open() as f:
-        rows = list(csv.DictReader(f))
+    rows = [row for _, row in sorted(history_rows(path).items())]
     keys = [k for k in (rows[0] if rows else {}) if k != "epoch"]
     return {k: [float(r[k]) for r in rows if r.get(k) not in (None, "")] for k in keys}
 

@@ -73,6 +73,7 @@ def train(
         compile_model(model, recipe)
         first = next(iter(splits.train))
         model(first[0], training=False)  # build before BackupAndRestore restores weights
+    distribute.patch_multiworker_fit(model, scope)
 
     hp = recipe["train"]
     steps = hp["steps_per_epoch"] or _count_batches(splits.train)
@@ -90,7 +91,8 @@ def train(
         validation_steps=hp["validation_steps"],
         class_weight=info.class_weight if recipe["task"] == "classification" and hp.get(
             "class_weight") else None,
-        callbacks=callbacks(run_dir, hp, started),
+        callbacks=callbacks(run_dir, hp, started, resumed_epoch),
+        shuffle=False,  # the pipelines shuffle, seeded
         verbose=verbose,
     )
     best = run_dir / "checkpoints" / "best.weights.h5"
@@ -121,28 +123,70 @@ def evaluate(model, recipe: dict[str, Any], splits) -> dict[str, Any]:
     return evaluation.regression(model, test)
 
 
-def callbacks(run_dir: Path, hp: dict[str, Any], started: float) -> list[keras.callbacks.Callback]:
+def callbacks(
+    run_dir: Path, hp: dict[str, Any], started: float, resumed_epoch: int = 0
+) -> list[keras.callbacks.Callback]:
+    """The training callbacks. On resume, the best value seen so far and the early-stopping
+    patience are restored from history.csv, so best-checkpoint selection and stopping are
+    the same as in an uninterrupted run (BackupAndRestore restores weights, optimizer state
+    and the epoch; Keras does not restore other callbacks' state)."""
     ckpt = run_dir / "checkpoints"
     ckpt.mkdir(exist_ok=True)
     monitor = hp["monitor"]
+    best, wait = _best_so_far(run_dir / "history.csv", monitor, resumed_epoch)
+    best_ckpt = keras.callbacks.ModelCheckpoint(
+        str(ckpt / "best.weights.h5"), monitor=monitor, save_best_only=True,
+        save_weights_only=True, initial_value_threshold=best,
+    )
     result = [
+        # The CSV row of an epoch is written before its backup: a kill in between re-runs
+        # that epoch and its row is written again (read_history keeps the last one).
+        keras.callbacks.CSVLogger(str(run_dir / "history.csv"), append=True),
         keras.callbacks.BackupAndRestore(str(run_dir / BACKUP), save_freq="epoch"),
         keras.callbacks.ModelCheckpoint(str(ckpt / "last.weights.h5"), save_weights_only=True),
-        keras.callbacks.ModelCheckpoint(
-            str(ckpt / "best.weights.h5"), monitor=monitor, save_best_only=True,
-            save_weights_only=True,
+        best_ckpt,
+        ResumableEarlyStopping(
+            monitor=monitor, patience=hp["early_stopping_patience"], resume=(best, wait)
         ),
-        keras.callbacks.EarlyStopping(monitor=monitor, patience=hp["early_stopping_patience"]),
         keras.callbacks.ReduceLROnPlateau(
             monitor=monitor, patience=hp["reduce_lr_patience"], factor=hp["reduce_lr_factor"]
         ),
         keras.callbacks.TerminateOnNaN(),
         keras.callbacks.TensorBoard(str(run_dir / "tensorboard"), write_graph=False),
-        keras.callbacks.CSVLogger(str(run_dir / "history.csv"), append=True),
     ]
     if hp.get("time_budget_s"):
         result.append(TimeBudget(started, float(hp["time_budget_s"])))
     return result
+
+
+class ResumableEarlyStopping(keras.callbacks.EarlyStopping):
+    """EarlyStopping that starts from a restored (best, wait) after a resume."""
+
+    def __init__(self, *, resume: tuple[float | None, int], **kwargs) -> None:
+        super().__init__(**kwargs)
+        self._resume = resume
+
+    def on_train_begin(self, logs=None):
+        super().on_train_begin(logs)
+        best, wait = self._resume
+        if best is not None:
+            self.best, self.wait = best, wait
+
+
+def _best_so_far(history: Path, monitor: str, epochs_done: int) -> tuple[float | None, int]:
+    """Best monitored value over the finished epochs and the epochs since it (its patience)."""
+    if epochs_done == 0 or not history.exists():
+        return None, 0
+    values = [
+        float(row[monitor])
+        for epoch, row in sorted(reports.history_rows(history).items())
+        if epoch < epochs_done and row.get(monitor) not in (None, "")
+    ]
+    if not values:
+        return None, 0
+    sign = -1.0 if "acc" in monitor or "f1" in monitor or "bleu" in monitor else 1.0
+    best_index = min(range(len(values)), key=lambda i: sign * values[i])
+    return values[best_index], len(values) - 1 - best_index
 
 
 class TimeBudget(keras.callbacks.Callback):

@@ -1,0 +1,71 @@
+"""`keras-seq`'s user errors: one line naming the problem, non-zero exit, no traceback."""
+
+import os
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+
+from keras_seq.training import recipes
+
+ROOT = Path(__file__).resolve().parents[1]
+
+
+def run(*args):
+    env = {**os.environ, "TF_CPP_MIN_LOG_LEVEL": "3", "KERAS_SEQ_DATA": "/nonexistent"}
+    return subprocess.run([sys.executable, "-m", "keras_seq", *args], capture_output=True,
+                          text=True, cwd=ROOT, env=env, timeout=300)
+
+
+def assert_one_line_error(result, *fragments):
+    assert result.returncode == 2, result.stderr
+    assert "Traceback" not in result.stderr
+    lines = [line for line in result.stderr.splitlines() if line.startswith("keras-seq")]
+    assert len(lines) == 1, result.stderr
+    for fragment in fragments:
+        assert fragment in lines[0], lines[0]
+
+
+def test_recipes_lists_every_recipe_with_one_line():
+    result = run("recipes")
+    assert result.returncode == 0
+    names = [line.split()[0] for line in result.stdout.splitlines()]
+    assert names == sorted(recipes.available())
+    assert {"dates", "names", "names-de-it", "sst2", "shakespeare", "spa-eng", "adding"} <= set(names)
+
+
+def test_unknown_recipe():
+    assert_one_line_error(run("train", "nope"), "Unknown recipe 'nope'", "dates")
+
+
+def test_unknown_set_key():
+    assert_one_line_error(run("train", "dates", "--set", "unitz=3"), "Unknown --set key 'unitz'",
+                          "model.units")
+
+
+def test_data_dir_without_files(tmp_path):
+    result = run("train", "names", "--data-dir", str(tmp_path))
+    assert_one_line_error(result, "names")
+
+
+def test_test_data_in_wrong_layout(tmp_path, shared_data):
+    bogus = tmp_path / "names.txt"
+    bogus.write_text("not a directory of <Language>.txt files\n")
+    result = run("train", "names", "--data-dir", str(shared_data), "--test-data", str(bogus))
+    assert_one_line_error(result, str(bogus))
+
+
+@pytest.mark.parametrize("text,value", [("256", 256), ("0.5", 0.5), ("true", True),
+                                        ("none", None), ("['a', 'b']", ["a", "b"]),
+                                        ("lstm", "lstm")])
+def test_set_values_are_parsed(text, value):
+    recipe = recipes.apply_overrides(recipes.load("dates"), [f"units={text}"])
+    assert recipe["model"]["units"] == value
+
+
+def test_set_with_section_prefix_and_ambiguity():
+    recipe = recipes.apply_overrides(recipes.load("dates"), ["train.epochs=2"])
+    assert recipe["train"]["epochs"] == 2
+    with pytest.raises(recipes.RecipeError, match="Expected KEY=VALUE"):
+        recipes.apply_overrides(recipes.load("dates"), ["units"])

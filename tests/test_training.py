@@ -1,0 +1,140 @@
+"""The training application: run directory, determinism, resume after kill -9, multi-worker."""
+
+import json
+import os
+import signal
+import socket
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+import numpy as np
+import pytest
+
+ROOT = Path(__file__).resolve().parents[1]
+# A tiny dates seq2seq: ~1 s per epoch on 2 cores.
+TINY = [
+    "--set", "num_train=640", "--set", "num_validation=128", "--set", "num_test=128",
+    "--set", "units=16", "--set", "embedding_dim=8", "--set", "time_budget_s=none",
+]
+
+
+def keras_seq(*args, env=None, check=True, **kwargs):
+    full_env = {**os.environ, "TF_CPP_MIN_LOG_LEVEL": "3", **(env or {})}
+    result = subprocess.run(
+        [sys.executable, "-m", "keras_seq", *args], capture_output=True, text=True,
+        env=full_env, cwd=ROOT, **kwargs,
+    )
+    if check and result.returncode != 0:
+        raise AssertionError(f"keras-seq {args} failed:\n{result.stderr[-3000:]}")
+    return result
+
+
+def weights_of(run_dir):
+    import keras
+
+    import keras_seq.models  # noqa: F401
+
+    model = keras.saving.load_model(run_dir / "model.keras", safe_mode=True)
+    return [np.asarray(w) for w in model.weights]
+
+
+@pytest.fixture(scope="module")
+def reference_run(tmp_path_factory):
+    run_dir = tmp_path_factory.mktemp("runs") / "reference"
+    keras_seq("train", "dates", "--epochs", "3", "--run-dir", str(run_dir), "--quiet", *TINY)
+    return run_dir
+
+
+def test_run_directory_contents(reference_run):
+    for name in [
+        "config.json", "model.keras", "metrics.json", "history.csv", "training_curves.png",
+        "attention_0.png", "vocab_source.json", "vocab_target.json", "samples.json",
+        "checkpoints/best.weights.h5", "checkpoints/last.weights.h5",
+    ]:
+        assert (reference_run / name).is_file(), name
+    metrics = json.loads((reference_run / "metrics.json").read_text())
+    assert metrics["recipe"] == "dates"
+    assert set(metrics["test"]) >= {"exact_match", "loss"}
+    assert 0.0 <= metrics["test"]["exact_match"] <= 1.0 and metrics["wall_time_s"] > 0
+    events = list((reference_run / "tensorboard").rglob("events.out.tfevents.*"))
+    assert events and all(e.stat().st_size > 0 for e in events)  # real TensorBoard logs
+    config = json.loads((reference_run / "config.json").read_text())
+    assert config["model"]["units"] == 16 and config["train"]["epochs"] == 3
+    assert not (reference_run / "backup").exists()  # removed after a finished run
+    history = (reference_run / "history.csv").read_text().splitlines()
+    assert len(history) == 1 + 3
+
+
+def test_same_seed_same_metrics(reference_run, tmp_path):
+    again = tmp_path / "again"
+    keras_seq("train", "dates", "--epochs", "3", "--run-dir", str(again), "--quiet", *TINY)
+    assert json.loads((again / "metrics.json").read_text())["test"] == json.loads(
+        (reference_run / "metrics.json").read_text()
+    )["test"]
+    for a, b in zip(weights_of(again), weights_of(reference_run)):
+        np.testing.assert_array_equal(a, b)
+
+
+def test_kill_minus_nine_then_resume_ends_like_uninterrupted_run(reference_run, tmp_path):
+    run_dir = tmp_path / "killed"
+    cmd = [sys.executable, "-m", "keras_seq", "train", "dates", "--epochs", "3",
+           "--run-dir", str(run_dir), "--quiet", *TINY]
+    env = {**os.environ, "TF_CPP_MIN_LOG_LEVEL": "3"}
+    proc = subprocess.Popen(cmd, cwd=ROOT, env=env, stdout=subprocess.DEVNULL,
+                            stderr=subprocess.DEVNULL)
+    meta = run_dir / "backup" / "training_metadata.json"
+    deadline = time.time() + 240
+    while time.time() < deadline and proc.poll() is None:
+        if meta.exists() and json.loads(meta.read_text() or "{}").get("epoch", 0) >= 1:
+            break
+        time.sleep(0.02)
+    assert proc.poll() is None, "training finished before it could be killed"
+    proc.send_signal(signal.SIGKILL)
+    proc.wait()
+    assert not (run_dir / "metrics.json").exists()
+    finished = json.loads(meta.read_text())["epoch"]
+    assert finished >= 1
+
+    result = keras_seq(*cmd[3:])
+    assert result.returncode == 0
+    assert json.loads((run_dir / "metrics.json").read_text())["test"] == json.loads(
+        (reference_run / "metrics.json").read_text()
+    )["test"]
+    for a, b in zip(weights_of(run_dir), weights_of(reference_run)):
+        np.testing.assert_array_equal(a, b)
+
+
+def _free_ports(n):
+    sockets = [socket.socket() for _ in range(n)]
+    for s in sockets:
+        s.bind(("127.0.0.1", 0))
+    ports = [s.getsockname()[1] for s in sockets]
+    for s in sockets:
+        s.close()
+    return ports
+
+
+def test_multiworker_two_processes_end_with_identical_weights(tmp_path):
+    workers = [f"127.0.0.1:{p}" for p in _free_ports(2)]
+    procs = []
+    for index in range(2):
+        tf_config = {"cluster": {"worker": workers}, "task": {"type": "worker", "index": index}}
+        env = {**os.environ, "TF_CPP_MIN_LOG_LEVEL": "3", "TF_CONFIG": json.dumps(tf_config)}
+        procs.append(subprocess.Popen(
+            [sys.executable, "-m", "keras_seq", "train", "adding", "--strategy", "multiworker",
+             "--run-dir", str(tmp_path / f"worker{index}"), "--quiet", "--epochs", "2",
+             "--set", "num_train=256", "--set", "num_validation=64", "--set", "num_test=64",
+             "--set", "units=8", "--set", "lengths=[20]", "--set", "cells=['gru']",
+             "--set", "time_budget_s=none"],
+            cwd=ROOT, env=env, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True,
+        ))
+    for proc in procs:
+        _, err = proc.communicate(timeout=300)
+        assert proc.returncode == 0, err[-3000:]
+    a = weights_of(tmp_path / "worker0" / "gru-T20")
+    b = weights_of(tmp_path / "worker1" / "gru-T20")
+    assert len(a) == len(b) > 0
+    for x, y in zip(a, b):
+        np.testing.assert_array_equal(x, y)
