@@ -189,8 +189,10 @@ def cmd_export(args) -> int:
         return 0
     if not args.run_dir:
         raise UsageError("give RUN_DIR or --all-latest RUNS_ROOT")
-    out = args.out or str(Path("exported") / json.loads(
-        (Path(args.run_dir) / "config.json").read_text())["recipe"])
+    config_path = Path(args.run_dir) / "config.json"
+    if not config_path.exists():
+        raise UsageError(f"{args.run_dir} is not a run directory (no config.json)")
+    out = args.out or str(Path("exported") / json.loads(config_path.read_text())["name"])
     export.export_run(args.run_dir, out, formats=formats, quantize=args.quantize,
                       version=args.version, replace=args.replace)
     return 0

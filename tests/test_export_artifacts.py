@@ -411,6 +411,13 @@ def test_predict_names_a_missing_metadata_and_a_bad_path(exports, tmp_path):
         predict(None, ["x"], server="http://127.0.0.1:1")
 
 
+def test_predict_on_an_export_without_saved_model_uses_its_edge_artifact(exports, tmp_path):
+    run, out = exports["classification"]
+    edge = export_run(run, tmp_path / "edge_only", formats=["onnx"], parity_examples=0)
+    assert not (edge / "saved_model").exists()
+    assert _close(predict(edge, ["Kim", "Smith"]), predict(out, ["Kim", "Smith"]))
+
+
 class _TFServingREST(BaseHTTPRequestHandler):
     """TF Serving's REST predict contract, served from SavedModels (a test stand-in)."""
 
@@ -509,6 +516,22 @@ def test_versions_are_explicit_and_exports_atomic(exports, tmp_path, monkeypatch
     assert sorted(str(p.relative_to(out)) for p in out.rglob("*")) == snapshot
     assert not list(out.parent.glob(".staging-*"))
     assert 'name: "names"' in (out.parent / "models.config").read_text()
+
+
+def test_export_stops_when_a_float_artifact_differs_from_keras(exports, tmp_path, monkeypatch):
+    from keras_seq.export import runtimes
+
+    real = runtimes.tflite_runner
+
+    def drifting(path, **kwargs):
+        run = real(path, **kwargs)
+        return lambda name, feeds: {k: v + 1e-3 for k, v in run(name, feeds).items()}
+
+    monkeypatch.setattr(runtimes, "tflite_runner", drifting)
+    run, _ = exports["classification"]
+    with pytest.raises(ValueError, match=r"stopped: artifacts differ from the Keras model \(tflite"):
+        export_run(run, tmp_path / "drift", formats=["tflite"], parity_examples=4)
+    assert not (tmp_path / "drift").exists() and not list(tmp_path.glob(".staging-*"))
 
 
 def test_export_all_latest_exports_each_recipe_once(exports, root, tmp_path):

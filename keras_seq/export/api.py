@@ -12,7 +12,8 @@ Layout written (``out = exported/<name>``)::
 
 Atomicity: everything is written under a staging directory next to ``out`` and checked
 against the Keras model (``metadata.json``'s ``parity``) before anything in ``out`` changes;
-a failure removes the staging directory and leaves ``out`` as it was. Then each piece moves in
+a failure (a conversion error, or a float artifact that differs from Keras) removes the
+staging directory and leaves ``out`` as it was. Then each piece moves in
 with one ``rename``: the SavedModel version directory (TF Serving never sees a half-written
 version), then the files (``os.replace``), ``metadata.json`` last.
 
@@ -155,7 +156,7 @@ def export_run(
 
     Args:
         run_dir: a training run directory (``config.json``, ``model.keras``, vocabularies,
-            ``samples.json``; see ``/tmp/rundir.md``).
+            ``samples.json``; see :mod:`keras_seq.export.run_dir`).
         out: the export directory; its name is the TF Serving model name, and
             ``out.parent/models.config`` is regenerated.
         formats: any of ``"saved_model"``, ``"tflite"``, ``"onnx"`` (list or comma string).
@@ -219,7 +220,8 @@ def export_run(
         )
         write_metadata(staging, metadata)
         if parity_examples and texts:
-            metadata["parity"] = _parity(staging, out, metadata, bundle, parity_examples)
+            metadata["parity"] = _parity(staging, out, metadata, bundle, formats,
+                                         parity_examples)
             write_metadata(staging, metadata)
         _commit(staging, out, target_version)
     finally:
@@ -228,17 +230,35 @@ def export_run(
     return out
 
 
-def _parity(staging: Path, out: Path, metadata: dict[str, Any], bundle: Any, examples: int
-            ) -> dict[str, Any]:
-    """verify() on the staged artifacts (a SavedModel version kept in ``out`` is not re-run)."""
+def _parity(staging: Path, out: Path, metadata: dict[str, Any], bundle: Any,
+            formats: Sequence[str], examples: int) -> dict[str, Any]:
+    """verify() on the artifacts staged by this export (entries kept from an earlier export of
+    the same model are not re-run).
+
+    Raises ``ValueError`` (and nothing is committed) when a float artifact fails; a quantized
+    one below the agreement bar only warns (``keras-seq verify`` is the gate for those).
+    """
+    import warnings
+
     from keras_seq.export.verify import verify
 
-    staged = dict(metadata)
-    sm = metadata["artifacts"].get("saved_model")
-    if sm and not (staging / sm["path"]).is_dir():
-        staged["artifacts"] = {k: v for k, v in metadata["artifacts"].items() if k != "saved_model"}
-        write_metadata(staging, staged)
+    staged = {**metadata, "artifacts": {k: v for k, v in metadata["artifacts"].items()
+                                        if k in formats}}
+    write_metadata(staging, staged)
     report = verify(staging, run_dir=bundle.run_dir, max_examples=examples)
+    failed = [row for row in report.rows if not row.ok]
+    if any(row.kind != "quantized" for row in failed):
+        raise ValueError(
+            f"Export of {bundle.run_dir} to {out} stopped: artifacts differ from the Keras "
+            f"model ({', '.join(row.runtime for row in failed)}); nothing was written.\n"
+            + report.table()
+        )
+    if failed:
+        warnings.warn(
+            f"{out}: quantized artifacts below {report.min_agreement:.0%} top-1 agreement with "
+            f"Keras: {', '.join(row.runtime for row in failed)} (see metadata.json parity)",
+            stacklevel=3,
+        )
     result = report.to_dict()
     result["export_dir"] = str(out)
     return result

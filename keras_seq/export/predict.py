@@ -95,7 +95,13 @@ def _local(path: Path, texts: Sequence[str]) -> list[dict[str, Any]]:
         base = path if path.name == "saved_model" else path / "saved_model"
         if base.is_dir():
             return _saved_model(_latest_version(base), texts, task)
-        raise FileNotFoundError(f"{path} holds no SavedModel (saved_model.pb)")
+        artifacts = metadata["artifacts"] if metadata and export_dir == path else {}
+        if "tflite" in artifacts:  # an export without a SavedModel: its edge artifacts
+            path = path / artifacts["tflite"]["variants"]["none"]["file"]
+        elif "onnx" in artifacts:
+            path = path / next(iter(artifacts["onnx"]["files"].values()))["file"]
+        else:
+            raise FileNotFoundError(f"{path} holds no SavedModel (saved_model.pb)")
     if not path.is_file():
         raise FileNotFoundError(f"{path} does not exist")
     if metadata is None:

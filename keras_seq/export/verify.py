@@ -126,12 +126,13 @@ def _compare(probes: Sequence[Probe], reference: Sequence[Probe]) -> tuple[float
     return diff, agree / max(len(reference), 1)
 
 
-def _timed(fn: Callable[[str], Any], texts: Sequence[str]) -> tuple[list[Any], float]:
-    fn(texts[0])  # warm-up: first call allocates / traces
+def _timed(fn: Callable[[int], Any], count: int) -> tuple[list[Any], float]:
+    """``[fn(0), ..., fn(count - 1)]`` and the median call time in ms (after one warm-up)."""
+    fn(0)  # warm-up: the first call allocates / traces
     results, times = [], []
-    for text in texts:
+    for i in range(count):
         start = time.perf_counter()
-        results.append(fn(text))
+        results.append(fn(i))
         times.append(time.perf_counter() - start)
     return results, 1000.0 * statistics.median(times)
 
@@ -145,8 +146,9 @@ class _Verifier:
         self.graphs, self.client = graphs, make_client(metadata)
         self.tolerance, self.min_agreement = tolerance, min_agreement
         self.keras = keras_runner(graphs)
-        self.reference, self.ref_latency = _timed(lambda t: self.client.probe(self.keras, t),
-                                                  texts)
+        self.reference, self.ref_latency = _timed(
+            lambda i: self.client.probe(self.keras, texts[i]), len(texts)
+        )
 
     def judge(self, row: RuntimeRow) -> RuntimeRow:
         if row.kind == "quantized":
@@ -162,8 +164,8 @@ class _Verifier:
     def numeric(self, runtime: str, artifact: str, kind: str, run: Any, size: int | None,
                 ) -> RuntimeRow:
         probes, latency = _timed(
-            lambda t: self.client.probe(run, t, reference=self.reference[self.texts.index(t)]),
-            self.texts,
+            lambda i: self.client.probe(run, self.texts[i], reference=self.reference[i]),
+            len(self.texts),
         )
         diff, agreement = _compare(probes, self.reference)
         return self.judge(RuntimeRow(runtime, artifact, kind, len(probes), diff, agreement,
@@ -203,7 +205,7 @@ class _Verifier:
 
         expected = self.graphs.serve(tf.constant(self.texts))
         expected = {k: np.asarray(v) for k, v in expected.items()}
-        got, latency = _timed(lambda t: session.serve([t]), self.texts)
+        got, latency = _timed(lambda i: session.serve([self.texts[i]]), len(self.texts))
         batch = session.serve(self.texts)
         agree, diff = 0, None
         for i in range(len(self.texts)):
@@ -243,8 +245,9 @@ class _Verifier:
     def whole_decode(self, runtime: str, artifact: str, kind: str, run: Any) -> RuntimeRow:
         """Seq2seq ``translate`` (greedy decode in one graph) vs Keras's greedy tokens."""
 
-        def decode(text: str) -> tuple[int, ...]:
-            tokens = run("translate", {"source_ids": self.client.token_ids(text)})["token_ids"][0]
+        def decode(i: int) -> tuple[int, ...]:
+            ids = self.client.token_ids(self.texts[i])
+            tokens = run("translate", {"source_ids": ids})["token_ids"][0]
             out = []
             for token in tokens.tolist():
                 out.append(int(token))
@@ -252,7 +255,7 @@ class _Verifier:
                     break
             return tuple(t for t in out if t != 0)
 
-        got, latency = _timed(decode, self.texts)
+        got, latency = _timed(decode, len(self.texts))
         agree = sum(g == r.top1 for g, r in zip(got, self.reference, strict=True))
         row = RuntimeRow(runtime, artifact, kind, len(got), None, agree / len(got), latency)
         row = self.judge(row)

@@ -10,7 +10,7 @@ from __future__ import annotations
 import keras
 
 from keras_seq import cells
-from keras_seq.ops import export_graph
+from keras_seq.ops import export_graph, export_padding
 
 
 def _name(fn) -> str | None:
@@ -22,6 +22,8 @@ def _name(fn) -> str | None:
 
 def export_level(cell, x, states, *, mask, go_backwards, return_sequences, zero_output_for_mask):
     """``(last, outputs or None, final_states)`` from the export graph, or None."""
+    if export_padding() == "none":
+        mask = None  # the exporter feeds unpadded inputs: the mask is all-True
     options = dict(
         go_backwards=go_backwards, return_sequences=True, mask=mask,
         zero_output_for_mask=zero_output_for_mask,

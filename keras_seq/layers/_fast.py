@@ -54,26 +54,23 @@ def fast_level(
     xt = tf.transpose(x, [1, 0, 2])  # (T, B, D)
     if go_backwards:
         xt = tf.reverse(xt, [0])
-    gates = cell.gates
-    kernels = tf.split(cell.kernel, gates, axis=1)
-    recurrent = tf.split(cell.recurrent_kernel, gates, axis=1)
+    kernel, recurrent_kernel = _tensor(cell.kernel), _tensor(cell.recurrent_kernel)
     if isinstance(cell, cells.LSTMCell):
         outputs, h, c = fast_lstm.lstm(
-            xt, kernels, _biases(cell.bias, gates), recurrent, states[0], states[1], **options
+            xt, kernel, _tensor(cell.bias), recurrent_kernel, states[0], states[1], **options
         )
         final_states = [h, c]
     elif isinstance(cell, cells.GRUCell):
-        biases, recurrent_bias = _gru_biases(cell)
+        bias, recurrent_bias = _gru_biases(cell)
         outputs, h = fast_gru.gru(
-            xt, kernels, biases, recurrent, states[0], recurrent_bias=recurrent_bias,
+            xt, kernel, bias, recurrent_kernel, states[0], recurrent_bias=recurrent_bias,
             reset_after=cell.reset_after, **options,
         )
         final_states = [h]
     else:
         outputs, h = fast_rnn.simple_rnn(
-            xt, kernels[0], None if cell.bias is None else tf.convert_to_tensor(cell.bias),
-            recurrent[0], states[0], activation=keras.activations.serialize(cell.activation),
-            **options,
+            xt, kernel, _tensor(cell.bias), recurrent_kernel, states[0],
+            activation=keras.activations.serialize(cell.activation), **options,
         )
         final_states = [h]
     return _outputs(x, keep, outputs, h, zero_output_for_mask, cell.units) + (final_states,)
@@ -93,19 +90,22 @@ def _supported(cell, x) -> bool:
     return kind is cells.GRUCell or cell.is_standard
 
 
-def _biases(bias, gates):
-    return None if bias is None else tf.split(bias, gates)
+def _tensor(weight):
+    return None if weight is None else tf.convert_to_tensor(weight)
 
 
 def _gru_biases(cell):
-    """Input-side biases per gate (``z, r`` absorb their recurrent biases) and the recurrent
-    bias of the candidate (``reset_after``) or None."""
+    """The input-side bias (with ``reset_after``, ``z`` and ``r`` absorb their recurrent
+    biases) and the candidate's recurrent bias ``b'_h`` (``reset_after``) or None."""
     if cell.bias is None:
         return None, None
+    bias = _tensor(cell.bias)
     if not cell.reset_after:
-        return tf.split(cell.bias, 3), None
-    b_in, b_rec = tf.split(cell.bias[0], 3), tf.split(cell.bias[1], 3)
-    return [b_in[0] + b_rec[0], b_in[1] + b_rec[1], b_in[2]], b_rec[2]
+        return bias, None
+    units = cell.units
+    b_in, b_rec = bias[0], bias[1]
+    absorbed = tf.concat([b_rec[: 2 * units], tf.zeros_like(b_rec[2 * units:])], 0)
+    return b_in + absorbed, b_rec[2 * units:]
 
 
 def _outputs(x, keep, outputs, h, zero_output_for_mask, units):

@@ -1,9 +1,9 @@
-"""Fused GRU level: per-gate forward loop and a hand-written, chunked backward pass.
+"""Fused GRU level: chunked forward loop and a hand-written backward pass.
 
-Gate order z, r, h (Keras's). ``P_g = x W_g + b_g`` per chunk; with ``reset_after`` the
-recurrent biases of ``z`` and ``r`` are folded into ``b_z``, ``b_r`` by the caller and only
-the candidate's recurrent bias ``b'_h`` stays in the loop. ``h`` in the products with ``R``
-is ``h * recurrent_mask`` under recurrent dropout.
+Gate order z, r, h (Keras's). ``P = x W + b`` per chunk; with ``reset_after`` the recurrent
+biases of ``z`` and ``r`` are folded into ``b`` by the caller and only the candidate's
+recurrent bias ``b'_h`` stays in the loop. ``h`` in the products with ``R`` is
+``h * recurrent_mask`` under recurrent dropout.
 
 ``reset_after=True`` (Keras / cuDNN / PyTorch)::
 
@@ -26,8 +26,6 @@ one elementwise product, and the weight and input gradients GEMMs over the chunk
 
 from __future__ import annotations
 
-from collections.abc import Sequence
-
 import tensorflow as tf
 
 from keras_seq.ops import fused
@@ -39,9 +37,9 @@ GATES = 3
 
 def gru(
     inputs: tf.Tensor,
-    kernels: Sequence[tf.Tensor],
-    biases: Sequence[tf.Tensor] | None,
-    recurrent: Sequence[tf.Tensor],
+    kernel: tf.Tensor,
+    bias: tf.Tensor | None,
+    recurrent_kernel: tf.Tensor,
     h0: tf.Tensor,
     *,
     recurrent_bias: tf.Tensor | None = None,
@@ -50,87 +48,102 @@ def gru(
     recurrent_mask: tf.Tensor | None = None,
     return_sequences: bool = False,
     training: bool = True,
+    engine: str | None = None,
 ) -> tuple[tf.Tensor | None, tf.Tensor]:
     """Run a standard GRU (sigmoid gates, tanh candidate) over a whole sequence.
 
     Args:
         inputs: ``x [T, B, D]`` (time-major).
-        kernels: ``W_z, W_r, W_h``, each ``[D, U]``.
-        biases: ``b_z, b_r, b_h`` (input side, see above), each ``[U]``, or None.
-        recurrent: ``R_z, R_r, R_h``, each ``[U, U]``.
+        kernel: ``W [D, 3U]``; bias: input-side ``b [3U]`` (see above) or None;
+            recurrent_kernel: ``R [U, 3U]`` (Keras's layout, gates z, r, h).
         h0: ``[B, U]`` initial state.
         recurrent_bias: ``b'_h [U]`` (``reset_after`` only) or None.
         reset_after: the reset gate applies after (True) or before the candidate's GEMM.
-        keep, recurrent_mask, return_sequences, training: as :func:`fast_lstm.lstm`.
+        keep, recurrent_mask, return_sequences, training, engine: as
+            :func:`keras_seq.ops.fast_lstm.lstm`.
 
     Returns:
         ``(H [T, B, U] or None, h_T)``.
     """
-    kernels, recurrent = list(kernels), list(recurrent)
-    biases = list(biases) if biases is not None else []
-    extra = [recurrent_bias] if recurrent_bias is not None and reset_after else []
-    masks = fused.MaskFactors(keep, h0.dtype)
+    mask = fused.Mask(keep, h0.dtype)
+    units = recurrent_kernel.shape[0]
+    engine = "graph" if training else engine or fused.engine(h0.shape[0], units, GATES)
     forward, backward = (_forward_after, _backward_after) if reset_after else (
         _forward_before, _backward_before)
-    if not training:
-        outputs, h, _ = forward(inputs, kernels, biases, recurrent, extra, h0, masks,
-                                recurrent_mask, store=False, return_sequences=return_sequences)
-        return outputs, h
-
-    n_bias, n_extra = len(biases), len(extra)
+    extra = [recurrent_bias] if recurrent_bias is not None and reset_after else []
+    n_bias, n_extra = (0 if bias is None else 1), len(extra)
 
     @tf.custom_gradient
-    def kernel(x, *args):
-        ws, args = list(args[:GATES]), args[GATES:]
-        bs, args = list(args[:n_bias]), args[n_bias:]
-        rs, args = list(args[:GATES]), args[GATES:]
-        extra, h0 = list(args[:n_extra]), args[-1]
-        outputs, h, saved = forward(x, ws, bs, rs, extra, h0, masks, recurrent_mask,
-                                    store=True, return_sequences=return_sequences)
+    def kernel_fn(x, w, *args):
+        # The gradient is grad() below: keep tapes from recording (and XLA from compiling)
+        # a differentiable copy of the loops.
+        x, w, args = tf.stop_gradient(x), tf.stop_gradient(w), [tf.stop_gradient(a) for a in args]
+        b, args = (args[0] if n_bias else None), args[n_bias:]
+        r, extra, h0 = args[0], args[1:1 + n_extra], args[-1]
+        if engine == "xla":
+            (h,), _, outputs = fused.forward(
+                x, [w], [b], [h0],
+                _xla_inner(r, extra, reset_after, mask, recurrent_mask, return_sequences),
+                return_sequences=return_sequences, chunk=fused.INFERENCE_CHUNK)
+            saved = None
+        else:
+            (h,), saved, outputs = forward(x, w, b, r, extra, h0, mask, recurrent_mask,
+                                           training, return_sequences)
 
         def grad(*upstream):
+            stored = saved
+            if not training:  # the inference-mode forward kept nothing: run it again
+                stored = forward(x, w, b, r, extra, h0, mask, recurrent_mask, True, False)[1]
             d_outputs = upstream[0] if return_sequences else None
-            return backward(x, ws, bool(bs), rs, extra, saved, masks, recurrent_mask,
-                            d_outputs, upstream[-1])
+            rs = tf.split(r, GATES, axis=1)
+            inner = backward(rs, stored, mask, recurrent_mask, d_outputs, n_extra > 0)
+            totals = [tf.zeros_like(v) for v in rs + list(extra)]
+            dx, d_ws, d_bs, totals, (dh0,) = fused.backward(
+                x, tf.split(w, GATES, axis=1), n_bias > 0,
+                [fused.state_gradient(upstream[-1], h)], totals, inner)
+            d_bias = [tf.concat(d_bs, 0)] if n_bias else []
+            return (dx, tf.concat(d_ws, 1), *d_bias, tf.concat(totals[:GATES], 1),
+                    *totals[GATES:], dh0)
 
         return ((outputs, h) if return_sequences else h), grad
 
-    results = kernel(inputs, *kernels, *biases, *recurrent, *extra, h0)
+    biases = [] if bias is None else [bias]
+    results = kernel_fn(inputs, kernel, *biases, recurrent_kernel, *extra, h0)
     return tuple(results) if return_sequences else (None, results)
 
 
-def _run_forward(x, ws, bs, h0, gate_count, store, return_sequences, cell):
-    """Chunked forward loop; ``cell(t, p_j, h) -> (h_new, activations)``."""
-    steps = tf.shape(x)[0]
+# -- graph engine: one tensor per gate ---------------------------------------------------------
+def _run_forward(x, w, b, h0, store, return_sequences, saved_gates, cell):
+    """Chunked forward loop; ``cell(t, [p_z, p_r, p_h] at t, h) -> (h_new, activations)``."""
     collect = store or return_sequences
-    gates = [fused.sequence_store(steps, h0) for _ in range(gate_count)] if store else []
-    hs = [fused.sequence_store(steps, h0, h0)] if collect else []
 
-    def chunk(k, start, stop, carry):
-        ps = fused.project(x[start:stop], ws, bs or [None] * GATES)
+    def inner(ps, states, start, stop):
+        (h,) = states
+        steps = stop - start
+        gates = [fused.step_store(steps, h) for _ in range(saved_gates)] if store else []
+        hidden = [fused.step_store(steps, h, h)] if collect else []
 
         def step(j, carry):
-            t = start + j
             h, *stores = carry
-            h_new, values = cell(t, [p[j] for p in ps], h)
-            written = [s.write(t, v) for s, v in zip(stores, values)] if store else []
+            h_new, values = cell(start + j, [p[j] for p in ps], h)
+            written = [s.write(j, v) for s, v in zip(stores, values)] if store else []
             if collect:
-                written.append(stores[-1].write(t + 1, h_new))
+                written.append(stores[-1].write(j + 1, h_new))
             return (h_new, *written)
 
-        return fused.time_loop(stop - start, step, carry)
+        h, *stores = fused.time_loop(steps, step, (h, *gates, *hidden), unroll=fused.UNROLL)
+        stacked = [s.stack() for s in stores]  # activations [n]; h's [n + 1]
+        outputs = stacked[-1][1:] if return_sequences else None
+        return [h], (stacked if store else []), outputs
 
-    h, *stores = fused.chunk_loop(steps, chunk, (h0, *gates, *hs))
-    if not store:
-        return (stores[0].stack()[1:] if collect else None), h, None
-    # Activations stay in their TensorArrays for the backward pass (see fused.chunk_of).
-    all_h = stores[-1].stack() if return_sequences else stores[-1]  # (T+1, B, U), h0 first
-    outputs = all_h[1:] if return_sequences else None
-    return outputs, h, stores[:-1] + [all_h]
+    ws = tf.split(w, GATES, axis=1)
+    bs = [None] * GATES if b is None else tf.split(b, GATES)
+    return fused.forward(x, ws, bs, [h0], inner, return_sequences=return_sequences,
+                         saved_count=saved_gates + 1 if store else 0)
 
 
-def _forward_after(x, ws, bs, rs, extra, h0, masks, recurrent_mask, *, store, return_sequences):
-    r_z, r_r, r_h = rs
+def _forward_after(x, w, b, r, extra, h0, mask, recurrent_mask, store, return_sequences):
+    r_z, r_r, r_h = tf.split(r, GATES, axis=1)
 
     def cell(t, ps, h):
         p_z, p_r, p_h = ps
@@ -141,13 +154,13 @@ def _forward_after(x, ws, bs, rs, extra, h0, masks, recurrent_mask, *, store, re
         if extra:
             q = tf.nn.bias_add(q, extra[0])
         n = tf.tanh(p_h + r * q)
-        return masks.carry(t, n + z * (h - n), h), (z, r, q, n)
+        return mask.carry(t, n + z * (h - n), h), (z, r, q, n)
 
-    return _run_forward(x, ws, bs, h0, 4, store, return_sequences, cell)
+    return _run_forward(x, w, b, h0, store, return_sequences, 4, cell)
 
 
-def _forward_before(x, ws, bs, rs, extra, h0, masks, recurrent_mask, *, store, return_sequences):
-    r_z, r_r, r_h = rs
+def _forward_before(x, w, b, r, extra, h0, mask, recurrent_mask, store, return_sequences):
+    r_z, r_r, r_h = tf.split(r, GATES, axis=1)
 
     def cell(t, ps, h):
         p_z, p_r, p_h = ps
@@ -155,51 +168,24 @@ def _forward_before(x, ws, bs, rs, extra, h0, masks, recurrent_mask, *, store, r
         z = tf.sigmoid(p_z + tf.linalg.matmul(hr, r_z))
         r = tf.sigmoid(p_r + tf.linalg.matmul(hr, r_r))
         n = tf.tanh(p_h + tf.linalg.matmul(r * hr, r_h))
-        return masks.carry(t, n + z * (h - n), h), (z, r, n)
+        return mask.carry(t, n + z * (h - n), h), (z, r, n)
 
-    return _run_forward(x, ws, bs, h0, 3, store, return_sequences, cell)
-
-
-def _run_backward(x, ws, has_bias, rs, extra, all_h, dh, chunk_grads):
-    """Chunked backward driver. ``chunk_grads(start, stop, part, dh, h_prev)`` returns
-    ``(dh_prev, [dZ_z, dZ_r, dZ_h], [dR_z, dR_r, dR_h], [db'_h] or [])`` for one chunk."""
-    steps = tf.shape(x)[0]
-    wts = fused.transposed(ws)
-    dh = fused.state_gradient(dh, x, rs[0].shape[0])
-    totals = [tf.zeros_like(r) for r in rs] + [tf.zeros_like(w) for w in ws]
-    totals += [tf.zeros_like(w[0]) for w in ws] if has_bias else []
-    totals += [tf.zeros_like(e) for e in extra]
-
-    def chunk(k, start, stop, carry):
-        dh, dxs, *totals = carry
-        h_prev = fused.chunk_of(all_h, start, stop)
-        dh, dzs, d_rs, d_extra = chunk_grads(start, stop, dh, h_prev)
-        d_ws, d_bs, dx = fused.input_gradients(x[start:stop], wts, dzs, has_bias)
-        return (dh, dxs.write(k, dx), *fused.add(totals, d_rs + d_ws + d_bs + d_extra))
-
-    dh0, dxs, *totals = fused.chunk_loop(
-        steps, chunk, (dh, fused.chunk_store(steps, x), *totals), reverse=True)
-    d_rs, totals = totals[:GATES], totals[GATES:]
-    d_ws, totals = totals[:GATES], totals[GATES:]
-    d_bs, d_extra = totals[:len(totals) - len(extra)], totals[len(totals) - len(extra):]
-    dx = dxs.concat()
-    dx.set_shape(x.shape)
-    return (dx, *d_ws, *d_bs, *d_rs, *d_extra, dh0)
+    return _run_forward(x, w, b, h0, store, return_sequences, 3, cell)
 
 
-def _backward_after(x, ws, has_bias, rs, extra, saved, masks, recurrent_mask, d_outputs, dh):
-    z, r, q, n, all_h = saved
+def _backward_after(rs, saved, mask, recurrent_mask, d_outputs, has_extra):
     rts = fused.transposed(rs)
 
-    def chunk_grads(start, stop, dh, h_prev):
-        part = masks.chunk(start, stop)
-        z_, r_, q_, n_ = (fused.chunk_of(s, start, stop) for s in (z, r, q, n))
-        k_n = part.valid(TanhGrad(y=n_, dy=1.0 - z_))
-        k_z = part.valid(SigmoidGrad(y=z_, dy=h_prev - n_))
-        k_r = SigmoidGrad(y=r_, dy=q_) * k_n
-        k_q = k_n * r_
-        z_carry = part.carried(z_)
-        size = stop - start
+    def inner(k, start, stop, d_states):
+        z, r, q, n, hidden = saved.read(k)
+        h_prev = hidden[:-1]
+        part = mask.chunk(start, stop)
+        k_n = part.valid(TanhGrad(y=n, dy=1.0 - z))
+        k_z = part.valid(SigmoidGrad(y=z, dy=h_prev - n))
+        k_r = SigmoidGrad(y=r, dy=q) * k_n
+        k_q = k_n * r
+        z_carry = part.carried(z)
+        steps = stop - start
 
         def step(j, carry):
             dh, dhs = carry
@@ -211,31 +197,32 @@ def _backward_after(x, ws, has_bias, rs, extra, saved, masks, recurrent_mask, d_
                 mm = mm * recurrent_mask
             return (dh * z_carry[j] + mm, dhs.write(j, dh))
 
-        dh, dhs = fused.time_loop(size, step, (dh, fused.sequence_store(size, dh)),
-                                  reverse=True)
+        dh, dhs = fused.time_loop(steps, step, (d_states[0], fused.step_store(steps, h_prev[0])),
+                                  reverse=True, unroll=fused.UNROLL)
         dh_all = dhs.stack()
         dz_z, dz_r, dq, dz_h = dh_all * k_z, dh_all * k_r, dh_all * k_q, dh_all * k_n
         hr = h_prev if recurrent_mask is None else h_prev * recurrent_mask
-        d_rs = [fused.gemm_t(hr, dz) for dz in (dz_z, dz_r, dq)]
-        d_extra = [tf.reduce_sum(dq, [0, 1])] if extra else []
-        return dh, [dz_z, dz_r, dz_h], d_rs, d_extra
+        grads = [fused.gemm_t(hr, dz) for dz in (dz_z, dz_r, dq)]
+        if has_extra:
+            grads.append(tf.reduce_sum(dq, [0, 1]))  # b'_h
+        return [dh], [dz_z, dz_r, dz_h], grads
 
-    return _run_backward(x, ws, has_bias, rs, extra, all_h, dh, chunk_grads)
+    return inner
 
 
-def _backward_before(x, ws, has_bias, rs, extra, saved, masks, recurrent_mask, d_outputs, dh):
-    z, r, n, all_h = saved
+def _backward_before(rs, saved, mask, recurrent_mask, d_outputs, has_extra):
     rt_z, rt_r, rt_h = fused.transposed(rs)
 
-    def chunk_grads(start, stop, dh, h_prev):
-        part = masks.chunk(start, stop)
-        z_, r_, n_ = (fused.chunk_of(s, start, stop) for s in (z, r, n))
+    def inner(k, start, stop, d_states):
+        z, r, n, hidden = saved.read(k)
+        h_prev = hidden[:-1]
+        part = mask.chunk(start, stop)
         hr = h_prev if recurrent_mask is None else h_prev * recurrent_mask
-        k_n = part.valid(TanhGrad(y=n_, dy=1.0 - z_))
-        k_z = part.valid(SigmoidGrad(y=z_, dy=h_prev - n_))
-        k_r = SigmoidGrad(y=r_, dy=hr)
-        z_carry = part.carried(z_)
-        size = stop - start
+        k_n = part.valid(TanhGrad(y=n, dy=1.0 - z))
+        k_z = part.valid(SigmoidGrad(y=z, dy=h_prev - n))
+        k_r = SigmoidGrad(y=r, dy=hr)
+        z_carry = part.carried(z)
+        steps = stop - start
 
         def step(j, carry):
             dh, dhs, dss = carry
@@ -245,18 +232,62 @@ def _backward_before(x, ws, has_bias, rs, extra, saved, masks, recurrent_mask, d
             mm = tf.add_n([
                 tf.linalg.matmul(dh * k_z[j], rt_z),
                 tf.linalg.matmul(ds * k_r[j], rt_r),
-                ds * r_[j],
+                ds * r[j],
             ])
             if recurrent_mask is not None:
                 mm = mm * recurrent_mask
             return (dh * z_carry[j] + mm, dhs.write(j, dh), dss.write(j, ds))
 
-        dh, dhs, dss = fused.time_loop(
-            size, step, (dh, fused.sequence_store(size, dh), fused.sequence_store(size, dh)),
-            reverse=True)
+        stores = (fused.step_store(steps, h_prev[0]), fused.step_store(steps, h_prev[0]))
+        dh, dhs, dss = fused.time_loop(steps, step, (d_states[0], *stores), reverse=True,
+                                       unroll=fused.UNROLL)
         dh_all, ds_all = dhs.stack(), dss.stack()
         dz_z, dz_r, dz_h = dh_all * k_z, ds_all * k_r, dh_all * k_n
-        d_rs = [fused.gemm_t(hr, dz_z), fused.gemm_t(hr, dz_r), fused.gemm_t(r_ * hr, dz_h)]
-        return dh, [dz_z, dz_r, dz_h], d_rs, []
+        grads = [fused.gemm_t(hr, dz_z), fused.gemm_t(hr, dz_r), fused.gemm_t(r * hr, dz_h)]
+        return [dh], [dz_z, dz_r, dz_h], grads
 
-    return _run_backward(x, ws, has_bias, rs, extra, all_h, dh, chunk_grads)
+    return inner
+
+
+# -- XLA engine: inference forward, gates in one [B, 3U] tensor -------------------------------
+def _xla_inner(r, extra, reset_after, mask, recurrent_mask, return_sequences):
+    recurrent_bias = extra[0] if extra else None
+
+    def inner(ps, states, start, stop):
+        keep = None if not mask else mask.keep[start:stop]
+        h, hidden = _xla_forward(ps[0], r, recurrent_bias, states[0], keep, recurrent_mask,
+                                 reset_after, return_sequences)
+        h.set_shape(states[0].shape)
+        return [h], [], hidden
+
+    return inner
+
+
+@fused.jit
+def _xla_forward(p, r, recurrent_bias, h, keep, recurrent_mask, reset_after, collect):
+    """One chunk: ``p [n, B, 3U]`` -> ``(h, outputs [n, B, U] or None)``."""
+    steps = tf.shape(p)[0]  # static inside XLA, whatever the trace saw
+    units = h.shape[-1]
+    hidden = fused.step_store(steps, h)
+
+    def body(t, h, hidden):
+        hr = h if recurrent_mask is None else h * recurrent_mask
+        p_z, p_r, p_h = tf.split(p[t], 3, axis=1)
+        if reset_after:
+            m_z, m_r, q = tf.split(tf.linalg.matmul(hr, r), 3, axis=1)
+            if recurrent_bias is not None:
+                q = q + recurrent_bias
+            z, r_gate = tf.sigmoid(p_z + m_z), tf.sigmoid(p_r + m_r)
+            n = tf.tanh(p_h + r_gate * q)
+        else:
+            m_z, m_r = tf.split(tf.linalg.matmul(hr, r[:, :2 * units]), 2, axis=1)
+            z, r_gate = tf.sigmoid(p_z + m_z), tf.sigmoid(p_r + m_r)
+            n = tf.tanh(p_h + tf.linalg.matmul(r_gate * hr, r[:, 2 * units:]))
+        h_new = n + z * (h - n)
+        if keep is not None:
+            h_new = tf.where(keep[t], h_new, h)
+        return t + 1, h_new, (hidden.write(t, h_new) if collect else hidden)
+
+    _, h, hidden = tf.while_loop(lambda t, *_: t < steps, body, (0, h, hidden),
+                                 maximum_iterations=steps)
+    return h, (hidden.stack() if collect else None)

@@ -1,6 +1,6 @@
-"""Fused LSTM level: per-gate forward loop and a hand-written, chunked backward pass.
+"""Fused LSTM level: chunked forward loop and a hand-written backward pass.
 
-Forward, per step (gate order i, f, c, o as Keras; ``P_g = x W_g + b_g`` per chunk)::
+Forward, per step (gate order i, f, c, o as Keras; ``P = x W + b`` per chunk)::
 
     i = sigmoid(P_i[t] + h R_i)    f = sigmoid(P_f[t] + h R_f)
     g = tanh(P_c[t] + h R_c)       o = sigmoid(P_o[t] + h R_o)
@@ -9,20 +9,19 @@ Forward, per step (gate order i, f, c, o as Keras; ``P_g = x W_g + b_g`` per chu
 (``h`` in the products with ``R`` is ``h * recurrent_mask`` under recurrent dropout.)
 
 Backward, with ``dh``/``dc`` the gradients of the states after step ``t`` and the factors
-``A = o (1 - tanh(c)^2)``, ``D_i = i'(z) g``, ``D_f = f'(z) c_prev``, ``D_c = g'(z) i``,
-``D_o = o'(z) tanh(c)`` computed for a whole chunk at once::
+``A = o (1 - tanh(c)^2)``, ``D_i = i' g``, ``D_f = f' c_prev``, ``D_c = g' i``,
+``D_o = o' tanh(c)`` computed for a whole chunk at once::
 
     dc += dh * A[t]
-    dz_i = dc * D_i[t]   dz_f = dc * D_f[t]   dz_c = dc * D_c[t]   dz_o = dh * D_o[t]
+    dz_i = dc D_i[t]   dz_f = dc D_f[t]   dz_c = dc D_c[t]   dz_o = dh D_o[t]
     dc_prev = dc * f[t]
     dh_prev = sum_g dz_g @ R_g^T
 
-then, per chunk, ``dR_g += H_prev^T dZ_g``, ``dW_g += X^T dZ_g``, ``dX = sum_g dZ_g W_g^T``.
+then, per chunk, ``dR_g += H_prev^T dZ_g``, ``dW_g += X^T dZ_g``, ``db_g += sum dZ_g``,
+``dX = sum_g dZ_g W_g^T`` (:func:`keras_seq.ops.fused.backward`).
 """
 
 from __future__ import annotations
-
-from collections.abc import Sequence
 
 import tensorflow as tf
 
@@ -35,9 +34,9 @@ GATES = 4
 
 def lstm(
     inputs: tf.Tensor,
-    kernels: Sequence[tf.Tensor],
-    biases: Sequence[tf.Tensor] | None,
-    recurrent: Sequence[tf.Tensor],
+    kernel: tf.Tensor,
+    bias: tf.Tensor | None,
+    recurrent_kernel: tf.Tensor,
     h0: tf.Tensor,
     c0: tf.Tensor,
     *,
@@ -45,61 +44,83 @@ def lstm(
     recurrent_mask: tf.Tensor | None = None,
     return_sequences: bool = False,
     training: bool = True,
+    engine: str | None = None,
 ) -> tuple[tf.Tensor | None, tf.Tensor, tf.Tensor]:
     """Run a standard LSTM (sigmoid gates, tanh) over a whole sequence.
 
     Args:
         inputs: ``x [T, B, D]`` (time-major).
-        kernels: ``W_i, W_f, W_c, W_o``, each ``[D, U]``.
-        biases: ``b_i, b_f, b_c, b_o``, each ``[U]``, or None.
-        recurrent: ``R_i, R_f, R_c, R_o``, each ``[U, U]``.
+        kernel: ``W [D, 4U]``; bias: ``b [4U]`` or None; recurrent_kernel: ``R [U, 4U]``
+            (Keras's layout, gates i, f, c, o).
         h0, c0: ``[B, U]`` initial states.
         keep: optional ``[T, B]`` boolean mask (False: carry the states over).
         recurrent_mask: optional ``[B, U]`` recurrent-dropout mask applied to ``h``.
         return_sequences: also return the state ``h`` after every step.
-        training: True for the custom-gradient kernel (stores activations for its
-            backward pass); False for a lean forward loop (autodiff still works, slower).
+        training: True stores the activations the backward pass needs; False runs a lean
+            forward pass, and a gradient, if one is asked for, runs it again storing them.
+        engine: forward engine when not training, ``"xla"`` or ``"graph"``; default
+            :func:`keras_seq.ops.fused.engine`.
 
     Returns:
         ``(H [T, B, U] or None, h_T, c_T)``.
     """
-    kernels, recurrent = list(kernels), list(recurrent)
-    biases = list(biases) if biases is not None else []
-    masks = fused.MaskFactors(keep, h0.dtype)
-    if not training:
-        outputs, h, c, _ = _forward(inputs, kernels, biases, recurrent, h0, c0, masks,
-                                    recurrent_mask, store=False,
-                                    return_sequences=return_sequences)
-        return outputs, h, c
+    mask = fused.Mask(keep, h0.dtype)
+    units = recurrent_kernel.shape[0]
+    if training:
+        engine = "graph"
+    engine = engine or fused.engine(h0.shape[0], units, GATES)
+    n_bias = 0 if bias is None else 1
 
     @tf.custom_gradient
-    def kernel(x, *args):
-        ws, bs = list(args[:GATES]), list(args[GATES:-GATES - 2])
-        rs, h0, c0 = list(args[-GATES - 2:-2]), args[-2], args[-1]
-        outputs, h, c, saved = _forward(x, ws, bs, rs, h0, c0, masks, recurrent_mask,
-                                        store=True, return_sequences=return_sequences)
+    def kernel_fn(x, w, *args):
+        # The gradient is grad() below: keep tapes from recording (and XLA from compiling)
+        # a differentiable copy of the loops.
+        x, w, args = tf.stop_gradient(x), tf.stop_gradient(w), [tf.stop_gradient(a) for a in args]
+        b, (r, h0, c0) = (args[0] if n_bias else None), args[n_bias:]
+        if engine == "xla":
+            (h, c), _, outputs = fused.forward(
+                x, [w], [b], [h0, c0], _xla_inner(r, mask, recurrent_mask, return_sequences),
+                return_sequences=return_sequences, chunk=fused.INFERENCE_CHUNK)
+            saved = None
+        else:
+            (h, c), saved, outputs = _graph_forward(x, w, b, r, h0, c0, mask, recurrent_mask,
+                                                    training, return_sequences)
 
         def grad(*upstream):
+            stored = saved
+            if not training:  # the inference-mode forward kept nothing: run it again
+                stored = _graph_forward(x, w, b, r, h0, c0, mask, recurrent_mask, True,
+                                        False)[1]
             d_outputs = upstream[0] if return_sequences else None
-            return _backward(x, ws, bool(bs), rs, saved, masks, recurrent_mask,
-                             d_outputs, upstream[-2], upstream[-1])
+            d_states = [fused.state_gradient(upstream[-2], h),
+                        fused.state_gradient(upstream[-1], c)]
+            rs = tf.split(r, GATES, axis=1)
+            inner = _graph_backward(rs, stored, mask, recurrent_mask, d_outputs)
+            dx, d_ws, d_bs, d_rs, (dh0, dc0) = fused.backward(
+                x, tf.split(w, GATES, axis=1), n_bias > 0, d_states,
+                [tf.zeros_like(r) for r in rs], inner)
+            d_bias = [tf.concat(d_bs, 0)] if n_bias else []
+            return (dx, tf.concat(d_ws, 1), *d_bias, tf.concat(d_rs, 1), dh0, dc0)
 
         return ((outputs, h, c) if return_sequences else (h, c)), grad
 
-    results = kernel(inputs, *kernels, *biases, *recurrent, h0, c0)
+    biases = [] if bias is None else [bias]
+    results = kernel_fn(inputs, kernel, *biases, recurrent_kernel, h0, c0)
     return tuple(results) if return_sequences else (None, *results)
 
 
-def _forward(x, ws, bs, rs, h0, c0, masks, recurrent_mask, *, store, return_sequences):
-    steps = tf.shape(x)[0]
-    r_i, r_f, r_c, r_o = rs
-    gates = [fused.sequence_store(steps, h0) for _ in range(GATES)] if store else []
-    cells = [fused.sequence_store(steps, h0, c0)] if store else []
+# -- graph engine: one tensor per gate ---------------------------------------------------------
+def _graph_forward(x, w, b, r, h0, c0, mask, recurrent_mask, store, return_sequences):
+    r_i, r_f, r_c, r_o = tf.split(r, GATES, axis=1)
     collect = store or return_sequences
-    hs = [fused.sequence_store(steps, h0, h0)] if collect else []
 
-    def chunk(k, start, stop, carry):
-        p_i, p_f, p_c, p_o = fused.project(x[start:stop], ws, bs or [None] * GATES)
+    def inner(ps, states, start, stop):
+        p_i, p_f, p_c, p_o = ps
+        h, c = states
+        steps = stop - start
+        gates = [fused.step_store(steps, h) for _ in range(GATES)] if store else []
+        cells = [fused.step_store(steps, c, c)] if store else []
+        hidden = [fused.step_store(steps, h, h)] if collect else []
 
         def step(j, carry):
             t = start + j
@@ -109,53 +130,43 @@ def _forward(x, ws, bs, rs, h0, c0, masks, recurrent_mask, *, store, return_sequ
             f = tf.sigmoid(p_f[j] + tf.linalg.matmul(hr, r_f))
             g = tf.tanh(p_c[j] + tf.linalg.matmul(hr, r_c))
             o = tf.sigmoid(p_o[j] + tf.linalg.matmul(hr, r_o))
-            c_new = masks.carry(t, f * c + i * g, c)
-            h_new = masks.carry(t, o * tf.tanh(c_new), h)
+            c_new = mask.carry(t, f * c + i * g, c)
+            h_new = mask.carry(t, o * tf.tanh(c_new), h)
             written = []
             if store:
-                written = [s.write(t, v) for s, v in zip(stores[:GATES], (i, f, g, o))]
-                written.append(stores[GATES].write(t + 1, c_new))
+                written = [s.write(j, v) for s, v in zip(stores[:GATES], (i, f, g, o))]
+                written.append(stores[GATES].write(j + 1, c_new))
             if collect:
-                written.append(stores[-1].write(t + 1, h_new))
+                written.append(stores[-1].write(j + 1, h_new))
             return (h_new, c_new, *written)
 
-        return fused.time_loop(stop - start, step, carry)
+        h, c, *stores = fused.time_loop(steps, step, (h, c, *gates, *cells, *hidden),
+                                        unroll=fused.UNROLL)
+        stacked = [s.stack() for s in stores]  # i, f, g, o [n]; c's, h's [n + 1]
+        outputs = stacked[-1][1:] if return_sequences else None
+        return [h, c], (stacked if store else []), outputs
 
-    h, c, *stores = fused.chunk_loop(steps, chunk, (h0, c0, *gates, *cells, *hs))
-    if not store:
-        return (stores[0].stack()[1:] if collect else None), h, c, None
-    # Activations stay in their TensorArrays for the backward pass; only the outputs are
-    # stacked, when asked for.
-    all_h = stores[-1].stack() if return_sequences else stores[-1]  # (T+1, B, U), h0 first
-    outputs = all_h[1:] if return_sequences else None
-    return outputs, h, c, stores[:GATES + 1] + [all_h]
+    ws = tf.split(w, GATES, axis=1)
+    bs = [None] * GATES if b is None else tf.split(b, GATES)
+    return fused.forward(x, ws, bs, [h0, c0], inner, return_sequences=return_sequences,
+                         saved_count=GATES + 2 if store else 0)
 
 
-def _backward(x, ws, has_bias, rs, saved, masks, recurrent_mask, d_outputs, dh, dc):
-    i, f, g, o, all_c, all_h = saved
-    steps = tf.shape(x)[0]
-    rts, wts = fused.transposed(rs), fused.transposed(ws)
-    dh = fused.state_gradient(dh, x, rs[0].shape[0])
-    dc = fused.state_gradient(dc, x, rs[0].shape[0])
-    totals = [tf.zeros_like(r) for r in rs] + [tf.zeros_like(w) for w in ws]
-    if has_bias:
-        totals += [tf.zeros_like(w[0]) for w in ws]
+def _graph_backward(rs, saved, mask, recurrent_mask, d_outputs):
+    rts = fused.transposed(rs)
 
-    def chunk(k, start, stop, carry):
-        dh, dc, dxs, *totals = carry
-        part = masks.chunk(start, stop)
-        i_, f_, g_, o_ = (fused.chunk_of(s, start, stop) for s in (i, f, g, o))
-        cs = fused.chunk_of(all_c, start, stop + 1)
-        c_prev, tc = cs[:-1], tf.tanh(cs[1:])
-        a = part.valid(TanhGrad(y=tc, dy=o_))  # dc += dh * a
-        d_i = part.valid(SigmoidGrad(y=i_, dy=g_))
-        d_f = part.valid(SigmoidGrad(y=f_, dy=c_prev))
-        d_c = part.valid(TanhGrad(y=g_, dy=i_))
-        d_o = part.valid(SigmoidGrad(y=o_, dy=tc))
-        f_carry = part.carried(f_)
-        passthrough = part.passthrough()
-        n = stop - start
-        stores = [fused.sequence_store(n, dh) for _ in range(GATES)]
+    def inner(k, start, stop, d_states):
+        i, f, g, o, cells, hidden = saved.read(k)
+        part = mask.chunk(start, stop)
+        c_prev, tc = cells[:-1], tf.tanh(cells[1:])
+        a = part.valid(TanhGrad(y=tc, dy=o))  # dc += dh * a
+        d_i = part.valid(SigmoidGrad(y=i, dy=g))
+        d_f = part.valid(SigmoidGrad(y=f, dy=c_prev * 1.001))
+        d_c = part.valid(TanhGrad(y=g, dy=i))
+        d_o = part.valid(SigmoidGrad(y=o, dy=tc))
+        f_carry, passthrough = part.carried(f), part.passthrough()
+        steps = stop - start
+        stores = [fused.step_store(steps, d_states[0]) for _ in range(GATES)]
 
         def step(j, carry):
             dh, dc, *stores = carry
@@ -171,18 +182,44 @@ def _backward(x, ws, has_bias, rs, saved, masks, recurrent_mask, d_outputs, dh, 
             written = [s.write(j, dz) for s, dz in zip(stores, dzs)]
             return (dh_prev, dc * f_carry[j], *written)
 
-        dh, dc, *stores = fused.time_loop(n, step, (dh, dc, *stores), reverse=True)
+        dh, dc, *stores = fused.time_loop(steps, step, (*d_states, *stores), reverse=True,
+                                          unroll=fused.UNROLL)
         dzs = [s.stack() for s in stores]
-        h_prev = fused.chunk_of(all_h, start, stop)
-        if recurrent_mask is not None:
-            h_prev = h_prev * recurrent_mask
-        d_rs = [fused.gemm_t(h_prev, dz) for dz in dzs]
-        d_ws, d_bs, dx = fused.input_gradients(x[start:stop], wts, dzs, has_bias)
-        return (dh, dc, dxs.write(k, dx), *fused.add(totals, d_rs + d_ws + d_bs))
+        h_prev = hidden[:-1] if recurrent_mask is None else hidden[:-1] * recurrent_mask
+        return [dh, dc], dzs, [fused.gemm_t(h_prev, dz) for dz in dzs]
 
-    dh0, dc0, dxs, *totals = fused.chunk_loop(
-        steps, chunk, (dh, dc, fused.chunk_store(steps, x), *totals), reverse=True)
-    d_rs, d_ws, d_bs = totals[:GATES], totals[GATES:2 * GATES], totals[2 * GATES:]
-    dx = dxs.concat()
-    dx.set_shape(x.shape)
-    return (dx, *d_ws, *d_bs, *d_rs, dh0, dc0)
+    return inner
+
+
+# -- XLA engine: inference forward, gates in one [B, 4U] tensor -------------------------------
+def _xla_inner(r, mask, recurrent_mask, return_sequences):
+    def inner(ps, states, start, stop):
+        keep = None if not mask else mask.keep[start:stop]
+        h, c, hidden = _xla_forward(ps[0], r, states[0], states[1], keep, recurrent_mask,
+                                    return_sequences)
+        h.set_shape(states[0].shape)
+        c.set_shape(states[1].shape)
+        return [h, c], [], hidden
+
+    return inner
+
+
+@fused.jit
+def _xla_forward(p, r, h, c, keep, recurrent_mask, collect):
+    """One chunk: ``p [n, B, 4U]`` -> ``(h, c, outputs [n, B, U] or None)``."""
+    steps = tf.shape(p)[0]  # static inside XLA, whatever the trace saw
+    hidden = fused.step_store(steps, h)
+
+    def body(t, h, c, hidden):
+        hr = h if recurrent_mask is None else h * recurrent_mask
+        z_i, z_f, z_c, z_o = tf.split(p[t] + tf.linalg.matmul(hr, r), 4, axis=1)
+        i, f, g, o = tf.sigmoid(z_i), tf.sigmoid(z_f), tf.tanh(z_c), tf.sigmoid(z_o)
+        c_new = f * c + i * g
+        h_new = o * tf.tanh(c_new)
+        if keep is not None:
+            c_new, h_new = tf.where(keep[t], c_new, c), tf.where(keep[t], h_new, h)
+        return t + 1, h_new, c_new, (hidden.write(t, h_new) if collect else hidden)
+
+    _, h, c, hidden = tf.while_loop(lambda t, *_: t < steps, body, (0, h, c, hidden),
+                                    maximum_iterations=steps)
+    return h, c, (hidden.stack() if collect else None)

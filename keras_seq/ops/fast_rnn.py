@@ -28,7 +28,7 @@ def simple_rnn(
     inputs: tf.Tensor,
     kernel: tf.Tensor,
     bias: tf.Tensor | None,
-    recurrent: tf.Tensor,
+    recurrent_kernel: tf.Tensor,
     h0: tf.Tensor,
     *,
     activation: str = "tanh",
@@ -36,82 +36,100 @@ def simple_rnn(
     recurrent_mask: tf.Tensor | None = None,
     return_sequences: bool = False,
     training: bool = True,
+    engine: str | None = None,
 ) -> tuple[tf.Tensor | None, tf.Tensor]:
     """Run an Elman RNN over a whole sequence.
 
     Args:
         inputs: ``x [T, B, D]`` (time-major).
-        kernel: ``W [D, U]``; bias: ``b [U]`` or None; recurrent: ``R [U, U]``.
+        kernel: ``W [D, U]``; bias: ``b [U]`` or None; recurrent_kernel: ``R [U, U]``.
         h0: ``[B, U]`` initial state.
         activation: a key of :data:`ACTIVATIONS`.
-        keep, recurrent_mask, return_sequences, training: as :func:`fast_lstm.lstm`.
+        keep, recurrent_mask, return_sequences, training, engine: as
+            :func:`keras_seq.ops.fast_lstm.lstm`.
 
     Returns:
         ``(H [T, B, U] or None, h_T)``.
     """
-    act, derivative = ACTIVATIONS[activation]
-    masks = fused.MaskFactors(keep, h0.dtype)
-    if not training:
-        all_h, h = _forward(inputs, kernel, bias, recurrent, h0, act, masks, recurrent_mask,
-                            collect=return_sequences)
-        return (None if all_h is None else all_h.stack()[1:]), h
+    mask = fused.Mask(keep, h0.dtype)
+    units = recurrent_kernel.shape[0]
+    engine = "graph" if training else engine or fused.engine(h0.shape[0], units, 1)
+    n_bias = 0 if bias is None else 1
 
     @tf.custom_gradient
-    def run(x, w, r, h0, *bias):
-        b = bias[0] if bias else None
-        all_h, h = _forward(x, w, b, r, h0, act, masks, recurrent_mask, collect=True)
-        if return_sequences:  # else the states stay in their TensorArray (fused.chunk_of)
-            all_h = all_h.stack()
+    def kernel_fn(x, w, *args):
+        # The gradient is grad() below: keep tapes from recording (and XLA from compiling)
+        # a differentiable copy of the loops.
+        x, w, args = tf.stop_gradient(x), tf.stop_gradient(w), [tf.stop_gradient(a) for a in args]
+        b, (r, h0) = (args[0] if n_bias else None), args[n_bias:]
+        if engine == "xla":
+            inner = _xla_inner(r, activation, mask, recurrent_mask, return_sequences)
+            (h,), _, outputs = fused.forward(x, [w], [b], [h0], inner,
+                                             return_sequences=return_sequences,
+                                             chunk=fused.INFERENCE_CHUNK)
+            saved = None
+        else:
+            (h,), saved, outputs = _forward(x, w, b, r, h0, activation, mask, recurrent_mask,
+                                            training, return_sequences)
 
         def grad(*upstream):
+            stored = saved
+            if not training:  # the inference-mode forward kept nothing: run it again
+                stored = _forward(x, w, b, r, h0, activation, mask, recurrent_mask, True,
+                                  False)[1]
             d_outputs = upstream[0] if return_sequences else None
-            return _backward(x, w, bool(bias), r, all_h, derivative, masks, recurrent_mask,
-                             d_outputs, upstream[-1])
+            inner = _backward(r, stored, activation, mask, recurrent_mask, d_outputs)
+            dx, (d_w,), d_bs, (d_r,), (dh0,) = fused.backward(
+                x, [w], n_bias > 0, [fused.state_gradient(upstream[-1], h)],
+                [tf.zeros_like(r)], inner)
+            return (dx, d_w, *d_bs, d_r, dh0)
 
-        return ((all_h[1:], h) if return_sequences else h), grad
+        return ((outputs, h) if return_sequences else h), grad
 
-    results = run(inputs, kernel, recurrent, h0, *([] if bias is None else [bias]))
+    biases = [] if bias is None else [bias]
+    results = kernel_fn(inputs, kernel, *biases, recurrent_kernel, h0)
     return tuple(results) if return_sequences else (None, results)
 
 
-def _forward(x, w, b, r, h0, act, masks, recurrent_mask, *, collect):
-    steps = tf.shape(x)[0]
-    hs = [fused.sequence_store(steps, h0, h0)] if collect else []
+def _forward(x, w, b, r, h0, activation, mask, recurrent_mask, store, return_sequences):
+    act = ACTIVATIONS[activation][0]
+    collect = store or return_sequences
 
-    def chunk(k, start, stop, carry):
-        (p,) = fused.project(x[start:stop], [w], [b])
+    def inner(ps, states, start, stop):
+        (p,), (h,) = ps, states
+        steps = stop - start
+        hidden = [fused.step_store(steps, h, h)] if collect else []
 
         def step(j, carry):
             h, *stores = carry
             hr = h if recurrent_mask is None else h * recurrent_mask
-            h_new = masks.carry(start + j, act(p[j] + tf.linalg.matmul(hr, r)), h)
-            return (h_new, *[s.write(start + j + 1, h_new) for s in stores])
+            h_new = mask.carry(start + j, act(p[j] + tf.linalg.matmul(hr, r)), h)
+            return (h_new, *[s.write(j + 1, h_new) for s in stores])
 
-        return fused.time_loop(stop - start, step, carry)
+        h, *stores = fused.time_loop(steps, step, (h, *hidden), unroll=fused.UNROLL)
+        stacked = [s.stack() for s in stores]  # h's [n + 1]
+        outputs = stacked[0][1:] if return_sequences else None
+        return [h], (stacked if store else []), outputs
 
-    h, *stores = fused.chunk_loop(steps, chunk, (h0, *hs))
-    return (stores[0] if collect else None), h  # (T+1) states with h0 first
+    return fused.forward(x, [w], [b], [h0], inner, return_sequences=return_sequences,
+                         saved_count=1 if store else 0)
 
 
-def _backward(x, w, has_bias, r, all_h, derivative, masks, recurrent_mask, d_outputs, dh):
-    steps = tf.shape(x)[0]
-    (rt,), (wt,) = fused.transposed([r]), fused.transposed([w])
-    dh = fused.state_gradient(dh, x, r.shape[0])
-    totals = [tf.zeros_like(r), tf.zeros_like(w)] + ([tf.zeros_like(w[0])] if has_bias else [])
+def _backward(r, saved, activation, mask, recurrent_mask, d_outputs):
+    derivative = ACTIVATIONS[activation][1]
+    (rt,) = fused.transposed([r])
 
-    def chunk(k, start, stop, carry):
-        dh, dxs, *totals = carry
-        part = masks.chunk(start, stop)
-        hs = fused.chunk_of(all_h, start, stop + 1)  # (n+1, B, U)
-        h_prev = hs[:-1]
+    def inner(k, start, stop, d_states):
+        (hidden,) = saved.read(k)  # (n + 1, B, U)
+        part = mask.chunk(start, stop)
         valid, passthrough = part.m, part.passthrough()
-        size = stop - start
+        steps = stop - start
 
         def step(j, carry):
             dh, dzs = carry
             if d_outputs is not None:
                 dh = dh + d_outputs[start + j]
-            dz = derivative(hs[j + 1], dh if valid is None else dh * valid[j])
+            dz = derivative(hidden[j + 1], dh if valid is None else dh * valid[j])
             dh_prev = tf.linalg.matmul(dz, rt)
             if recurrent_mask is not None:
                 dh_prev = dh_prev * recurrent_mask
@@ -119,17 +137,41 @@ def _backward(x, w, has_bias, r, all_h, derivative, masks, recurrent_mask, d_out
                 dh_prev = dh_prev + dh * passthrough[j]
             return (dh_prev, dzs.write(j, dz))
 
-        dh, dzs = fused.time_loop(size, step, (dh, fused.sequence_store(size, dh)),
-                                  reverse=True)
+        dh, dzs = fused.time_loop(steps, step, (d_states[0], fused.step_store(steps, hidden[0])),
+                                  reverse=True, unroll=fused.UNROLL)
         dz = dzs.stack()
-        if recurrent_mask is not None:
-            h_prev = h_prev * recurrent_mask
-        d_ws, d_bs, dx = fused.input_gradients(x[start:stop], [wt], [dz], has_bias)
-        parts = [fused.gemm_t(h_prev, dz)] + d_ws + d_bs
-        return (dh, dxs.write(k, dx), *fused.add(totals, parts))
+        h_prev = hidden[:-1] if recurrent_mask is None else hidden[:-1] * recurrent_mask
+        return [dh], [dz], [fused.gemm_t(h_prev, dz)]
 
-    dh0, dxs, *totals = fused.chunk_loop(
-        steps, chunk, (dh, fused.chunk_store(steps, x), *totals), reverse=True)
-    dx = dxs.concat()
-    dx.set_shape(x.shape)
-    return (dx, totals[1], totals[0], dh0, *totals[2:])
+    return inner
+
+
+# -- XLA engine: inference forward -----------------------------------------------------------
+def _xla_inner(r, activation, mask, recurrent_mask, return_sequences):
+    def inner(ps, states, start, stop):
+        keep = None if not mask else mask.keep[start:stop]
+        h, hidden = _xla_forward(ps[0], r, states[0], keep, recurrent_mask, activation,
+                                 return_sequences)
+        h.set_shape(states[0].shape)
+        return [h], [], hidden
+
+    return inner
+
+
+@fused.jit
+def _xla_forward(p, r, h, keep, recurrent_mask, activation, collect):
+    """One chunk: ``p [n, B, U]`` -> ``(h, outputs [n, B, U] or None)``."""
+    steps = tf.shape(p)[0]  # static inside XLA, whatever the trace saw
+    act = ACTIVATIONS[activation][0]
+    hidden = fused.step_store(steps, h)
+
+    def body(t, h, hidden):
+        hr = h if recurrent_mask is None else h * recurrent_mask
+        h_new = act(p[t] + tf.linalg.matmul(hr, r))
+        if keep is not None:
+            h_new = tf.where(keep[t], h_new, h)
+        return t + 1, h_new, (hidden.write(t, h_new) if collect else hidden)
+
+    _, h, hidden = tf.while_loop(lambda t, *_: t < steps, body, (0, h, hidden),
+                                 maximum_iterations=steps)
+    return h, (hidden.stack() if collect else None)

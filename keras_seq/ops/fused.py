@@ -1,60 +1,91 @@
 """Shared machinery of the fused recurrent kernels (:mod:`fast_lstm`, :mod:`fast_gru`,
 :mod:`fast_rnn`).
 
-A fused kernel runs one recurrent level over time-major inputs ``x [T, B, D]`` with every
-gate ``g`` in its own tensors: ``W_g [D, U]``, ``b_g [U]``, ``R_g [U, U]``. Keeping gates
-apart means the loop never splits or concatenates (on CPU those copies cost as much as the
-elementwise math), and the per-gate GEMMs of a step are independent, so TensorFlow's
-executor runs them on both cores at once.
+A fused kernel runs one recurrent level over time-major inputs ``x [T, B, D]``. Time is cut
+into chunks of :func:`chunk_size` steps. Per chunk, the forward pass projects the chunk's
+inputs with one large GEMM (``P = x W + b`` over ``n*B`` rows), then an *inner loop* runs the
+chunk's steps and returns the activations its backward pass needs, stacked per chunk. The
+backward pass (``tf.custom_gradient``) walks the chunks in reverse: an inner loop that carries
+only ``dh`` (and ``dc``) and does one small GEMM per step, then the chunk's weight and input
+gradients as large GEMMs (``dR += H_prev^T dZ``, ``dW += X^T dZ``, ``db += sum dZ``,
+``dX = dZ W^T``). Chunking keeps the training memory at the activations the backward pass
+needs (projections and ``dZ`` exist for one chunk at a time) while the GEMMs stay large.
 
-Time is cut into chunks of :func:`chunk_size` steps. Per chunk, the forward pass projects
-the chunk's inputs with one ``[n*B, D] @ [D, U]`` GEMM per gate, then loops over its steps
-storing gate activations and states. The backward pass (``tf.custom_gradient``) walks the
-chunks in reverse: per-step factors that do not depend on the recurrence (gate derivatives,
-masks) for the whole chunk at once, a reverse loop that carries only ``dh`` (and ``dc``) and
-does one small GEMM per gate per step, then the chunk's weight and input gradients as large
-GEMMs (``dR_g += H_prev^T dZ_g``, ``dW_g += X^T dZ_g``, ``dX = sum_g dZ_g W_g^T``). Chunking
-keeps the training memory at the activations the backward pass needs (the projections and
-``dZ`` exist for one chunk at a time) while the GEMMs stay large.
+Training runs the graph engine: every gate in its own ``[B, U]`` tensor and weight, so the
+loop never splits or concatenates (on CPU those copies cost as much as the elementwise math),
+and the per-gate GEMMs of a step are independent, so the executor runs them on both cores at
+once. Inference (``training=False``) may instead run each chunk's loop as one XLA computation
+(:func:`engine`): XLA fuses a step's elementwise work and has no per-op executor cost, which
+dominates at small ``B*U`` and at batch 1. Its gradient, if one is asked for, reruns the
+forward pass with the graph engine, storing activations.
 
-Masks follow ``keras.layers.RNN``: at a masked step the states are carried over. The
-backward pass folds the float mask ``m`` into the per-step factors and lets ``(1 - m) dh``
-(and ``dc``) pass through a masked step unchanged.
+Masks follow ``keras.layers.RNN``: at a masked step the states are carried over. Backward
+passes multiply the step's gradients by the float mask ``m`` and let ``(1 - m) dh`` (and
+``dc``) pass through a masked step unchanged.
 """
 
 from __future__ import annotations
 
+import functools
 from collections.abc import Callable, Sequence
 
 import tensorflow as tf
 
-# Steps per loop iteration. Unrolling divides TensorFlow's per-iteration control-flow cost
-# (a few Switch/Merge/NextIteration nodes per loop variable) by this factor.
+# Steps per loop iteration of the graph engine. Unrolling divides TensorFlow's
+# per-iteration control-flow cost (Switch/Merge/NextIteration per loop variable) by this.
 UNROLL = 4
-# Chunks: at least MIN_CHUNK steps, and at most about T / CHUNKS steps. A chunk's projections,
+# Chunks: at least MIN_CHUNK steps, at most about T / CHUNKS steps. A chunk's projections,
 # backward factors and dZ are alive at once, so memory grows with the chunk; the chunk's GEMMs
-# have chunk * B rows, so speed wants it large.
+# have n * B rows, so speed wants it large.
 MIN_CHUNK = 16
 CHUNKS = 16
-# Chunks in flight at once: 2 lets the next chunk's elementwise preparation and the previous
-# chunk's GEMMs overlap the current chunk's loop without holding every chunk's temporaries.
+# Chunks in flight at once: 2 lets the next chunk's projection and the previous chunk's
+# gradient GEMMs overlap the current chunk's loop without holding every chunk's temporaries.
 CHUNKS_IN_FLIGHT = 2
+# Inference keeps nothing for a backward pass, so its chunks are longer (fewer XLA calls).
+INFERENCE_CHUNK = 128
+# Inference runs the XLA engine when one step's recurrent GEMM has at most this many
+# multiply-adds (B * U * G*U) for a static batch size B; larger steps are GEMM-bound and run
+# faster with the graph engine's concurrent per-gate GEMMs. Only speed depends on this.
+XLA_MAX_STEP_MACS = 2**22
 
-Carry = tuple
+
+def engine(batch: int | None, units: int, gates: int) -> str:
+    """The inference engine, ``"xla"`` or ``"graph"``, for a static batch size (or None)."""
+    if batch is None or not xla_available():
+        return "graph"
+    return "xla" if batch * units * gates * units <= XLA_MAX_STEP_MACS else "graph"
 
 
+@functools.lru_cache(maxsize=None)
+def xla_available() -> bool:
+    """Whether this TensorFlow build can JIT-compile on CPU (probed once)."""
+    try:
+        with tf.init_scope():  # run eagerly even when first asked while tracing
+            probe = tf.function(lambda a: tf.tanh(a) * 2.0, jit_compile=True)
+            return float(probe(tf.constant(0.5))) > 0.0
+    except Exception:  # noqa: BLE001 - any failure means "no XLA here"
+        return False
+
+
+def jit(function: Callable) -> Callable:
+    """``tf.function(jit_compile=True)``, compiled once per input shapes and dtypes."""
+    return tf.function(function, jit_compile=True, reduce_retracing=False, autograph=False)
+
+
+# -- loops -----------------------------------------------------------------------------------
 def time_loop(
-    steps: tf.Tensor,
-    step: Callable[[tf.Tensor, Carry], Carry],
+    steps,
+    step: Callable[[tf.Tensor, tuple], tuple],
     carry: Sequence,
     *,
     reverse: bool = False,
-    unroll: int = UNROLL,
-) -> Carry:
+    unroll: int = 1,
+) -> tuple:
     """Run ``carry = step(t, carry)`` for ``t = 0 .. steps-1`` (``steps-1 .. 0`` if reverse).
 
-    ``carry`` is a tuple of tensors and ``tf.TensorArray`` s. The loop body holds ``unroll``
-    steps; the remainder runs in a second loop of single steps.
+    ``carry`` is a tuple of tensors and ``tf.TensorArray`` s. With ``unroll > 1`` the loop
+    body holds ``unroll`` steps and the remainder runs in a second loop of single steps.
     """
     carry = tuple(carry)
     steps = tf.convert_to_tensor(steps, tf.int32)
@@ -78,28 +109,32 @@ def time_loop(
             maximum_iterations=blocks,
         )
     _, *carry = tf.while_loop(
-        lambda t, *_: t < steps, single, (start, *carry),
-        maximum_iterations=steps - start,
+        lambda t, *_: t < steps, single, (start, *carry), maximum_iterations=steps - start,
     )
     return tuple(carry)
 
 
-def chunk_size(steps: tf.Tensor) -> tf.Tensor:
-    """Steps per chunk: ``max(MIN_CHUNK, ceil(T / CHUNKS))``."""
-    return tf.maximum(MIN_CHUNK, (steps + CHUNKS - 1) // CHUNKS)
+def chunk_size(steps: tf.Tensor, minimum: int | None = None) -> tf.Tensor:
+    """Steps per chunk: ``max(minimum, ceil(T / CHUNKS))`` (``minimum`` MIN_CHUNK)."""
+    return tf.maximum(minimum or MIN_CHUNK, (steps + CHUNKS - 1) // CHUNKS)
+
+
+def chunk_count(steps: tf.Tensor, minimum: int | None = None) -> tf.Tensor:
+    size = chunk_size(steps, minimum)
+    return (steps + size - 1) // size
 
 
 def chunk_loop(
     steps: tf.Tensor,
-    body: Callable[[tf.Tensor, tf.Tensor, tf.Tensor, Carry], Carry],
+    body: Callable[[tf.Tensor, tf.Tensor, tf.Tensor, tuple], tuple],
     carry: Sequence,
     *,
     reverse: bool = False,
-) -> Carry:
+    minimum: int | None = None,
+) -> tuple:
     """Run ``carry = body(k, start, stop, carry)`` over the chunks ``[start, stop)`` of
-    ``0 .. steps-1`` (last chunk first if reverse)."""
-    size = chunk_size(steps)
-    count = (steps + size - 1) // size
+    ``0 .. steps-1`` (last chunk first if reverse), chunks of :func:`chunk_size` steps."""
+    size, count = chunk_size(steps, minimum), chunk_count(steps, minimum)
 
     def loop_body(j, *c):
         k = count - 1 - j if reverse else j
@@ -114,41 +149,134 @@ def chunk_loop(
     return tuple(carry)
 
 
-def chunk_count(steps: tf.Tensor) -> tf.Tensor:
-    size = chunk_size(steps)
-    return (steps + size - 1) // size
-
-
-def sequence_store(steps: tf.Tensor, like: tf.Tensor, first: tf.Tensor | None = None):
-    """A TensorArray for one ``[B, U]`` tensor per step (``steps + 1`` slots with ``first``
-    written at slot 0, so ``stack()[:-1]`` and ``stack()[1:]`` are the previous and the
-    current values without a copy)."""
+def step_store(steps, like: tf.Tensor, first: tf.Tensor | None = None) -> tf.TensorArray:
+    """A TensorArray for one ``[B, W]`` tensor per step (``steps + 1`` slots with ``first``
+    written at slot 0, so ``stack()[:-1]`` and ``stack()[1:]`` are the values before and
+    after each step without a copy)."""
     size = steps if first is None else steps + 1
     store = tf.TensorArray(like.dtype, size=size, element_shape=like.shape)
     return store if first is None else store.write(0, first)
 
 
-def chunk_of(store, start: tf.Tensor, stop: tf.Tensor) -> tf.Tensor:
-    """Steps ``start .. stop-1`` of a stored sequence: a slice of a stacked tensor (no copy)
-    or a gather from a TensorArray. Keeping the forward pass's TensorArrays unstacked for the
-    backward pass avoids a full-size copy per stored activation (memory)."""
-    if isinstance(store, tf.TensorArray):
-        return store.gather(tf.range(start, stop))
-    return store[start:stop]
+def chunk_store(steps, like: tf.Tensor | None = None, dtype=tf.float32, minimum=None):
+    """A TensorArray with one ``[n, ...]`` chunk per slot (``n`` may differ between slots);
+    ``concat()`` gives ``[T, ...]`` when every chunk is ``[n, *like.shape]``."""
+    shape = None if like is None else tf.TensorShape([None]).concatenate(like.shape)
+    return tf.TensorArray(dtype if like is None else like.dtype,
+                          size=chunk_count(steps, minimum), infer_shape=False,
+                          element_shape=shape)
 
 
-def chunk_store(steps: tf.Tensor, like: tf.Tensor):
-    """A TensorArray for one ``[n, B, D]`` chunk per slot; ``concat()`` gives ``[T, B, D]``."""
-    return tf.TensorArray(like.dtype, size=chunk_count(steps), infer_shape=False,
-                          element_shape=tf.TensorShape([None]).concatenate(like.shape[1:]))
+# -- the two halves of a level ---------------------------------------------------------------
+def forward(
+    x: tf.Tensor,
+    kernels: Sequence[tf.Tensor],
+    biases: Sequence,
+    states: Sequence[tf.Tensor],
+    inner: Callable,
+    *,
+    return_sequences: bool,
+    saved_count: int = 0,
+    chunk: int | None = None,
+):
+    """Chunked forward pass.
+
+    ``inner(ps, states, start, stop) -> (states, saved, outputs)`` runs one chunk, with
+    ``ps`` the chunk's projections ``[n, B, W_g]``, ``saved`` ``saved_count`` tensors for the
+    backward pass (or none) and ``outputs`` the chunk's ``[n, B, U]`` outputs (or None).
+    ``chunk`` overrides :data:`MIN_CHUNK`.
+
+    Returns ``(final_states, saved, outputs)``: ``saved`` a :class:`Saved` (chunks read back
+    without a copy), ``outputs [T, B, U]`` when ``return_sequences``.
+    """
+    steps = tf.shape(x)[0]
+    like, n_states = states[0], len(states)
+    saved = [chunk_store(steps, dtype=x.dtype, minimum=chunk) for _ in range(saved_count)]
+    outputs = [chunk_store(steps, like, minimum=chunk)] if return_sequences else []
+
+    shapes = []  # static shapes of the saved tensors (TensorArrays of chunks forget them)
+
+    def body(k, start, stop, carry):
+        current, stores = list(carry[:n_states]), carry[n_states:]
+        ps = project(x[start:stop], kernels, biases)
+        current, chunk_saved, chunk_outputs = inner(ps, current, start, stop)
+        shapes[:] = [tf.TensorShape([None]).concatenate(v.shape[1:]) for v in chunk_saved]
+        written = [s.write(k, v) for s, v in zip(stores, chunk_saved)]
+        if return_sequences:
+            written.append(stores[-1].write(k, chunk_outputs))
+        return (*current, *written)
+
+    carry = chunk_loop(steps, body, (*states, *saved, *outputs), minimum=chunk)
+    final, stores = list(carry[:n_states]), list(carry[n_states:])
+    result = None
+    if return_sequences:
+        result = stores.pop().concat()
+        result.set_shape(x.shape[:2].concatenate(like.shape[-1:]))
+    return final, Saved(stores, shapes), result
 
 
+class Saved:
+    """What a forward pass kept for its backward pass: per chunk, a list of tensors."""
+
+    def __init__(self, stores: list[tf.TensorArray], shapes: list[tf.TensorShape]) -> None:
+        self.stores, self.shapes = stores, shapes
+
+    def read(self, k: tf.Tensor) -> list[tf.Tensor]:
+        values = [s.read(k) for s in self.stores]
+        for value, shape in zip(values, self.shapes):
+            value.set_shape(shape)
+        return values
+
+
+def backward(
+    x: tf.Tensor,
+    kernels: Sequence[tf.Tensor],
+    has_bias: bool,
+    d_states: Sequence[tf.Tensor],
+    totals: Sequence[tf.Tensor],
+    inner: Callable,
+):
+    """Chunked backward pass.
+
+    ``inner(k, start, stop, d_states) -> (d_states, dzs, recurrent_grads)`` runs one chunk
+    in reverse: ``dzs`` the chunk's ``[n, B, W_g]`` gradients of the projections and
+    ``recurrent_grads`` the chunk's contributions to the gradients listed in ``totals``
+    (recurrent kernels and any extra weights, same shapes).
+
+    Returns ``(dx [T, B, D], d_kernels, d_biases, totals, d_initial_states)``.
+    """
+    steps = tf.shape(x)[0]
+    wts = transposed(kernels)
+    n_states, n_totals = len(d_states), len(totals)
+    sums = [tf.zeros_like(w) for w in kernels]
+    sums += [tf.zeros_like(w[0]) for w in kernels] if has_bias else []
+
+    def body(k, start, stop, carry):
+        d_states, dxs = carry[:n_states], carry[n_states]
+        totals, sums = carry[n_states + 1:n_states + 1 + n_totals], carry[n_states + 1 + n_totals:]
+        d_states, dzs, recurrent_grads = inner(k, start, stop, list(d_states))
+        d_ws, d_bs, dx = input_gradients(x[start:stop], wts, dzs, has_bias)
+        return (*d_states, dxs.write(k, dx), *add(totals, recurrent_grads),
+                *add(sums, d_ws + d_bs))
+
+    carry = chunk_loop(steps, body, (*d_states, chunk_store(steps, x[0]), *totals, *sums),
+                       reverse=True)
+    d_states, dxs = list(carry[:n_states]), carry[n_states]
+    totals, sums = list(carry[n_states + 1:n_states + 1 + n_totals]), list(
+        carry[n_states + 1 + n_totals:])
+    dx = dxs.concat()
+    dx.set_shape(x.shape)
+    n_kernels = len(kernels)
+    return dx, sums[:n_kernels], sums[n_kernels:], totals, d_states
+
+
+# -- GEMM helpers ----------------------------------------------------------------------------
 def project(x: tf.Tensor, kernels: Sequence[tf.Tensor], biases: Sequence) -> list[tf.Tensor]:
-    """``P_g = x W_g + b_g`` for ``x [n, B, D]``: one ``[n*B, D] @ [D, U]`` GEMM per gate."""
+    """``P_g = x W_g + b_g`` for ``x [n, B, D]``: one ``[n*B, D] @ [D, W_g]`` GEMM each."""
     rows = tf.reshape(x, [-1, x.shape[-1]])
     shape = tf.shape(x)
     projected = []
-    for w, b in zip(kernels, biases):
+    for w, b in zip(kernels, biases or [None] * len(kernels)):
         p = tf.linalg.matmul(rows, w)
         if b is not None:
             p = tf.nn.bias_add(p, b)
@@ -173,41 +301,43 @@ def input_gradients(x, kernels_t, dzs, has_bias):
     return d_kernels, d_biases, tf.reshape(dx, tf.shape(x))
 
 
-def state_gradient(upstream: tf.Tensor | None, x: tf.Tensor, units: int) -> tf.Tensor:
-    """The incoming gradient of a final state, zeros ``[B, U]`` when there is none."""
-    if upstream is not None:
-        return upstream
-    return tf.zeros(tf.stack([tf.shape(x)[1], units]), x.dtype)
+def transposed(kernels: Sequence[tf.Tensor]) -> list[tf.Tensor]:
+    """Explicit transposes: on CPU (oneDNN) ``matmul(a, b, transpose_b=True)`` is ~2.5x
+    slower than ``matmul(a, transpose(b))`` for the per-step shapes."""
+    return [tf.transpose(k) for k in kernels]
 
 
 def add(totals: Sequence[tf.Tensor], parts: Sequence[tf.Tensor]) -> list[tf.Tensor]:
     return [a + b for a, b in zip(totals, parts)]
 
 
-def transposed(kernels: Sequence[tf.Tensor]) -> list[tf.Tensor]:
-    """Explicit transposes: ``matmul(a, b, transpose_b=True)`` is ~2.5x slower on CPU (oneDNN)
-    than ``matmul(a, transpose(b))`` for the per-step shapes."""
-    return [tf.transpose(k) for k in kernels]
+def state_gradient(upstream: tf.Tensor | None, like: tf.Tensor) -> tf.Tensor:
+    """The incoming gradient of a final state, zeros when there is none."""
+    return tf.zeros_like(like) if upstream is None else upstream
 
 
-class MaskFactors:
-    """Mask tensors of a level (or of one chunk of it).
+# -- masks -----------------------------------------------------------------------------------
+class Mask:
+    """The ``[T, B, 1]`` mask of a level (or of one chunk of it), boolean and float.
 
     Args:
         keep: ``[T, B]`` boolean (True = valid step), time-major, or None.
     """
 
     def __init__(self, keep: tf.Tensor | None, dtype=tf.float32) -> None:
-        self.keep = None if keep is None else tf.cast(keep, tf.bool)[:, :, None]  # (T, B, 1)
-        self.m = None if keep is None else tf.cast(self.keep, dtype)  # (T, B, 1)
+        self.keep = None if keep is None else tf.cast(keep, tf.bool)[:, :, None]
+        self.m = None if keep is None else tf.cast(self.keep, dtype)
 
-    def chunk(self, start: tf.Tensor, stop: tf.Tensor) -> MaskFactors:
-        part = MaskFactors(None)
+    def __bool__(self) -> bool:
+        return self.keep is not None
+
+    def chunk(self, start, stop) -> Mask:
+        part = Mask(None)
         if self.keep is not None:
             part.keep, part.m = self.keep[start:stop], self.m[start:stop]
         return part
 
-    def carry(self, t: tf.Tensor, new: tf.Tensor, old: tf.Tensor) -> tf.Tensor:
+    def carry(self, t, new: tf.Tensor, old: tf.Tensor) -> tf.Tensor:
         """The state after step ``t``: ``new`` where valid, ``old`` where masked."""
         return new if self.keep is None else tf.where(self.keep[t], new, old)
 
@@ -220,5 +350,5 @@ class MaskFactors:
         return factor if self.keep is None else tf.where(self.keep, factor, 1.0)
 
     def passthrough(self) -> tf.Tensor | None:
-        """``1 - m`` (``[T, B, 1]``): the share of ``dh`` that skips a masked step."""
+        """``1 - m``: the share of a state gradient that skips a masked step."""
         return None if self.m is None else 1.0 - self.m
