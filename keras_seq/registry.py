@@ -14,6 +14,7 @@ import keras
 import numpy as np
 
 from keras_seq import layers
+from keras_seq.models import AttentionPooling
 
 B, T, D, U = 3, 6, 4, 5
 
@@ -81,4 +82,5 @@ PUBLIC_LAYERS: tuple[LayerCase, ...] = (
     LayerCase(
         "luong_concat", lambda: layers.LuongAttention("concat", units=7), _attention_inputs
     ),
+    LayerCase("attention_pooling", lambda: AttentionPooling(7), _sequence),
 )

@@ -5,12 +5,19 @@ Each numeric signature that targets ONNX becomes one file (classifier and langua
 ``decode_step``, driven by a greedy loop in the caller). Inputs and outputs keep the
 signature's names; batch and time dimensions are dynamic.
 
-The functions are traced inside :func:`keras_seq.ops.export_mode`, whose loops tf2onnx
-rewrites into native ``LSTM`` / ``GRU`` nodes (and ``RNN`` with keras_seq's rewriters,
-:func:`keras_seq.ops.onnx_rewriters.onnx_custom_rewriters`), and converted by
-``tf2onnx.convert.from_function``. Each file is checked with ``onnx.checker`` and its op
-types are recorded in ``metadata.json``; a recurrent layer left as a ``Loop`` is reported
-there (``recurrent_loops``).
+The functions are traced inside ``keras_seq.ops.export_mode(padding="right")``, whose loops
+tf2onnx rewrites into native ``LSTM`` / ``GRU`` nodes (and ``RNN`` and ``reset_after=False``
+GRUs with keras_seq's rewriters, :func:`keras_seq.ops.onnx_rewriters.onnx_custom_rewriters`),
+and converted by ``tf2onnx.convert.from_function``. Each file is checked with
+``onnx.checker`` and its op types are recorded in ``metadata.json``; a recurrent layer left as
+a ``Loop`` is reported there (``recurrent_loops``).
+
+**Input contract: right-padded.** A batch of token ids must be padded with 0 at the END of
+each row only (``[[5, 7, 9], [5, 8, 0]]``), as ``Vocabulary.encode_padded`` and the pipelines
+do. Each padding mask is turned into lengths ``n_b = sum_t (ids[b, t] != 0)`` that the native
+nodes take as ``sequence_lens``; outputs then equal the Keras model's exactly (padded steps
+included, with Keras's rules). A 0 before a real token (left padding, or an id-0 hole) is NOT
+treated as a masked step and gives different results. Empty rows (all 0) are fine.
 """
 
 from __future__ import annotations
@@ -57,7 +64,7 @@ def convert_signature(signature: Any, opset: int) -> Any:
     from keras_seq.ops import export_mode
 
     specs = signature.specs()
-    with export_mode():
+    with export_mode(padding="right"):  # the inputs' contract: right-padded rows
         function = tf.function(signature.fn, autograph=False)
         model, _ = tf2onnx.convert.from_function(
             function, input_signature=[specs], opset=opset, **_converter_hooks()

@@ -10,13 +10,17 @@ invoke) and converted with ``TFLiteConverter.from_saved_model`` restricted to
 
 Inputs: token ids ``[1, T]`` with ``T`` **resizable per request** (``shape_signature``
 ``[1, -1]``; ``SignatureRunner`` resizes on call, C++/Java call ``ResizeInputTensor``). An
-example is fed at its exact length, never padded: the fused LSTM has no mask or
-sequence-length input, so padding a fixed-length input would change its outputs, and
-resizing also skips the wasted steps. Since every row is then unpadded, the trace asks
-``export_mode(assume_unpadded=True)`` to drop the models' padding masks (when the ops package
-offers it); a masked LSTM, a GRU or a SimpleRNN is a ``WHILE`` loop of builtins instead (exact,
-slower). Seq2seq files hold ``encode``, ``decode_step`` and ``translate`` (a whole greedy
-decode in one ``WHILE`` loop).
+example is fed at its exact length, never padded.
+
+**Input contract: unpadded.** The signatures are traced inside
+``export_mode(padding="none")``: every row is one text at its exact length, so the models'
+padding masks are all true and the recurrent layers drop them. That is what lets an LSTM whose
+cell state is not consumed become one ``UNIDIRECTIONAL_SEQUENCE_LSTM`` (the fused op has no
+mask or sequence-length input). The price: a padded input (id 0 steps) is NOT masked in these
+files and changes the outputs. A GRU, a SimpleRNN and an LSTM whose final cell state is an
+output (the seq2seq encoder hands ``c`` to the decoder) stay ``WHILE`` loops of builtins
+(exact, slower). Seq2seq files hold ``encode``, ``decode_step`` and ``translate`` (a whole
+greedy decode in one ``WHILE`` loop).
 
 ``quantize``: ``"none"`` writes ``model.tflite`` (float32) only; ``"dynamic"`` (int8 weights,
 float activations), ``"float16"`` (float16 weights) and ``"int8"`` (int8 weights and
@@ -49,29 +53,19 @@ def tflite_ops(model_bytes: bytes) -> list[str]:
     return tflite_op_names(model_bytes)
 
 
-def _unpadded_export_mode() -> Any:
-    """``export_mode`` for exact-length batch-1 inputs.
+def _trace(job: ExportJob, directory: Path) -> list[str]:
+    """Write the batch-1 export-mode signatures as a SavedModel; returns their names.
 
-    Every TFLite input is one text at its exact length, so the models' padding masks are all
-    true; when :func:`keras_seq.ops.export_mode` accepts ``assume_unpadded=True`` the recurrent
-    layers may then drop the mask, which keeps the LSTM fusable into one
-    ``UNIDIRECTIONAL_SEQUENCE_LSTM`` (a mask forces a ``WHILE`` loop).
+    Traced in ``export_mode(padding="none")``: TFLite inputs are unpadded (one text at its
+    exact length), so the padding masks are all true and dropped, which keeps an LSTM fusable
+    into one ``UNIDIRECTIONAL_SEQUENCE_LSTM`` (a mask forces a ``WHILE`` loop).
     """
-    import inspect
+    import keras
 
     from keras_seq.ops import export_mode
 
-    if "assume_unpadded" in inspect.signature(export_mode).parameters:
-        return export_mode(assume_unpadded=True)
-    return export_mode()
-
-
-def _trace(job: ExportJob, directory: Path) -> list[str]:
-    """Write the batch-1 export-mode signatures as a SavedModel; returns their names."""
-    import keras
-
     signatures = [s for s in job.graphs.signatures() if "tflite" in s.formats]
-    with _unpadded_export_mode():
+    with export_mode(padding="none"):
         archive = keras.export.ExportArchive()
         archive.track(job.graphs.model)
         for signature in signatures:

@@ -3,14 +3,48 @@
 Standard cells (Keras's activations, no peephole / coupled gates) trace the loop shapes that
 become a fused TFLite LSTM and native ONNX LSTM / GRU / RNN nodes. Other cells return None and
 keep the training graph, which is itself a builtins-only ``WHILE`` loop.
+
+Masks follow the ``padding`` promise of :func:`keras_seq.ops.export_mode`:
+
+* ``"any"``: the mask goes to the generic masked loop (TFLite ``WHILE``, ONNX ``Loop``);
+* ``"right"``: the mask is a right-padding (prefix) mask, so it is turned into lengths
+  ``n_b = sum_t mask[b, t]`` and the level runs in the sequence-length form (ONNX native
+  nodes with ``sequence_lens``); Keras's outputs for such a mask are rebuilt exactly
+  (:func:`keras_seq.ops.export_graph._keras_outputs`). A mask that is not a prefix gives
+  wrong results: the exporter must only feed right-padded inputs;
+* ``"none"``: inputs are never padded, the mask is all-True and is dropped (fused TFLite LSTM).
 """
 
 from __future__ import annotations
 
+import weakref
+
 import keras
+import tensorflow as tf
 
 from keras_seq import cells
 from keras_seq.ops import export_graph, export_padding
+
+
+# graph -> {id(mask): (mask, lengths)}: one lengths tensor per mask and graph (see _lengths).
+_LENGTHS: weakref.WeakKeyDictionary = weakref.WeakKeyDictionary()
+
+
+def _lengths(mask: tf.Tensor) -> tf.Tensor:
+    """``n_b = sum_t mask[b, t]`` (int32 ``[B]``), computed once per mask tensor and graph.
+
+    The levels of a stack and both directions of a ``Bidirectional`` receive the same mask
+    tensor. Sharing one lengths tensor lets tf2onnx see that a forward and a backward node
+    have the same ``sequence_lens`` and merge them into one ``direction="bidirectional"`` node
+    (two separate ``Sum`` ops differ to it by their constants' names).
+    """
+    if tf.executing_eagerly():
+        return tf.reduce_sum(tf.cast(mask, tf.int32), axis=1)
+    cache = _LENGTHS.setdefault(tf.compat.v1.get_default_graph(), {})
+    hit = cache.get(id(mask))
+    if hit is None or hit[0] is not mask:
+        hit = cache[id(mask)] = (mask, tf.reduce_sum(tf.cast(mask, tf.int32), axis=1))
+    return hit[1]
 
 
 def _name(fn) -> str | None:
@@ -22,10 +56,18 @@ def _name(fn) -> str | None:
 
 def export_level(cell, x, states, *, mask, go_backwards, return_sequences, zero_output_for_mask):
     """``(last, outputs or None, final_states)`` from the export graph, or None."""
-    if export_padding() == "none":
+    padding = export_padding()
+    lengths = None
+    if padding == "none":
         mask = None  # the exporter feeds unpadded inputs: the mask is all-True
+    elif padding == "right" and mask is not None:
+        lengths = _lengths(mask)  # (B,) valid prefix lengths
+        mask = None
+    # The sequence-length form returns Keras's last output itself (not outputs[:, -1]), so a
+    # level that only needs its last output does not consume the sequence.
+    sequences = return_sequences if lengths is not None else True
     options = dict(
-        go_backwards=go_backwards, return_sequences=True, mask=mask,
+        go_backwards=go_backwards, return_sequences=sequences, mask=mask, lengths=lengths,
         zero_output_for_mask=zero_output_for_mask,
     )
     gated = isinstance(cell, (cells.LSTMCell, cells.GRUCell))
@@ -55,5 +97,7 @@ def export_level(cell, x, states, *, mask, go_backwards, return_sequences, zero_
         finals = [h]
     else:
         return None
+    if not sequences:
+        return outputs, None, finals  # `outputs` is the last output
     last = outputs[:, -1]
     return last, (outputs if return_sequences else None), finals

@@ -97,9 +97,10 @@ class Bidirectional(keras.layers.Layer):
             )
         dim = _validate.feature_dim(shape)
         for sub in (self.forward_layer, self.backward_layer):
-            for k, cell in enumerate(sub.cells):
-                # Deeper levels read both directions of the level below.
-                cell.build((shape[0], dim if k == 0 else 2 * sub.units))
+            with keras.name_scope(sub.name):  # forward_*/backward_* variable paths
+                for k, cell in enumerate(sub.cells):
+                    # Deeper levels read both directions of the level below.
+                    cell.build((shape[0], dim if k == 0 else 2 * sub.units))
             if sub.stateful:
                 sub.build(shape)
             sub.built = True

@@ -69,6 +69,7 @@ def lstm(
     go_backwards: bool = False,
     return_sequences: bool = True,
     mask: tf.Tensor | None = None,
+    lengths: tf.Tensor | None = None,
     zero_output_for_mask: bool = False,
 ) -> tuple[tf.Tensor, tf.Tensor, tf.Tensor]:
     """Run an LSTM over ``x`` (Keras layout, gate order i, f, c, o).
@@ -110,6 +111,14 @@ def lstm(
     h0 = _tensor(h0, x.dtype)
     c0 = _tensor(c0, x.dtype)
 
+    lengths = _lengths(mask, lengths, "lstm")
+    if lengths is not None:
+        step = _lstm_step(kernel, recurrent_kernel, bias)
+        outputs, (h_t, c_t) = _run_lengths(step, x, [h0, c0], lengths, go_backwards)
+        outputs = _keras_outputs(
+            outputs, h_t, lengths, go_backwards, return_sequences, zero_output_for_mask
+        )
+        return outputs, h_t, c_t
     if mask is not None:
         step = _lstm_step(kernel, recurrent_kernel, bias)
         outputs, (h_t, c_t) = _run(step, x, [h0, c0], go_backwards, mask, zero_output_for_mask)
@@ -177,6 +186,7 @@ def gru(
     go_backwards: bool = False,
     return_sequences: bool = True,
     mask: tf.Tensor | None = None,
+    lengths: tf.Tensor | None = None,
     zero_output_for_mask: bool = False,
 ) -> tuple[tf.Tensor, tf.Tensor]:
     """Run a GRU over ``x`` (Keras layout, gate order z, r, h).
@@ -236,8 +246,9 @@ def gru(
             h = z * h + (1.0 - z) * n
             return h, [h]
 
-    outputs, (h_t,) = _run(step, x, [h0], go_backwards, mask, zero_output_for_mask)
-    return (outputs if return_sequences else outputs[:, -1]), h_t
+    return _run_single_state(
+        step, x, h0, go_backwards, return_sequences, mask, lengths, zero_output_for_mask, "gru"
+    )
 
 
 def simple_rnn(
@@ -251,6 +262,7 @@ def simple_rnn(
     go_backwards: bool = False,
     return_sequences: bool = True,
     mask: tf.Tensor | None = None,
+    lengths: tf.Tensor | None = None,
     zero_output_for_mask: bool = False,
 ) -> tuple[tf.Tensor, tf.Tensor]:
     """Run an Elman RNN over ``x``: ``h_t = activation(x_t W + h_{t-1} R + b)``.
@@ -280,8 +292,138 @@ def simple_rnn(
         h = act(tf.nn.bias_add(tf.matmul(x_t, kernel) + tf.matmul(h, recurrent_kernel), bias))
         return h, [h]
 
+    return _run_single_state(
+        step, x, h0, go_backwards, return_sequences, mask, lengths, zero_output_for_mask, "simple_rnn"
+    )
+
+
+def _run_single_state(
+    step: Step,
+    x: tf.Tensor,
+    h0: tf.Tensor,
+    go_backwards: bool,
+    return_sequences: bool,
+    mask: tf.Tensor | None,
+    lengths: tf.Tensor | None,
+    zero_output_for_mask: bool,
+    name: str,
+) -> tuple[tf.Tensor, tf.Tensor]:
+    """GRU / SimpleRNN: dispatch to the masked, sequence-length or plain loop."""
+    lengths = _lengths(mask, lengths, name)
+    if lengths is not None:
+        outputs, (h_t,) = _run_lengths(step, x, [h0], lengths, go_backwards)
+        outputs = _keras_outputs(
+            outputs, h_t, lengths, go_backwards, return_sequences, zero_output_for_mask
+        )
+        return outputs, h_t
     outputs, (h_t,) = _run(step, x, [h0], go_backwards, mask, zero_output_for_mask)
     return (outputs if return_sequences else outputs[:, -1]), h_t
+
+
+def _lengths(mask: tf.Tensor | None, lengths: tf.Tensor | None, name: str) -> tf.Tensor | None:
+    if lengths is None:
+        return None
+    if mask is not None:
+        raise ValueError(
+            f"Invalid arguments for `{name}`. Expected at most one of `mask` and `lengths`. "
+            "Received: both"
+        )
+    lengths = tf.convert_to_tensor(lengths)
+    if lengths.shape.rank != 1 or not lengths.dtype.is_integer:
+        raise ValueError(
+            f"Invalid value for argument `lengths` of `{name}`. Expected a rank-1 integer "
+            f"tensor [batch]. Received: lengths.shape={lengths.shape}, dtype={lengths.dtype.name}"
+        )
+    return tf.cast(lengths, tf.int32)  # ONNX sequence_lens is int32
+
+
+def _run_lengths(
+    step: Step, x: tf.Tensor, states: list[tf.Tensor], lengths: tf.Tensor, go_backwards: bool
+) -> tuple[tf.Tensor, list[tf.Tensor]]:
+    """The loop in tf2onnx's sequence-length form; returns time-major ``ys [T, B, U]``.
+
+    Per step (TensorFlow 1's ``dynamic_rnn(sequence_length=...)`` step, which tf2onnx's
+    rewriters read as ONNX ``sequence_lens``)::
+
+        copy = GreaterEqual(t, lengths)            # (B,)
+        y_t  = Select(copy, 0, y_new)              # written to the output list
+        s_t  = Select(copy, s_{t-1}, s_new)        # each state
+
+    so ``ys[t] = 0`` for ``t >= lengths`` and the final states are those after each row's last
+    valid step, exactly ONNX's ``Y`` / ``Y_h`` / ``Y_c`` with ``sequence_lens``. With
+    ``go_backwards`` the valid prefix of each row is reversed first (``ReverseSequence``, as
+    TensorFlow 1's ``bidirectional_dynamic_rnn``) and ``ys`` is reversed back to input order
+    the same way, so ``ys[t]`` is the output at input position ``t`` (ONNX's reverse direction).
+    """
+    xs = tf.transpose(x, [1, 0, 2])  # (T, B, D)
+    if go_backwards:
+        xs = tf.reverse_sequence(xs, lengths, seq_axis=0, batch_axis=1)
+    steps = tf.shape(xs)[0]
+    inputs = tf.TensorArray(x.dtype, size=steps, element_shape=xs.shape[1:]).unstack(xs)
+    outputs = tf.raw_ops.TensorListReserve(
+        element_shape=tf.shape(states[0]), num_elements=steps, element_dtype=x.dtype
+    )
+
+    def body(t, out, *carried):
+        y, new = step(inputs.read(t), carried)
+        copy = tf.greater_equal(t, lengths)  # (B,)
+        # tf.compat.v1.where is `Select` (row-wise on a vector condition): tf2onnx's pattern.
+        y = tf.compat.v1.where(copy, tf.zeros_like(y), y)
+        new = [tf.compat.v1.where(copy, old, s) for s, old in zip(new, carried, strict=True)]
+        return (t + 1, _write(out, t, y), *new)
+
+    final = tf.while_loop(lambda t, *_: t < steps, body, (tf.constant(0), outputs, *states))
+    ys = tf.raw_ops.TensorListStack(
+        input_handle=final[1],
+        element_shape=[-1 if d is None else d for d in states[0].shape],
+        element_dtype=x.dtype,
+    )  # (T, B, U)
+    if go_backwards:
+        ys = tf.reverse_sequence(ys, lengths, seq_axis=0, batch_axis=1)
+    # A row with no valid step keeps its initial state. The loop does; onnxruntime's native
+    # nodes return zeros for `sequence_lens == 0`, so say it again outside (exact either way).
+    started = tf.expand_dims(lengths > 0, -1)  # (B, 1)
+    finals = [tf.where(started, s, s0) for s, s0 in zip(final[2:], states, strict=True)]
+    return ys, finals
+
+
+def _keras_outputs(
+    ys: tf.Tensor,
+    h_t: tf.Tensor,
+    lengths: tf.Tensor,
+    go_backwards: bool,
+    return_sequences: bool,
+    zero_output_for_mask: bool,
+) -> tf.Tensor:
+    """Keras's outputs for the right-padding mask ``t < lengths`` from :func:`_run_lengths`.
+
+    ``ys [T, B, U]`` is in input order, zero at padded steps; ``h_T [B, U]`` is the state after
+    each row's last valid step (its initial state when ``lengths == 0``). Keras
+    (``keras.layers.RNN``) returns outputs in processing order and at a padded step repeats
+    the previous output (zeros before the first valid step), or zeros with
+    ``zero_output_for_mask``:
+
+    * forward: ``y_t`` for ``t < len``, then ``h_T`` (or zeros) for ``t >= len``; the last
+      output is ``h_T`` if ``len > 0`` (with ``zero_output_for_mask``: if ``len == T``), else 0;
+    * ``go_backwards``: time runs ``T-1 .. 0``, so the ``T - len`` padded steps come first
+      (zeros with either flag), then the valid steps ``len-1 .. 0``: ``reverse(ys)``; the last
+      output is ``h_T`` if ``len > 0``, else 0.
+
+    Returns ``[B, T, U]`` when ``return_sequences``, else the last output ``[B, U]``.
+    """
+    steps = tf.shape(ys)[0]
+    started = tf.expand_dims(lengths > 0, -1)  # (B, 1)
+    held = tf.where(started, h_t, tf.zeros_like(h_t))  # Keras's output at a padded step
+    if not return_sequences:
+        if zero_output_for_mask and not go_backwards:
+            return tf.where(tf.expand_dims(lengths >= steps, -1), h_t, tf.zeros_like(h_t))
+        return held
+    if go_backwards:
+        ys = tf.reverse(ys, [0])  # processing order: padding first, zeros either way
+    elif not zero_output_for_mask:
+        valid = tf.sequence_mask(lengths, steps)  # (B, T)
+        ys = tf.where(tf.transpose(valid)[:, :, None], ys, held[None])
+    return tf.transpose(ys, [1, 0, 2])  # (B, T, U)
 
 
 def _run(

@@ -126,7 +126,10 @@ def _run_forward(x, w, b, h0, store, return_sequences, saved_gates, cell):
         def step(j, carry):
             h, *stores = carry
             h_new, values = cell(start + j, [p[j] for p in ps], h)
-            written = [s.write(j, v) for s, v in zip(stores, values)] if store else []
+            written = []
+            if store:
+                written = [s.write(j, v)
+                           for s, v in zip(stores[:saved_gates], values, strict=True)]
             if collect:
                 written.append(stores[-1].write(j + 1, h_new))
             return (h_new, *written)
@@ -192,7 +195,7 @@ def _backward_after(rs, saved, mask, recurrent_mask, d_outputs, has_extra):
             if d_outputs is not None:
                 dh = dh + d_outputs[start + j]
             dzs = (dh * k_z[j], dh * k_r[j], dh * k_q[j])
-            mm = tf.add_n([tf.linalg.matmul(dz, rt) for dz, rt in zip(dzs, rts)])
+            mm = tf.add_n([tf.linalg.matmul(dz, rt) for dz, rt in zip(dzs, rts, strict=True)])
             if recurrent_mask is not None:
                 mm = mm * recurrent_mask
             return (dh * z_carry[j] + mm, dhs.write(j, dh))

@@ -134,7 +134,8 @@ def _graph_forward(x, w, b, r, h0, c0, mask, recurrent_mask, store, return_seque
             h_new = mask.carry(t, o * tf.tanh(c_new), h)
             written = []
             if store:
-                written = [s.write(j, v) for s, v in zip(stores[:GATES], (i, f, g, o))]
+                written = [s.write(j, v)
+                           for s, v in zip(stores[:GATES], (i, f, g, o), strict=True)]
                 written.append(stores[GATES].write(j + 1, c_new))
             if collect:
                 written.append(stores[-1].write(j + 1, h_new))
@@ -161,7 +162,7 @@ def _graph_backward(rs, saved, mask, recurrent_mask, d_outputs):
         c_prev, tc = cells[:-1], tf.tanh(cells[1:])
         a = part.valid(TanhGrad(y=tc, dy=o))  # dc += dh * a
         d_i = part.valid(SigmoidGrad(y=i, dy=g))
-        d_f = part.valid(SigmoidGrad(y=f, dy=c_prev * 1.001))
+        d_f = part.valid(SigmoidGrad(y=f, dy=c_prev))
         d_c = part.valid(TanhGrad(y=g, dy=i))
         d_o = part.valid(SigmoidGrad(y=o, dy=tc))
         f_carry, passthrough = part.carried(f), part.passthrough()
@@ -174,12 +175,12 @@ def _graph_backward(rs, saved, mask, recurrent_mask, d_outputs):
                 dh = dh + d_outputs[start + j]
             dc = dc + dh * a[j]
             dzs = (dc * d_i[j], dc * d_f[j], dc * d_c[j], dh * d_o[j])
-            dh_prev = tf.add_n([tf.linalg.matmul(dz, rt) for dz, rt in zip(dzs, rts)])
+            dh_prev = tf.add_n([tf.linalg.matmul(dz, rt) for dz, rt in zip(dzs, rts, strict=True)])
             if recurrent_mask is not None:
                 dh_prev = dh_prev * recurrent_mask
             if passthrough is not None:
                 dh_prev = dh_prev + dh * passthrough[j]
-            written = [s.write(j, dz) for s, dz in zip(stores, dzs)]
+            written = [s.write(j, dz) for s, dz in zip(stores, dzs, strict=True)]
             return (dh_prev, dc * f_carry[j], *written)
 
         dh, dc, *stores = fused.time_loop(steps, step, (*d_states, *stores), reverse=True,

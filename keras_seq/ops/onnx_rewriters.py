@@ -50,6 +50,7 @@ class _Loop:
     x: int
     h: int
     out: int
+    seq_len: int | None  # body input index of the sequence lengths, or None
     weights: dict[str, int]  # weight name -> body input index
     attrs: dict = field(default_factory=dict)
     # const weights (by name) -> ONNX (W, R, B) for one direction
@@ -203,23 +204,58 @@ def _weight_inputs(g, nodes: dict) -> dict[str, int] | None:
     return {k: g.input_names.index(n.output[0]) for k, n in nodes.items()}
 
 
-def _loop_io(g, x_item, states: list, new_state) -> tuple[int, int, int] | None:
-    """(x, h, output-list) body-input indices if the step has the plain, unmasked loop form."""
+def _loop_io(g, x_item, states: list, new_state) -> tuple[int, int, int, int | None] | None:
+    """(x, h, output-list, sequence-lengths or None) body-input indices if the step has the
+    plain loop form or the sequence-length form, else None.
+
+    Plain: the new state is returned as the next ``h`` and written to the output list.
+    Sequence-length form (:func:`keras_seq.ops.export_graph` with ``lengths``, TensorFlow 1's
+    ``dynamic_rnn`` step): with ``copy = GreaterEqual(t, lengths)``, the next ``h`` is
+    ``Select(copy, h, new)`` and the written output ``Select(copy, zeros, new)``.
+    """
     x_list, h = x_item.inputs[0], states[0]
     if not (x_list.is_graph_input() and h.is_graph_input()):
         return None
     x_idx = g.input_names.index(x_list.output[0])
     h_idx = g.input_names.index(h.output[0])
-    # The new state must be returned as the next h (same position) ...
-    if _through_identity(g.get_node_by_output(g.outputs[h_idx])) is not new_state:
-        return None
-    # ... and be what the loop writes to its output list.
-    writes = [
-        n for n in g.find_output_consumers(new_state.output[0]) if n.type == "TensorListSetItem"
-    ]
+    next_h = _through_identity(g.get_node_by_output(g.outputs[h_idx]))
+    seq_len_idx = None
+    written = new_state
+    if next_h is not new_state:  # the sequence-length form, or no match
+        copy = _copy_condition(next_h, h, new_state, state_select=True)
+        if copy is None:
+            return None
+        selects = [
+            n for n in g.find_output_consumers(new_state.output[0])
+            if n is not next_h and _copy_condition(n, None, new_state, state_select=False) is copy
+        ]
+        lengths = copy.inputs[1]
+        if len(selects) != 1 or not (copy.inputs[0].is_graph_input() and lengths.is_graph_input()):
+            return None
+        written = selects[0]
+        seq_len_idx = g.input_names.index(lengths.output[0])
+    # The (selected) new state must be what the loop writes to its output list.
+    writes = [n for n in g.find_output_consumers(written.output[0]) if n.type == "TensorListSetItem"]
     if len(writes) != 1 or not writes[0].inputs[0].is_graph_input():
         return None
-    return x_idx, h_idx, g.input_names.index(writes[0].input[0])
+    return x_idx, h_idx, g.input_names.index(writes[0].input[0]), seq_len_idx
+
+
+def _copy_condition(select, h, new_state, *, state_select: bool):
+    """The ``GreaterEqual(t, lengths)`` of ``Select(copy, h, new)`` (``state_select``) or of
+    ``Select(copy, ZerosLike(new), new)``, else None. Only ``Select`` (TensorFlow 1's
+    ``where``, row-wise on a ``[B]`` condition) has that meaning, not ``SelectV2``."""
+    if select.type != "Select" or select.inputs[2] is not new_state:
+        return None
+    copy, other = select.inputs[0], _through_identity(select.inputs[1])
+    if copy.type != "GreaterEqual":
+        return None
+    if state_select:
+        return copy if other is h else None
+    zeros = other.type == "ZerosLike" or (
+        other.is_const() and not np.any(other.get_tensor_value(as_list=False))
+    )
+    return copy if zeros else None
 
 
 def _replace_loops(g, ops: list) -> None:
@@ -249,9 +285,10 @@ def _replace_loops(g, ops: list) -> None:
         builder = GraphBuilder(g)
         init_h = builder.make_unsqueeze({"data": op.input[loop.h], "axes": [0]})
         x = x_list.input[0]  # (T, B, D), time-major
+        seq_len = "" if loop.seq_len is None else op.input[loop.seq_len]  # int32 [B]
         node = g.make_node(
             loop.op_type,
-            [x, *consts, "", init_h],
+            [x, *consts, seq_len, init_h],
             attr={**loop.attrs, "hidden_size": r.shape[-1], "direction": "forward"},
             output_count=2,
             dtypes=[g.get_dtype(x)] * 2,
