@@ -25,8 +25,9 @@ test: install  ## the test suite (2 processes)
 	$(PY) -m pytest -q -n 2 --dist loadfile tests
 
 train: install  ## train the default recipe (synthetic dates, no download) and export it
-	$(VENV)/bin/keras-seq train dates --run-dir runs/dates/latest
-	$(VENV)/bin/keras-seq export runs/dates/latest --out exported/dates --replace
+	run=runs/dates/$$(date +%Y%m%d-%H%M%S) && \
+	$(VENV)/bin/keras-seq train dates --run-dir $$run && \
+	$(VENV)/bin/keras-seq export $$run --out exported/dates --version next
 
 export: install  ## export the latest run of every trained recipe into exported/
 	$(VENV)/bin/keras-seq export --all-latest runs --out exported

@@ -84,7 +84,8 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--out", default=None)
     p.add_argument("--formats", default="saved_model,tflite,onnx")
     p.add_argument("--quantize", default="none", choices=["none", "dynamic", "float16", "int8"])
-    p.add_argument("--version", type=int, default=None)
+    p.add_argument("--version", type=_version, default=None,
+                   help="SavedModel version: N, or 'next' (after the latest)")
     p.add_argument("--replace", action="store_true", help="overwrite an existing version")
     p.add_argument("--all-latest", metavar="RUNS_ROOT", default=None,
                    help="export the latest run of every recipe under RUNS_ROOT")
@@ -106,6 +107,16 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("rest", nargs=argparse.REMAINDER)
     p.set_defaults(func=cmd_bench)
     return parser
+
+
+def _version(text: str) -> int | str:
+    if text == "next":
+        return text
+    try:
+        return int(text)
+    except ValueError:
+        raise argparse.ArgumentTypeError(
+            f"expected a positive integer or 'next', received {text!r}") from None
 
 
 def cmd_recipes(args) -> int:

@@ -282,21 +282,9 @@ def test_tflite_is_builtins_only_at_batch_one_with_resizable_length(exports, tas
         assert set(signatures) == {"encode", "decode_step", "translate"}
 
 
-def _export_mode_drops_masks() -> bool:
-    import inspect
-
-    from keras_seq.ops import export_mode
-
-    return "assume_unpadded" in inspect.signature(export_mode).parameters
-
-
-@pytest.mark.xfail(
-    not _export_mode_drops_masks(), strict=True,
-    reason="the task models pass a padding mask to their LSTM and a masked loop is a WHILE: "
-           "needs keras_seq.ops.export_mode(assume_unpadded=True) (TFLite feeds exact-length "
-           "ids), which keras_seq.export.tflite passes when it exists",
-)
 def test_tflite_lstm_is_one_fused_op(exports):
+    """TFLite inputs are unpadded (``export_mode(padding="none")``): the mask is dropped and
+    the classifier's LSTM fuses."""
     ops = tflite_ops((exports["classification"][1] / "model.tflite").read_bytes())
     assert ops.count("UNIDIRECTIONAL_SEQUENCE_LSTM") == 1, sorted(set(ops))
     assert "WHILE" not in ops
@@ -322,13 +310,10 @@ def test_int8_is_refused_for_while_loops_with_a_clear_message(exports, tmp_path)
 # -- ONNX ---------------------------------------------------------------------------------------
 
 
-@pytest.mark.xfail(
-    strict=False,
-    reason="masked recurrent loops become ONNX Loop until keras_seq.ops.export_graph writes "
-           "a padding mask in tf2onnx's sequence-length form (native LSTM/GRU sequence_lens)",
-)
 @pytest.mark.parametrize("task", TASKS)
 def test_onnx_has_native_recurrent_nodes(exports, task):
+    """ONNX inputs are right-padded (``export_mode(padding="right")``): masks become
+    ``sequence_lens`` of one native node per recurrent layer, no ``Loop``."""
     import onnx
 
     from keras_seq.ops.inspect import onnx_op_types
@@ -358,6 +343,27 @@ def test_onnx_runs_a_padded_batch_like_keras(exports):
     ids = vocab.encode_padded(["Nakamura", "Kim", "Broż"])
     got = onnx_runner({"classify": out / "model.onnx"})("classify", {"token_ids": ids})
     np.testing.assert_allclose(got["probabilities"], model(ids), atol=1e-5)
+
+
+def test_onnx_right_padded_batches_match_keras_at_every_position(exports):
+    """The ONNX contract (right-padded rows, native nodes with ``sequence_lens``): the LM's
+    logits and the seq2seq encoder's outputs and states equal Keras's, padded steps included
+    (Keras repeats the last valid output there)."""
+    run_dir, out = exports["language_model"]
+    model, vocab = _model(run_dir), _vocab(out)
+    ids = vocab.encode_padded([TEXT[:12], TEXT[3:6], "F"])
+    got = onnx_runner({"next_token": out / "model.onnx"})("next_token", {"token_ids": ids})
+    np.testing.assert_allclose(got["logits"], model(ids), atol=1e-5)
+
+    run_dir, out = exports["seq2seq"]
+    model, src = _model(run_dir), _vocab(out)
+    ids = src.encode_padded(["I am here .", "hello", "we go now !"])
+    got = onnx_runner({"encode": out / "model_encoder.onnx"})("encode", {"source_ids": ids})
+    outputs, mask, states = model.encode(ids)
+    np.testing.assert_allclose(got["encoder_outputs"], outputs, atol=1e-5)
+    np.testing.assert_array_equal(got["encoder_mask"], mask)
+    for i, state in enumerate(states):
+        np.testing.assert_allclose(got[f"state_{i}"], state, atol=1e-5)
 
 
 def test_onnx_encoder_and_decoder_step_reproduce_translate(exports):

@@ -26,13 +26,9 @@ ATOL = 1e-5
 
 LAYERS = {
     "lstm": (lambda: layers.LSTM(U, return_sequences=True, return_state=True), "LSTM"),
-    "lstm_backwards_last": (
-        lambda: layers.LSTM(U, go_backwards=True, return_state=True), "LSTM"
-    ),
+    "lstm_backwards_last": (lambda: layers.LSTM(U, go_backwards=True, return_state=True), "LSTM"),
     "lstm_zero_output": (
-        lambda: layers.LSTM(
-            U, return_sequences=True, zero_output_for_mask=True, return_state=True
-        ),
+        lambda: layers.LSTM(U, return_sequences=True, zero_output_for_mask=True, return_state=True),
         "LSTM",
     ),
     "lstm_zero_output_last": (lambda: layers.LSTM(U, zero_output_for_mask=True), "LSTM"),
@@ -42,7 +38,8 @@ LAYERS = {
     ),
     "gru": (lambda: layers.GRU(U, return_sequences=True, return_state=True), "GRU"),
     "gru_backwards": (
-        lambda: layers.GRU(U, return_sequences=True, go_backwards=True, return_state=True), "GRU"
+        lambda: layers.GRU(U, return_sequences=True, go_backwards=True, return_state=True),
+        "GRU",
     ),
     "gru_cho_backwards": (
         lambda: layers.GRU(
@@ -51,9 +48,7 @@ LAYERS = {
         "GRU",
     ),
     "gru_cho_last": (lambda: layers.GRU(U, reset_after=False), "GRU"),
-    "simple_rnn": (
-        lambda: layers.SimpleRNN(U, return_sequences=True, return_state=True), "RNN"
-    ),
+    "simple_rnn": (lambda: layers.SimpleRNN(U, return_sequences=True, return_state=True), "RNN"),
     "simple_rnn_relu_backwards_last": (
         lambda: layers.SimpleRNN(U, activation="relu", go_backwards=True, return_state=True),
         "RNN",
@@ -64,10 +59,12 @@ LAYERS = {
     ),
     "bidirectional_gru_last": (lambda: layers.Bidirectional(layers.GRU(U)), "GRU"),
     "stacked_lstm": (
-        lambda: layers.LSTM(U, num_layers=2, return_sequences=True, return_state=True), "LSTM"
+        lambda: layers.LSTM(U, num_layers=2, return_sequences=True, return_state=True),
+        "LSTM",
     ),
     "stacked_gru_backwards_last": (
-        lambda: layers.GRU(U, num_layers=2, go_backwards=True, return_state=True), "GRU"
+        lambda: layers.GRU(U, num_layers=2, go_backwards=True, return_state=True),
+        "GRU",
     ),
     "stacked_bidirectional_lstm": (
         lambda: layers.Bidirectional(layers.LSTM(U, num_layers=2, return_sequences=True)),
@@ -226,7 +223,11 @@ def test_lengths_form_matches_keras_layer_semantics():
         ref.set_weights(weights)
         h0 = tf.zeros([len(x), U])
         got = export_graph.lstm(
-            x, h0, h0, *[w.astype("float32") for w in weights],
-            lengths=tf.reduce_sum(tf.cast(mask, tf.int32), 1), **options,
+            x,
+            h0,
+            h0,
+            *[w.astype("float32") for w in weights],
+            lengths=tf.reduce_sum(tf.cast(mask, tf.int32), 1),
+            **options,
         )
         assert_all_close(as_list(got), as_list(ref(x, mask=mask)))

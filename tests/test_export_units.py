@@ -87,6 +87,8 @@ def test_version_is_never_overwritten_silently(tmp_path):
     with pytest.raises(ValueError, match=r"Received: version=3"):
         api._pick_version(out, 3, False)
     assert api._pick_version(out, 3, True) == 3
+    assert api._pick_version(out, "next", False) == 4  # what `make train` asks for
+    assert api._pick_version(tmp_path / "new", "next", False) == 1
 
 
 # -- models.config ------------------------------------------------------------------------------

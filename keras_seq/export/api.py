@@ -20,7 +20,8 @@ version), then the files (``os.replace``), ``metadata.json`` last.
 Versions: never overwritten silently. With ``version=None`` the first export of a name is
 version 1 and a later one is refused unless ``replace=True`` (which overwrites the latest
 version) or an explicit new ``version`` is given; an existing explicit ``version`` needs
-``replace=True``.
+``replace=True``. ``version="next"`` (``--version next``, what ``make train`` uses) is the
+version after the latest, so TF Serving switches to the new model.
 """
 
 from __future__ import annotations
@@ -71,14 +72,16 @@ def _check_formats(formats: Sequence[str] | str) -> tuple[str, ...]:
     return formats
 
 
-def _pick_version(out: Path, version: int | None, replace: bool) -> int:
+def _pick_version(out: Path, version: int | str | None, replace: bool) -> int:
+    versions = existing_versions(out)
+    if version == "next":  # a new version after the latest: TF Serving picks it up
+        return versions[-1] + 1 if versions else 1
     if version is not None and (isinstance(version, bool) or not isinstance(version, int)
                                 or version < 1):
         raise ValueError(
             f"Invalid value for argument `version`. Expected a positive integer. "
             f"Received: version={version!r}"
         )
-    versions = existing_versions(out)
     if version is None:
         if not versions:
             return 1

@@ -17,17 +17,15 @@ Masks follow the ``padding`` promise of :func:`keras_seq.ops.export_mode`:
 
 from __future__ import annotations
 
-import weakref
-
 import keras
 import tensorflow as tf
 
 from keras_seq import cells
 from keras_seq.ops import export_graph, export_padding
 
-
-# graph -> {id(mask): (mask, lengths)}: one lengths tensor per mask and graph (see _lengths).
-_LENGTHS: weakref.WeakKeyDictionary = weakref.WeakKeyDictionary()
+# Attribute of a graph: {id(mask): (mask, lengths)}, one lengths tensor per mask (_lengths).
+# Kept on the graph itself so that it lives and dies with it.
+_CACHE = "_keras_seq_mask_lengths"
 
 
 def _lengths(mask: tf.Tensor) -> tf.Tensor:
@@ -40,7 +38,11 @@ def _lengths(mask: tf.Tensor) -> tf.Tensor:
     """
     if tf.executing_eagerly():
         return tf.reduce_sum(tf.cast(mask, tf.int32), axis=1)
-    cache = _LENGTHS.setdefault(tf.compat.v1.get_default_graph(), {})
+    graph = tf.compat.v1.get_default_graph()
+    cache = getattr(graph, _CACHE, None)
+    if cache is None:
+        cache = {}
+        setattr(graph, _CACHE, cache)
     hit = cache.get(id(mask))
     if hit is None or hit[0] is not mask:
         hit = cache[id(mask)] = (mask, tf.reduce_sum(tf.cast(mask, tf.int32), axis=1))

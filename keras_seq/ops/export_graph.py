@@ -20,7 +20,18 @@ function       TFLite, builtins only                   ONNX via tf2onnx (opset >
                                                        rewriters (tanh, relu, sigmoid),
                                                        else ``Loop``
 any + ``mask`` ``WHILE`` loop of builtins, any batch   ``Loop`` (runs, not fused)
+any +          ``WHILE`` loop of builtins, any batch   the same native node as above, with
+``lengths``                                            ``sequence_lens``; ``go_backwards``
+                                                       adds ``ReverseSequence`` around it
+                                                       (a ``Bidirectional`` pair is merged
+                                                       into one ``direction="bidirectional"``
+                                                       node when both share one lengths
+                                                       tensor)
 =============  ======================================  =====================================
+
+``lengths`` is the right-padding form of a mask (``mask[b, t] = t < lengths[b]``), used by the
+layers inside ``export_mode(padding="right")``; the results equal Keras's for that mask
+exactly, including its rules for padded steps (see :func:`_keras_outputs`).
 
 Custom rewriters: :func:`keras_seq.ops.onnx_rewriters.onnx_custom_rewriters`, passed as
 tf2onnx's ``custom_rewriter`` argument.
@@ -101,6 +112,9 @@ def lstm(
         mask: optional ``[B, T]`` booleans; at a False step the states carry over and the
             output repeats the previous one (zeros with ``zero_output_for_mask``). A mask
             disables both fusions (plain loop).
+        lengths: optional int ``[B]``, instead of ``mask``: the mask ``t < lengths[b]``
+            (right padding), computed in tf2onnx's sequence-length form (native ONNX node with
+            ``sequence_lens``; no TFLite fusion). Same results as the equivalent mask.
         zero_output_for_mask: Keras's flag of the same name.
 
     Returns:
@@ -208,6 +222,7 @@ def gru(
             recurrent row 1) when ``reset_after`` else ``[3U]``, or ``None``.
         reset_after, go_backwards, return_sequences, mask, zero_output_for_mask: as in Keras;
             see :func:`lstm` for the mask semantics.
+        lengths: the right-padding form of ``mask`` (see :func:`lstm`).
 
     Returns:
         ``(outputs, h_T)``.
@@ -277,7 +292,7 @@ def simple_rnn(
         kernel: ``[D, U]``; recurrent_kernel: ``[U, U]``; bias: ``[U]`` or ``None``.
         activation: a name (``"tanh"``, ``"relu"``, ``"sigmoid"``, ``"linear"`` or any
             ``keras.activations`` name) or a callable on tensors.
-        go_backwards, return_sequences, mask, zero_output_for_mask: see :func:`lstm`.
+        go_backwards, return_sequences, mask, lengths, zero_output_for_mask: see :func:`lstm`.
 
     Returns:
         ``(outputs, h_T)``.
@@ -293,7 +308,15 @@ def simple_rnn(
         return h, [h]
 
     return _run_single_state(
-        step, x, h0, go_backwards, return_sequences, mask, lengths, zero_output_for_mask, "simple_rnn"
+        step,
+        x,
+        h0,
+        go_backwards,
+        return_sequences,
+        mask,
+        lengths,
+        zero_output_for_mask,
+        "simple_rnn",
     )
 
 

@@ -18,9 +18,13 @@ Pass them to tf2onnx::
 every graph, ``While`` bodies first: on a body the rewriter checks the step and records which
 body inputs hold ``x`` (a TensorList read once per step), the state, the output list and the
 weights, and that the new state is both written to the output list and returned as the next
-state (a masked step, which passes through ``Select``, is left alone). On the graph holding
+state. The sequence-length form (``export_graph``'s ``lengths=``, TensorFlow 1's
+``dynamic_rnn`` step: ``copy = GreaterEqual(t, lengths)``, next state
+``Select(copy, h, new)``, written output ``Select(copy, zeros, new)``) is accepted too and
+records the ``lengths`` input; a generic masked step is left alone. On the graph holding
 that ``While`` it replaces the loop by one node when the weights are constants, wiring
-``Y`` to the stacked outputs and ``Y_h`` to the final state. Anything else stays a ``Loop``.
+``Y`` to the stacked outputs, ``Y_h`` to the final state and ``lengths`` to
+``sequence_lens``. Anything else stays a ``Loop``.
 """
 
 from __future__ import annotations
@@ -226,7 +230,8 @@ def _loop_io(g, x_item, states: list, new_state) -> tuple[int, int, int, int | N
         if copy is None:
             return None
         selects = [
-            n for n in g.find_output_consumers(new_state.output[0])
+            n
+            for n in g.find_output_consumers(new_state.output[0])
             if n is not next_h and _copy_condition(n, None, new_state, state_select=False) is copy
         ]
         lengths = copy.inputs[1]
@@ -235,7 +240,9 @@ def _loop_io(g, x_item, states: list, new_state) -> tuple[int, int, int, int | N
         written = selects[0]
         seq_len_idx = g.input_names.index(lengths.output[0])
     # The (selected) new state must be what the loop writes to its output list.
-    writes = [n for n in g.find_output_consumers(written.output[0]) if n.type == "TensorListSetItem"]
+    writes = [
+        n for n in g.find_output_consumers(written.output[0]) if n.type == "TensorListSetItem"
+    ]
     if len(writes) != 1 or not writes[0].inputs[0].is_graph_input():
         return None
     return x_idx, h_idx, g.input_names.index(writes[0].input[0]), seq_len_idx
