@@ -9,8 +9,8 @@ H=128) it measures, in one process with the contenders alternated round by round
 * inference latency at batch 1 and batch 64: one call of a compiled ``tf.function`` wrapping
   ``model(x, training=False)`` on a tensor (torch: the module in ``inference_mode``);
 * training memory: the allocator's peak during one training step above what was live before
-  it (a subprocess with ``TF_CPU_ALLOCATOR_USE_BFC=true``, which makes TensorFlow's CPU
-  allocator count every tensor; TensorFlow contenders only).
+  it (one fresh subprocess per contender with ``TF_CPU_ALLOCATOR_USE_BFC=true``, which makes
+  TensorFlow's CPU allocator count every tensor; TensorFlow contenders only).
 
 Every figure is the median of ``--rounds`` measurements (default 7); ratios are taken
 between medians of the same run. Results go to ``benchmarks/results/speed.json`` and
@@ -37,6 +37,9 @@ from pathlib import Path
 
 os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "3")
 os.environ.setdefault("KERAS_BACKEND", "tensorflow")
+# torch's OpenMP threads spin at barriers by default; on 2 cores shared with other processes
+# (as here) a preempted spinner stalls every step, 10-50x. Passive waiting keeps it stable.
+os.environ.setdefault("OMP_WAIT_POLICY", "PASSIVE")
 
 import keras  # noqa: E402
 import numpy as np  # noqa: E402
@@ -218,31 +221,32 @@ def measure_inference(kind, shape, names, rounds, batch) -> dict:
     return {name: {**summary(s), "ms": 1e3 * statistics.median(s)} for name, s in times.items()}
 
 
-def measure_memory(shape: dict, kinds: list[str], repeats: int = 5) -> dict:
-    """Run in a subprocess with TF_CPU_ALLOCATOR_USE_BFC=true: MiB above the live set."""
-    out = {}
-    for kind in kinds:
-        out[kind] = {}
-        for name in ("keras_seq", "keras"):
-            step = train_step(name, kind, shape)
-            step()
-            step()
-            peaks = []
-            for _ in range(repeats):
-                tf.config.experimental.reset_memory_stats("CPU:0")
-                base = tf.config.experimental.get_memory_info("CPU:0")["current"]
-                step()
-                peaks.append((tf.config.experimental.get_memory_info("CPU:0")["peak"] - base)
-                             / 2**20)
-            out[kind][name] = {"mib": statistics.median(peaks), "samples": peaks}
-    return out
+def measure_memory(shape: dict, kind: str, contender: str, repeats: int = 5) -> dict:
+    """Peak MiB above the live set during one training step (median of ``repeats``).
+
+    Meant for a fresh process with ``TF_CPU_ALLOCATOR_USE_BFC=true``: TensorFlow's default
+    CPU allocator leaves tensors under 256 KiB out of its statistics, and per-step tensors
+    of a recurrent loop are that small.
+    """
+    step = train_step(contender, kind, shape)
+    step()
+    step()
+    peaks = []
+    for _ in range(repeats):
+        tf.config.experimental.reset_memory_stats("CPU:0")
+        base = tf.config.experimental.get_memory_info("CPU:0")["current"]
+        step()
+        peak = tf.config.experimental.get_memory_info("CPU:0")["peak"]
+        peaks.append((peak - base) / 2**20)
+    return {"mib": statistics.median(peaks), "samples": peaks}
 
 
-def memory_in_subprocess(shape: dict, kinds: list[str]) -> dict | None:
+def memory_in_subprocess(shape: dict, kind: str, contender: str) -> dict | None:
+    """:func:`measure_memory` in a fresh process, so contenders do not share allocator state."""
     env = {**os.environ, "TF_CPU_ALLOCATOR_USE_BFC": "true"}
-    args = [sys.executable, __file__, "--memory-worker", json.dumps({"shape": shape,
-                                                                      "kinds": kinds})]
-    done = subprocess.run(args, env=env, capture_output=True, text=True, check=False)
+    job = json.dumps({"shape": shape, "kind": kind, "contender": contender})
+    done = subprocess.run([sys.executable, __file__, "--memory-worker", job], env=env,
+                          capture_output=True, text=True, check=False)
     for line in done.stdout.splitlines():
         if line.startswith("MEMORY "):
             return json.loads(line[len("MEMORY "):])
@@ -276,7 +280,7 @@ def markdown(report: dict) -> str:
     ]
     for entry in report["results"]:
         t = entry["train"]
-        get = lambda n, k="seq_per_s": t.get(n, {}).get(k)  # noqa: E731
+        get = lambda n, k="seq_per_s", t=t: t.get(n, {}).get(k)  # noqa: E731
         lines.append(
             f"| {entry['label']} | {entry['kind']} | {fmt(get('keras_seq'))} | "
             f"{fmt(get('keras'))} | {fmt(get('torch'))} | "
@@ -295,7 +299,7 @@ def markdown(report: dict) -> str:
     ]
     for entry in report["results"]:
         for batch, inf in entry["infer"].items():
-            get = lambda n: inf.get(n, {}).get("ms")  # noqa: E731, B023
+            get = lambda n, inf=inf: inf.get(n, {}).get("ms")  # noqa: E731
             lines.append(
                 f"| {entry['label']} | {entry['kind']} | {batch} | {fmt(get('keras_seq'), '.2f')}"
                 f" | {fmt(get('keras'), '.2f')} | {fmt(get('torch'), '.2f')} | "
@@ -312,7 +316,7 @@ def markdown(report: dict) -> str:
         ]
         for entry in report["results"]:
             mem = entry.get("memory")
-            if mem:
+            if mem and mem.get("keras_seq") and mem.get("keras"):
                 ours, theirs = mem["keras_seq"]["mib"], mem["keras"]["mib"]
                 lines.append(f"| {entry['label']} | {entry['kind']} | {ours:.1f} | "
                              f"{theirs:.1f} | {ratio(ours, theirs):.2f} |")
@@ -332,7 +336,8 @@ def main(argv=None) -> dict:
 
     if args.memory_worker:
         job = json.loads(args.memory_worker)
-        print("MEMORY " + json.dumps(measure_memory(job["shape"], job["kinds"])))
+        result = measure_memory(job["shape"], job["kind"], job["contender"])
+        print("MEMORY " + json.dumps(result))
         return {}
 
     kinds = [k for k in args.kinds.split(",") if k]
@@ -343,9 +348,6 @@ def main(argv=None) -> dict:
     print(f"sgemm peak {report['sgemm']['peak']:.0f} GFLOP/s; contenders {names}", flush=True)
     for shape in shapes:
         label = "B={batch} T={steps} I={features} H={units}".format(**shape)
-        memory = None
-        if not (args.quick or args.no_memory):
-            memory = memory_in_subprocess(shape, kinds)
         for kind in kinds:
             entry = {"label": label, "shape": shape, "kind": kind}
             entry["train"] = measure_training(kind, shape, names, rounds,
@@ -354,7 +356,10 @@ def main(argv=None) -> dict:
                 str(batch): measure_inference(kind, shape, names, rounds, batch)
                 for batch in (1, 64)
             }
-            entry["memory"] = None if memory is None else memory.get(kind)
+            entry["memory"] = None
+            if not (args.quick or args.no_memory):
+                entry["memory"] = {n: memory_in_subprocess(shape, kind, n)
+                                   for n in ("keras_seq", "keras")}
             report["results"].append(entry)
             t = entry["train"]
             print(f"{label} {kind}: train seq/s "

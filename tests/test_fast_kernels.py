@@ -136,21 +136,21 @@ def test_fused_equals_generic_runner(kind, rng, monkeypatch):
     assert_close(fused_g, generic_g, GRAD_TOL)
 
 
-def _kernel_call(cell, xt, init, recurrent_mask, training):
-    """Call the fused kernel of ``cell`` directly on time-major inputs."""
+def _kernel_call(cell, x, init, recurrent_mask, training):
+    """Call the fused kernel of ``cell`` directly."""
     kernel, recurrent = cell.kernel.value, cell.recurrent_kernel.value
     bias = None if cell.bias is None else cell.bias.value
     options = {"recurrent_mask": recurrent_mask, "return_sequences": True, "training": training}
     if isinstance(cell, cells.LSTMCell):
-        outputs, h, c = fast_lstm.lstm(xt, kernel, bias, recurrent, *init, **options)
+        outputs, h, c = fast_lstm.lstm(x, kernel, bias, recurrent, *init, **options)
         return [outputs, h, c]
     if isinstance(cell, cells.GRUCell):
         input_bias, recurrent_bias = _fast._gru_biases(cell)
-        outputs, h = fast_gru.gru(xt, kernel, input_bias, recurrent, *init,
+        outputs, h = fast_gru.gru(x, kernel, input_bias, recurrent, *init,
                                   recurrent_bias=recurrent_bias, reset_after=cell.reset_after,
                                   **options)
         return [outputs, h]
-    outputs, h = fast_rnn.simple_rnn(xt, kernel, bias, recurrent, *init, **options)
+    outputs, h = fast_rnn.simple_rnn(x, kernel, bias, recurrent, *init, **options)
     return [outputs, h]
 
 
@@ -180,7 +180,7 @@ def test_recurrent_dropout_mask_equals_cell_step(kind, training, rng):
         return [tf.transpose(outputs, [1, 0, 2]), *states]
 
     def fused_kernel():
-        return _kernel_call(cell, tf.transpose(x, [1, 0, 2]), init, dropped, training)
+        return _kernel_call(cell, x, init, dropped, training)  # outputs time-major
 
     want_y, want_g = grads(generic)
     got_y, got_g = grads(fused_kernel)

@@ -49,27 +49,25 @@ def fast_level(
         "keep": keep,
         "recurrent_mask": recurrent_mask,
         "return_sequences": return_sequences,
+        "go_backwards": go_backwards,
         "training": bool(training),
     }
-    xt = tf.transpose(x, [1, 0, 2])  # (T, B, D)
-    if go_backwards:
-        xt = tf.reverse(xt, [0])
     kernel, recurrent_kernel = _tensor(cell.kernel), _tensor(cell.recurrent_kernel)
     if isinstance(cell, cells.LSTMCell):
         outputs, h, c = fast_lstm.lstm(
-            xt, kernel, _tensor(cell.bias), recurrent_kernel, states[0], states[1], **options
+            x, kernel, _tensor(cell.bias), recurrent_kernel, states[0], states[1], **options
         )
         final_states = [h, c]
     elif isinstance(cell, cells.GRUCell):
         bias, recurrent_bias = _gru_biases(cell)
         outputs, h = fast_gru.gru(
-            xt, kernel, bias, recurrent_kernel, states[0], recurrent_bias=recurrent_bias,
+            x, kernel, bias, recurrent_kernel, states[0], recurrent_bias=recurrent_bias,
             reset_after=cell.reset_after, **options,
         )
         final_states = [h]
     else:
         outputs, h = fast_rnn.simple_rnn(
-            xt, kernel, _tensor(cell.bias), recurrent_kernel, states[0],
+            x, kernel, _tensor(cell.bias), recurrent_kernel, states[0],
             activation=keras.activations.serialize(cell.activation), **options,
         )
         final_states = [h]

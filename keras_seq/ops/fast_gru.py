@@ -47,13 +47,14 @@ def gru(
     keep: tf.Tensor | None = None,
     recurrent_mask: tf.Tensor | None = None,
     return_sequences: bool = False,
+    go_backwards: bool = False,
     training: bool = True,
     engine: str | None = None,
 ) -> tuple[tf.Tensor | None, tf.Tensor]:
     """Run a standard GRU (sigmoid gates, tanh candidate) over a whole sequence.
 
     Args:
-        inputs: ``x [T, B, D]`` (time-major).
+        inputs: ``x [B, T, D]``.
         kernel: ``W [D, 3U]``; bias: input-side ``b [3U]`` (see above) or None;
             recurrent_kernel: ``R [U, 3U]`` (Keras's layout, gates z, r, h).
         h0: ``[B, U]`` initial state.
@@ -84,23 +85,25 @@ def gru(
             (h,), _, outputs = fused.forward(
                 x, [w], [b], [h0],
                 _xla_inner(r, extra, reset_after, mask, recurrent_mask, return_sequences),
-                return_sequences=return_sequences, chunk=fused.INFERENCE_CHUNK)
+                return_sequences=return_sequences, go_backwards=go_backwards,
+                chunk=fused.INFERENCE_CHUNK)
             saved = None
         else:
             (h,), saved, outputs = forward(x, w, b, r, extra, h0, mask, recurrent_mask,
-                                           training, return_sequences)
+                                           training, return_sequences, go_backwards)
 
         def grad(*upstream):
             stored = saved
             if not training:  # the inference-mode forward kept nothing: run it again
-                stored = forward(x, w, b, r, extra, h0, mask, recurrent_mask, True, False)[1]
+                stored = forward(x, w, b, r, extra, h0, mask, recurrent_mask, True, False,
+                                 go_backwards)[1]
             d_outputs = upstream[0] if return_sequences else None
             rs = tf.split(r, GATES, axis=1)
             inner = backward(rs, stored, mask, recurrent_mask, d_outputs, n_extra > 0)
             totals = [tf.zeros_like(v) for v in rs + list(extra)]
             dx, d_ws, d_bs, totals, (dh0,) = fused.backward(
                 x, tf.split(w, GATES, axis=1), n_bias > 0,
-                [fused.state_gradient(upstream[-1], h)], totals, inner)
+                [fused.state_gradient(upstream[-1], h)], totals, inner, go_backwards=go_backwards)
             d_bias = [tf.concat(d_bs, 0)] if n_bias else []
             return (dx, tf.concat(d_ws, 1), *d_bias, tf.concat(totals[:GATES], 1),
                     *totals[GATES:], dh0)
@@ -113,7 +116,7 @@ def gru(
 
 
 # -- graph engine: one tensor per gate ---------------------------------------------------------
-def _run_forward(x, w, b, h0, store, return_sequences, saved_gates, cell):
+def _run_forward(x, w, b, h0, store, return_sequences, go_backwards, saved_gates, cell):
     """Chunked forward loop; ``cell(t, [p_z, p_r, p_h] at t, h) -> (h_new, activations)``."""
     collect = store or return_sequences
 
@@ -142,10 +145,11 @@ def _run_forward(x, w, b, h0, store, return_sequences, saved_gates, cell):
     ws = tf.split(w, GATES, axis=1)
     bs = [None] * GATES if b is None else tf.split(b, GATES)
     return fused.forward(x, ws, bs, [h0], inner, return_sequences=return_sequences,
-                         saved_count=saved_gates + 1 if store else 0)
+                         go_backwards=go_backwards, saved_count=saved_gates + 1 if store else 0)
 
 
-def _forward_after(x, w, b, r, extra, h0, mask, recurrent_mask, store, return_sequences):
+def _forward_after(x, w, b, r, extra, h0, mask, recurrent_mask, store, return_sequences,
+                   go_backwards):
     r_z, r_r, r_h = tf.split(r, GATES, axis=1)
 
     def cell(t, ps, h):
@@ -159,10 +163,11 @@ def _forward_after(x, w, b, r, extra, h0, mask, recurrent_mask, store, return_se
         n = tf.tanh(p_h + r * q)
         return mask.carry(t, n + z * (h - n), h), (z, r, q, n)
 
-    return _run_forward(x, w, b, h0, store, return_sequences, 4, cell)
+    return _run_forward(x, w, b, h0, store, return_sequences, go_backwards, 4, cell)
 
 
-def _forward_before(x, w, b, r, extra, h0, mask, recurrent_mask, store, return_sequences):
+def _forward_before(x, w, b, r, extra, h0, mask, recurrent_mask, store, return_sequences,
+                    go_backwards):
     r_z, r_r, r_h = tf.split(r, GATES, axis=1)
 
     def cell(t, ps, h):
@@ -173,7 +178,7 @@ def _forward_before(x, w, b, r, extra, h0, mask, recurrent_mask, store, return_s
         n = tf.tanh(p_h + tf.linalg.matmul(r * hr, r_h))
         return mask.carry(t, n + z * (h - n), h), (z, r, n)
 
-    return _run_forward(x, w, b, h0, store, return_sequences, 3, cell)
+    return _run_forward(x, w, b, h0, store, return_sequences, go_backwards, 3, cell)
 
 
 def _backward_after(rs, saved, mask, recurrent_mask, d_outputs, has_extra):

@@ -43,13 +43,14 @@ def lstm(
     keep: tf.Tensor | None = None,
     recurrent_mask: tf.Tensor | None = None,
     return_sequences: bool = False,
+    go_backwards: bool = False,
     training: bool = True,
     engine: str | None = None,
 ) -> tuple[tf.Tensor | None, tf.Tensor, tf.Tensor]:
     """Run a standard LSTM (sigmoid gates, tanh) over a whole sequence.
 
     Args:
-        inputs: ``x [T, B, D]`` (time-major).
+        inputs: ``x [B, T, D]``.
         kernel: ``W [D, 4U]``; bias: ``b [4U]`` or None; recurrent_kernel: ``R [U, 4U]``
             (Keras's layout, gates i, f, c, o).
         h0, c0: ``[B, U]`` initial states.
@@ -80,17 +81,18 @@ def lstm(
         if engine == "xla":
             (h, c), _, outputs = fused.forward(
                 x, [w], [b], [h0, c0], _xla_inner(r, mask, recurrent_mask, return_sequences),
-                return_sequences=return_sequences, chunk=fused.INFERENCE_CHUNK)
+                return_sequences=return_sequences, go_backwards=go_backwards,
+                chunk=fused.INFERENCE_CHUNK)
             saved = None
         else:
             (h, c), saved, outputs = _graph_forward(x, w, b, r, h0, c0, mask, recurrent_mask,
-                                                    training, return_sequences)
+                                                    training, return_sequences, go_backwards)
 
         def grad(*upstream):
             stored = saved
             if not training:  # the inference-mode forward kept nothing: run it again
                 stored = _graph_forward(x, w, b, r, h0, c0, mask, recurrent_mask, True,
-                                        False)[1]
+                                        False, go_backwards)[1]
             d_outputs = upstream[0] if return_sequences else None
             d_states = [fused.state_gradient(upstream[-2], h),
                         fused.state_gradient(upstream[-1], c)]
@@ -98,7 +100,7 @@ def lstm(
             inner = _graph_backward(rs, stored, mask, recurrent_mask, d_outputs)
             dx, d_ws, d_bs, d_rs, (dh0, dc0) = fused.backward(
                 x, tf.split(w, GATES, axis=1), n_bias > 0, d_states,
-                [tf.zeros_like(r) for r in rs], inner)
+                [tf.zeros_like(r) for r in rs], inner, go_backwards=go_backwards)
             d_bias = [tf.concat(d_bs, 0)] if n_bias else []
             return (dx, tf.concat(d_ws, 1), *d_bias, tf.concat(d_rs, 1), dh0, dc0)
 
@@ -110,7 +112,8 @@ def lstm(
 
 
 # -- graph engine: one tensor per gate ---------------------------------------------------------
-def _graph_forward(x, w, b, r, h0, c0, mask, recurrent_mask, store, return_sequences):
+def _graph_forward(x, w, b, r, h0, c0, mask, recurrent_mask, store, return_sequences,
+                   go_backwards):
     r_i, r_f, r_c, r_o = tf.split(r, GATES, axis=1)
     collect = store or return_sequences
 
@@ -150,7 +153,7 @@ def _graph_forward(x, w, b, r, h0, c0, mask, recurrent_mask, store, return_seque
     ws = tf.split(w, GATES, axis=1)
     bs = [None] * GATES if b is None else tf.split(b, GATES)
     return fused.forward(x, ws, bs, [h0, c0], inner, return_sequences=return_sequences,
-                         saved_count=GATES + 2 if store else 0)
+                         go_backwards=go_backwards, saved_count=GATES + 2 if store else 0)
 
 
 def _graph_backward(rs, saved, mask, recurrent_mask, d_outputs):

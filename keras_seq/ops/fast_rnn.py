@@ -35,13 +35,14 @@ def simple_rnn(
     keep: tf.Tensor | None = None,
     recurrent_mask: tf.Tensor | None = None,
     return_sequences: bool = False,
+    go_backwards: bool = False,
     training: bool = True,
     engine: str | None = None,
 ) -> tuple[tf.Tensor | None, tf.Tensor]:
     """Run an Elman RNN over a whole sequence.
 
     Args:
-        inputs: ``x [T, B, D]`` (time-major).
+        inputs: ``x [B, T, D]``.
         kernel: ``W [D, U]``; bias: ``b [U]`` or None; recurrent_kernel: ``R [U, U]``.
         h0: ``[B, U]`` initial state.
         activation: a key of :data:`ACTIVATIONS`.
@@ -66,22 +67,23 @@ def simple_rnn(
             inner = _xla_inner(r, activation, mask, recurrent_mask, return_sequences)
             (h,), _, outputs = fused.forward(x, [w], [b], [h0], inner,
                                              return_sequences=return_sequences,
+                                             go_backwards=go_backwards,
                                              chunk=fused.INFERENCE_CHUNK)
             saved = None
         else:
             (h,), saved, outputs = _forward(x, w, b, r, h0, activation, mask, recurrent_mask,
-                                            training, return_sequences)
+                                            training, return_sequences, go_backwards)
 
         def grad(*upstream):
             stored = saved
             if not training:  # the inference-mode forward kept nothing: run it again
                 stored = _forward(x, w, b, r, h0, activation, mask, recurrent_mask, True,
-                                  False)[1]
+                                  False, go_backwards)[1]
             d_outputs = upstream[0] if return_sequences else None
             inner = _backward(r, stored, activation, mask, recurrent_mask, d_outputs)
             dx, (d_w,), d_bs, (d_r,), (dh0,) = fused.backward(
                 x, [w], n_bias > 0, [fused.state_gradient(upstream[-1], h)],
-                [tf.zeros_like(r)], inner)
+                [tf.zeros_like(r)], inner, go_backwards=go_backwards)
             return (dx, d_w, *d_bs, d_r, dh0)
 
         return ((outputs, h) if return_sequences else h), grad
@@ -91,7 +93,8 @@ def simple_rnn(
     return tuple(results) if return_sequences else (None, results)
 
 
-def _forward(x, w, b, r, h0, activation, mask, recurrent_mask, store, return_sequences):
+def _forward(x, w, b, r, h0, activation, mask, recurrent_mask, store, return_sequences,
+             go_backwards):
     act = ACTIVATIONS[activation][0]
     collect = store or return_sequences
 
@@ -112,7 +115,7 @@ def _forward(x, w, b, r, h0, activation, mask, recurrent_mask, store, return_seq
         return [h], (stacked if store else []), outputs
 
     return fused.forward(x, [w], [b], [h0], inner, return_sequences=return_sequences,
-                         saved_count=1 if store else 0)
+                         go_backwards=go_backwards, saved_count=1 if store else 0)
 
 
 def _backward(r, saved, activation, mask, recurrent_mask, d_outputs):

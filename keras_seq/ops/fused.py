@@ -1,9 +1,11 @@
 """Shared machinery of the fused recurrent kernels (:mod:`fast_lstm`, :mod:`fast_gru`,
 :mod:`fast_rnn`).
 
-A fused kernel runs one recurrent level over time-major inputs ``x [T, B, D]``. Time is cut
-into chunks of :func:`chunk_size` steps. Per chunk, the forward pass projects the chunk's
-inputs with one large GEMM (``P = x W + b`` over ``n*B`` rows), then an *inner loop* runs the
+A fused kernel runs one recurrent level over inputs ``x [B, T, D]`` (processed in reverse
+time with ``go_backwards``). Time is cut into chunks of :func:`chunk_size` steps. Per chunk,
+the forward pass takes the chunk's inputs time-major (a chunk-sized copy: the whole sequence
+is never transposed, which would stay alive until the backward pass), projects them with one
+large GEMM (``P = x W + b`` over ``n*B`` rows), then an *inner loop* runs the
 chunk's steps and returns the activations its backward pass needs, stacked per chunk. The
 backward pass (``tf.custom_gradient``) walks the chunks in reverse: an inner loop that carries
 only ``dh`` (and ``dc``) and does one small GEMM per step, then the chunk's weight and input
@@ -37,8 +39,8 @@ UNROLL = 4
 # Chunks: at least MIN_CHUNK steps, at most about T / CHUNKS steps. A chunk's projections,
 # backward factors and dZ are alive at once, so memory grows with the chunk; the chunk's GEMMs
 # have n * B rows, so speed wants it large.
-MIN_CHUNK = 16
-CHUNKS = 16
+MIN_CHUNK = 8
+CHUNKS = 32
 # Chunks in flight at once: 2 lets the next chunk's projection and the previous chunk's
 # gradient GEMMs overlap the current chunk's loop without holding every chunk's temporaries.
 CHUNKS_IN_FLIGHT = 2
@@ -169,6 +171,17 @@ def chunk_store(steps, like: tf.Tensor | None = None, dtype=tf.float32, minimum=
 
 
 # -- the two halves of a level ---------------------------------------------------------------
+PRE = False
+
+
+def chunk_inputs(x: tf.Tensor, start, stop, go_backwards: bool) -> tf.Tensor:
+    """Processing steps ``start .. stop-1`` of ``x [B, T, D]``, time-major ``[n, B, D]``."""
+    if not go_backwards:
+        return tf.transpose(x[:, start:stop], [1, 0, 2])
+    steps = tf.shape(x)[1]
+    return tf.reverse(tf.transpose(x[:, steps - stop:steps - start], [1, 0, 2]), [0])
+
+
 def forward(
     x: tf.Tensor,
     kernels: Sequence[tf.Tensor],
@@ -177,6 +190,7 @@ def forward(
     inner: Callable,
     *,
     return_sequences: bool,
+    go_backwards: bool = False,
     saved_count: int = 0,
     chunk: int | None = None,
 ):
@@ -185,13 +199,18 @@ def forward(
     ``inner(ps, states, start, stop) -> (states, saved, outputs)`` runs one chunk, with
     ``ps`` the chunk's projections ``[n, B, W_g]``, ``saved`` ``saved_count`` tensors for the
     backward pass (or none) and ``outputs`` the chunk's ``[n, B, U]`` outputs (or None).
-    ``chunk`` overrides :data:`MIN_CHUNK`.
+    ``go_backwards`` processes time in reverse; ``chunk`` overrides :data:`MIN_CHUNK`.
 
     Returns ``(final_states, saved, outputs)``: ``saved`` a :class:`Saved` (chunks read back
-    without a copy), ``outputs [T, B, U]`` when ``return_sequences``.
+    without a copy), ``outputs [T, B, U]`` time-major in processing order when
+    ``return_sequences``.
     """
-    steps = tf.shape(x)[0]
+    steps = tf.shape(x)[1]
     like, n_states = states[0], len(states)
+    if PRE:
+        xt = tf.transpose(x, [1, 0, 2])
+        if go_backwards:
+            xt = tf.reverse(xt, [0])
     saved = [chunk_store(steps, dtype=x.dtype, minimum=chunk) for _ in range(saved_count)]
     outputs = [chunk_store(steps, like, minimum=chunk)] if return_sequences else []
 
@@ -199,7 +218,7 @@ def forward(
 
     def body(k, start, stop, carry):
         current, stores = list(carry[:n_states]), carry[n_states:]
-        ps = project(x[start:stop], kernels, biases)
+        ps = project(xt[start:stop] if PRE else chunk_inputs(x, start, stop, go_backwards), kernels, biases)
         current, chunk_saved, chunk_outputs = inner(ps, current, start, stop)
         shapes[:] = [tf.TensorShape([None]).concatenate(v.shape[1:]) for v in chunk_saved]
         written = [s.write(k, v) for s, v in zip(stores[:saved_count], chunk_saved, strict=True)]
@@ -212,7 +231,7 @@ def forward(
     result = None
     if return_sequences:
         result = stores.pop().concat()
-        result.set_shape(x.shape[:2].concatenate(like.shape[-1:]))
+        result.set_shape([x.shape[1], x.shape[0], like.shape[-1]])
     return final, Saved(stores, shapes), result
 
 
@@ -236,6 +255,8 @@ def backward(
     d_states: Sequence[tf.Tensor],
     totals: Sequence[tf.Tensor],
     inner: Callable,
+    *,
+    go_backwards: bool = False,
 ):
     """Chunked backward pass.
 
@@ -244,10 +265,14 @@ def backward(
     ``recurrent_grads`` the chunk's contributions to the gradients listed in ``totals``
     (recurrent kernels and any extra weights, same shapes).
 
-    Returns ``(dx [T, B, D], d_kernels, d_biases, totals, d_initial_states)``.
+    Returns ``(dx [B, T, D], d_kernels, d_biases, totals, d_initial_states)``.
     """
-    steps = tf.shape(x)[0]
+    steps = tf.shape(x)[1]
     wts = transposed(kernels)
+    if PRE:
+        xt = tf.transpose(x, [1, 0, 2])
+        if go_backwards:
+            xt = tf.reverse(xt, [0])
     n_states, n_totals = len(d_states), len(totals)
     sums = [tf.zeros_like(w) for w in kernels]
     sums += [tf.zeros_like(w[0]) for w in kernels] if has_bias else []
@@ -256,16 +281,20 @@ def backward(
         d_states, dxs = carry[:n_states], carry[n_states]
         totals, sums = carry[n_states + 1:n_states + 1 + n_totals], carry[n_states + 1 + n_totals:]
         d_states, dzs, recurrent_grads = inner(k, start, stop, list(d_states))
-        d_ws, d_bs, dx = input_gradients(x[start:stop], wts, dzs, has_bias)
+        d_ws, d_bs, dx = input_gradients(xt[start:stop] if PRE else chunk_inputs(x, start, stop, go_backwards), wts, dzs,
+                                         has_bias)
         return (*d_states, dxs.write(k, dx), *add(totals, recurrent_grads),
                 *add(sums, d_ws + d_bs))
 
-    carry = chunk_loop(steps, body, (*d_states, chunk_store(steps, x[0]), *totals, *sums),
+    carry = chunk_loop(steps, body, (*d_states, chunk_store(steps, x[:, 0]), *totals, *sums),
                        reverse=True)
     d_states, dxs = list(carry[:n_states]), carry[n_states]
     totals, sums = list(carry[n_states + 1:n_states + 1 + n_totals]), list(
         carry[n_states + 1 + n_totals:])
-    dx = dxs.concat()
+    dx = dxs.concat()  # (T, B, D) in processing order; pruned when nothing needs it
+    if go_backwards:
+        dx = tf.reverse(dx, [0])
+    dx = tf.transpose(dx, [1, 0, 2])
     dx.set_shape(x.shape)
     n_kernels = len(kernels)
     return dx, sums[:n_kernels], sums[n_kernels:], totals, d_states
