@@ -138,3 +138,19 @@ def test_multiworker_two_processes_end_with_identical_weights(tmp_path):
     assert len(a) == len(b) > 0
     for x, y in zip(a, b):
         np.testing.assert_array_equal(x, y)
+
+
+def test_default_run_dir_resumes_an_unfinished_run_with_the_same_settings(tmp_path):
+    from keras_seq.training import recipes, runner
+
+    recipe = recipes.load("dates")
+    fresh = runner.resolve_run_dir(recipe, None, root=tmp_path)
+    assert fresh.parent == tmp_path / "dates"
+    killed = tmp_path / "dates" / "20260101-000000"
+    (killed / runner.BACKUP).mkdir(parents=True)
+    (killed / "config.json").write_text(json.dumps({**recipe, "seed": 0}))
+    assert runner.resolve_run_dir(recipe, None, root=tmp_path) == killed
+    changed = recipes.apply_overrides(recipe, ["units=7"])
+    assert runner.resolve_run_dir(changed, None, root=tmp_path) != killed
+    (killed / "metrics.json").write_text("{}")  # finished: never resumed
+    assert runner.resolve_run_dir(recipe, None, root=tmp_path) != killed

@@ -3,9 +3,7 @@
 
 A fused kernel runs one recurrent level over inputs ``x [B, T, D]`` (processed in reverse
 time with ``go_backwards``). Time is cut into chunks of :func:`chunk_size` steps. Per chunk,
-the forward pass takes the chunk's inputs time-major (a chunk-sized copy: the whole sequence
-is never transposed, which would stay alive until the backward pass), projects them with one
-large GEMM (``P = x W + b`` over ``n*B`` rows), then an *inner loop* runs the
+the forward pass projects the chunk's inputs with one large GEMM (``P = x W + b`` over ``n*B`` rows), then an *inner loop* runs the
 chunk's steps and returns the activations its backward pass needs, stacked per chunk. The
 backward pass (``tf.custom_gradient``) walks the chunks in reverse: an inner loop that carries
 only ``dh`` (and ``dc``) and does one small GEMM per step, then the chunk's weight and input
@@ -171,15 +169,10 @@ def chunk_store(steps, like: tf.Tensor | None = None, dtype=tf.float32, minimum=
 
 
 # -- the two halves of a level ---------------------------------------------------------------
-PRE = False
-
-
-def chunk_inputs(x: tf.Tensor, start, stop, go_backwards: bool) -> tf.Tensor:
-    """Processing steps ``start .. stop-1`` of ``x [B, T, D]``, time-major ``[n, B, D]``."""
-    if not go_backwards:
-        return tf.transpose(x[:, start:stop], [1, 0, 2])
-    steps = tf.shape(x)[1]
-    return tf.reverse(tf.transpose(x[:, steps - stop:steps - start], [1, 0, 2]), [0])
+def time_major(x: tf.Tensor, go_backwards: bool) -> tf.Tensor:
+    """``x [B, T, D] -> [T, B, D]`` in processing order (reversed with ``go_backwards``)."""
+    xt = tf.transpose(x, [1, 0, 2])
+    return tf.reverse(xt, [0]) if go_backwards else xt
 
 
 def forward(
@@ -207,10 +200,7 @@ def forward(
     """
     steps = tf.shape(x)[1]
     like, n_states = states[0], len(states)
-    if PRE:
-        xt = tf.transpose(x, [1, 0, 2])
-        if go_backwards:
-            xt = tf.reverse(xt, [0])
+    xt = time_major(x, go_backwards)
     saved = [chunk_store(steps, dtype=x.dtype, minimum=chunk) for _ in range(saved_count)]
     outputs = [chunk_store(steps, like, minimum=chunk)] if return_sequences else []
 
@@ -218,7 +208,7 @@ def forward(
 
     def body(k, start, stop, carry):
         current, stores = list(carry[:n_states]), carry[n_states:]
-        ps = project(xt[start:stop] if PRE else chunk_inputs(x, start, stop, go_backwards), kernels, biases)
+        ps = project(xt[start:stop], kernels, biases)
         current, chunk_saved, chunk_outputs = inner(ps, current, start, stop)
         shapes[:] = [tf.TensorShape([None]).concatenate(v.shape[1:]) for v in chunk_saved]
         written = [s.write(k, v) for s, v in zip(stores[:saved_count], chunk_saved, strict=True)]
@@ -269,10 +259,7 @@ def backward(
     """
     steps = tf.shape(x)[1]
     wts = transposed(kernels)
-    if PRE:
-        xt = tf.transpose(x, [1, 0, 2])
-        if go_backwards:
-            xt = tf.reverse(xt, [0])
+    xt = time_major(x, go_backwards)
     n_states, n_totals = len(d_states), len(totals)
     sums = [tf.zeros_like(w) for w in kernels]
     sums += [tf.zeros_like(w[0]) for w in kernels] if has_bias else []
@@ -281,8 +268,7 @@ def backward(
         d_states, dxs = carry[:n_states], carry[n_states]
         totals, sums = carry[n_states + 1:n_states + 1 + n_totals], carry[n_states + 1 + n_totals:]
         d_states, dzs, recurrent_grads = inner(k, start, stop, list(d_states))
-        d_ws, d_bs, dx = input_gradients(xt[start:stop] if PRE else chunk_inputs(x, start, stop, go_backwards), wts, dzs,
-                                         has_bias)
+        d_ws, d_bs, dx = input_gradients(xt[start:stop], wts, dzs, has_bias)
         return (*d_states, dxs.write(k, dx), *add(totals, recurrent_grads),
                 *add(sums, d_ws + d_bs))
 

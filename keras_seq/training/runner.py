@@ -25,10 +25,22 @@ from keras_seq.training.builders import build_model, compile_model
 BACKUP = "backup"
 
 
-def resolve_run_dir(recipe: dict[str, Any], run_dir: str | None) -> Path:
+def resolve_run_dir(recipe: dict[str, Any], run_dir: str | None, root: str = "runs") -> Path:
+    """``run_dir``; by default ``runs/<recipe>/<timestamp>/``, except that an unfinished run
+    of the same recipe and settings (killed before writing metrics.json) is resumed."""
     if run_dir:
         return Path(run_dir)
-    return Path("runs") / recipe["name"] / time.strftime("%Y%m%d-%H%M%S")
+    base = Path(root) / recipe["name"]
+    for candidate in sorted(base.glob("*/"), reverse=True):
+        if (candidate / BACKUP).is_dir() and not (candidate / "metrics.json").exists():
+            try:
+                previous = json.loads((candidate / "config.json").read_text())
+            except (OSError, ValueError):
+                continue
+            if {k: previous.get(k) for k in recipe} == recipe:
+                print(f"Resuming the unfinished run {candidate}")
+                return candidate
+    return base / time.strftime("%Y%m%d-%H%M%S")
 
 
 def load_splits(recipe: dict[str, Any], *, data_dir, seed: int, test_data=None):
