@@ -1,9 +1,10 @@
 """Fused kernels (keras_seq.ops.fast_*) equal the generic runner and keras.layers.
 
-Every fused path is checked: the training kernel (``training=True``, custom gradient), the
-inference forward on the graph engine and on the XLA engine (``training=False``; its gradient
-reruns the forward pass). Chunks are made tiny so a sequence spans several chunks, the last
-one partial, and each chunk has an unrolled block and a remainder.
+Every fused path is checked on both engines (graph and XLA): the training kernel
+(``training=True``, activations stored by the forward pass) and the inference forward
+(``training=False``; its gradient reruns the forward pass, storing). Chunks are made tiny so
+a sequence spans several chunks, the last one partial, and each chunk has an unrolled block
+and a remainder.
 """
 
 import keras
@@ -28,7 +29,7 @@ KINDS = {
     "simple_rnn": (layers.SimpleRNN, keras.layers.SimpleRNN, {}),
     "simple_rnn_relu": (layers.SimpleRNN, keras.layers.SimpleRNN, {"activation": "relu"}),
 }
-PATHS = ["train", "infer_graph", "infer_xla"]
+PATHS = ["train_graph", "train_xla", "infer_graph", "infer_xla"]
 
 
 @pytest.fixture(autouse=True)
@@ -95,19 +96,36 @@ def assert_close(got, want, tol):
         np.testing.assert_allclose(g, w, atol=tol, rtol=tol)
 
 
-def run_path(path, layer, x, init, mask, monkeypatch):
-    if path == "infer_graph":
-        monkeypatch.setattr(fused, "XLA_MAX_STEP_ELEMENTS", 0)
-    if path == "infer_xla" and not fused.xla_available():
+def use_engine(name, monkeypatch):
+    """Make every fused pass (training and inference) run on one engine."""
+    if name == "xla" and not fused.xla_available():
         pytest.skip("this TensorFlow build cannot JIT-compile on CPU")
-    return outputs_and_grads(layer, x, init, mask, training=path == "train")
+    big = 1 << 30
+    monkeypatch.setattr(fused, "XLA_MAX_TRAIN_WIDTH", big if name == "xla" else 0)
+    monkeypatch.setattr(fused, "XLA_MAX_STEP_ELEMENTS", big if name == "xla" else 0)
+
+
+def run_path(path, layer, x, init, mask, monkeypatch):
+    mode, engine = path.split("_")
+    use_engine(engine, monkeypatch)
+    return outputs_and_grads(layer, x, init, mask, training=mode == "train")
 
 
 @pytest.mark.parametrize("path", PATHS)
 @pytest.mark.parametrize("masked", [False, True], ids=["nomask", "mask"])
 @pytest.mark.parametrize("direction", ["sequences_forward", "last_backwards"])
-@pytest.mark.parametrize("kind", KINDS)
+@pytest.mark.parametrize("kind", [k for k in KINDS if "no_bias" not in k])
 def test_fused_equals_keras(kind, direction, masked, path, rng, monkeypatch, taken):
+    check_against_keras(kind, direction, masked, path, rng, monkeypatch, taken)
+
+
+@pytest.mark.parametrize("path", ["train_graph", "infer_xla"])
+@pytest.mark.parametrize("kind", ["lstm_no_bias", "gru_no_bias"])
+def test_fused_without_bias_equals_keras(kind, path, rng, monkeypatch, taken):
+    check_against_keras(kind, "sequences_forward", True, path, rng, monkeypatch, taken)
+
+
+def check_against_keras(kind, direction, masked, path, rng, monkeypatch, taken):
     sequences = direction == "sequences_forward"
     ours, reference = twins(
         kind, return_sequences=sequences, go_backwards=not sequences, return_state=True
@@ -123,8 +141,10 @@ def test_fused_equals_keras(kind, direction, masked, path, rng, monkeypatch, tak
     assert_close(got_g, want_g, GRAD_TOL)
 
 
+@pytest.mark.parametrize("engine", ["graph", "xla"])
 @pytest.mark.parametrize("kind", ["lstm", "gru", "gru_cho", "simple_rnn"])
-def test_fused_equals_generic_runner(kind, rng, monkeypatch):
+def test_fused_equals_generic_runner(kind, engine, rng, monkeypatch):
+    use_engine(engine, monkeypatch)
     ours, _ = twins(kind, return_sequences=True, return_state=True)
     x = tf.constant(rng.normal(size=(B, T, D)).astype("float32"))
     init = [tf.constant(rng.normal(size=(B, U)).astype("float32"))
@@ -154,10 +174,12 @@ def _kernel_call(cell, x, init, recurrent_mask, training):
     return [outputs, h]
 
 
+@pytest.mark.parametrize("engine", ["graph", "xla"])
 @pytest.mark.parametrize("training", [True, False], ids=["train", "infer"])
 @pytest.mark.parametrize("kind", ["lstm", "gru", "gru_cho", "simple_rnn"])
-def test_recurrent_dropout_mask_equals_cell_step(kind, training, rng):
+def test_recurrent_dropout_mask_equals_cell_step(kind, training, engine, rng, monkeypatch):
     """Kernels apply a recurrent-dropout mask as the cells' own step does."""
+    use_engine(engine, monkeypatch)
     ours, _ = twins(kind)
     cell = ours.cell
     x = tf.constant(rng.normal(size=(B, T, D)).astype("float32"))
@@ -188,9 +210,11 @@ def test_recurrent_dropout_mask_equals_cell_step(kind, training, rng):
     assert_close(got_g, want_g, GRAD_TOL)
 
 
+@pytest.mark.parametrize("engine", ["graph", "xla"])
 @pytest.mark.parametrize("kind", ["lstm", "gru"])
-def test_layer_dropout_equals_generic_runner(kind, rng, monkeypatch):
+def test_layer_dropout_equals_generic_runner(kind, engine, rng, monkeypatch):
     """Input and recurrent dropout at training time: same masks, same results."""
+    use_engine(engine, monkeypatch)
     x = tf.constant(rng.normal(size=(B, T, D)).astype("float32"))
 
     def run():  # a fresh layer with the same seed draws the same dropout masks
@@ -209,8 +233,10 @@ def test_layer_dropout_equals_generic_runner(kind, rng, monkeypatch):
     assert_close(fused_g, generic_g, GRAD_TOL)
 
 
-def test_fit_step_equals_generic_runner(rng, monkeypatch):
+@pytest.mark.parametrize("engine", ["graph", "xla"])
+def test_fit_step_equals_generic_runner(engine, rng, monkeypatch):
     """One Adam step of model.fit (graph mode, training=True) moves the weights alike."""
+    use_engine(engine, monkeypatch)
     x = rng.normal(size=(8, T, D)).astype("float32")
     y = rng.normal(size=(8, U)).astype("float32")
 
@@ -229,8 +255,10 @@ def test_fit_step_equals_generic_runner(rng, monkeypatch):
     assert_close(fused_weights, generic_weights, 1e-5)
 
 
-def test_dynamic_length_in_tf_function(rng):
-    """Unknown T and batch at trace time (graph engine, dynamic chunking)."""
+@pytest.mark.parametrize("engine", ["graph", "xla"])
+def test_dynamic_length_in_tf_function(engine, rng, monkeypatch):
+    """Unknown T and batch at trace time: dynamic chunking (and XLA compiling per shape)."""
+    use_engine(engine, monkeypatch)
     ours, reference = twins("lstm", return_sequences=True)
     fn = tf.function(lambda x: ours(x, training=True),
                      input_signature=[tf.TensorSpec([None, None, D], tf.float32)])
@@ -240,9 +268,12 @@ def test_dynamic_length_in_tf_function(rng):
 
 
 def test_engine_choice():
+    xla = "xla" if fused.xla_available() else "graph"
     assert fused.engine(None, 256, 4) == "graph"  # batch unknown
     assert fused.engine(64, 256, 4) == "graph"  # large steps
-    assert fused.engine(1, 256, 4) == ("xla" if fused.xla_available() else "graph")
+    assert fused.engine(1, 256, 4) == xla
+    assert fused.train_engine(256, 4) == "graph"
+    assert fused.train_engine(128, 4) == xla
 
 
 def test_unsupported_configurations_fall_back(rng):

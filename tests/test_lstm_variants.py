@@ -54,7 +54,7 @@ def test_variants_match_numpy(peephole, coupled, rng):
     mask = np.array([[1] * T, [1] * 3 + [0] * 3, [1] + [0] * 5], bool)
     got = layer(x, mask=mask)
     want = numpy_lstm(x, mask, *weights[:3], weights[3] if peephole else None, coupled)
-    for g, w in zip(got, want):
+    for g, w in zip(got, want, strict=True):
         np.testing.assert_allclose(g, w, atol=1e-5)
 
 

@@ -44,7 +44,7 @@ def as_list(y):
 def max_diff(a, b):
     a, b = as_list(a), as_list(b)
     assert len(a) == len(b)
-    return max(float(np.abs(x - y).max()) for x, y in zip(a, b))
+    return max(float(np.abs(x - y).max()) for x, y in zip(a, b, strict=True))
 
 
 def twins(kind, **options):
@@ -98,7 +98,7 @@ def test_gradients_equal_keras(kind, backwards, rng):
 
     got, want = grads(ours), grads(reference)
     assert len(got) == len(want)
-    for g, w in zip(got, want):
+    for g, w in zip(got, want, strict=True):
         np.testing.assert_allclose(g, w, atol=GRAD_TOL, rtol=GRAD_TOL)
 
 

@@ -22,7 +22,7 @@ def test_config_round_trip(case, rng):
     assert clone.get_config() == config
     outputs(clone, inputs)
     clone.set_weights(layer.get_weights())
-    for a, b in zip(outputs(clone, inputs), want):
+    for a, b in zip(outputs(clone, inputs), want, strict=True):
         np.testing.assert_array_equal(a, b)
 
 
@@ -38,5 +38,5 @@ def test_keras_file_round_trip(case, rng, tmp_path):
     got = loaded.predict(list(inputs), verbose=0)
     as_list = lambda y: list(y) if isinstance(y, (list, tuple)) else [y]  # noqa: E731
     assert len(as_list(got)) == len(as_list(want))
-    for a, b in zip(as_list(got), as_list(want)):
+    for a, b in zip(as_list(got), as_list(want), strict=True):
         np.testing.assert_array_equal(a, b)

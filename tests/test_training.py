@@ -73,7 +73,7 @@ def test_same_seed_same_metrics(reference_run, tmp_path):
     assert json.loads((again / "metrics.json").read_text())["test"] == json.loads(
         (reference_run / "metrics.json").read_text()
     )["test"]
-    for a, b in zip(weights_of(again), weights_of(reference_run)):
+    for a, b in zip(weights_of(again), weights_of(reference_run), strict=True):
         np.testing.assert_array_equal(a, b)
 
 
@@ -102,7 +102,7 @@ def test_kill_minus_nine_then_resume_ends_like_uninterrupted_run(reference_run, 
     assert json.loads((run_dir / "metrics.json").read_text())["test"] == json.loads(
         (reference_run / "metrics.json").read_text()
     )["test"]
-    for a, b in zip(weights_of(run_dir), weights_of(reference_run)):
+    for a, b in zip(weights_of(run_dir), weights_of(reference_run), strict=True):
         np.testing.assert_array_equal(a, b)
 
 
@@ -136,7 +136,7 @@ def test_multiworker_two_processes_end_with_identical_weights(tmp_path):
     a = weights_of(tmp_path / "worker0" / "gru-T20")
     b = weights_of(tmp_path / "worker1" / "gru-T20")
     assert len(a) == len(b) > 0
-    for x, y in zip(a, b):
+    for x, y in zip(a, b, strict=True):
         np.testing.assert_array_equal(x, y)
 
 

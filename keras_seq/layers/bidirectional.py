@@ -153,7 +153,7 @@ class Bidirectional(keras.layers.Layer):
 
         for sub, finals in ((fwd_layer, fwd_finals), (bwd_layer, bwd_finals)):
             if sub.stateful:
-                for var, value in zip(sub.states, finals):
+                for var, value in zip(sub.states, finals, strict=True):
                     var.assign(tf.cast(value, var.dtype))
         if self.return_state:
             outputs = x if isinstance(x, list) else [x]

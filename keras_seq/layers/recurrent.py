@@ -163,7 +163,7 @@ class RecurrentLayer(keras.layers.Layer):
             finals.extend(level_states)
             x = outputs
         if self.stateful:
-            for var, value in zip(self.states, finals):
+            for var, value in zip(self.states, finals, strict=True):
                 var.assign(tf.cast(value, var.dtype))
         output = x if self.return_sequences else last
         return [output, *finals] if self.return_state else output
@@ -229,7 +229,7 @@ class RecurrentLayer(keras.layers.Layer):
         if mask is not None:
             mshape = tuple(mask.shape)
             if len(mshape) != 2 or any(
-                a is not None and b is not None and a != b for a, b in zip(mshape, shape[:2])
+                a is not None and b is not None and a != b for a, b in zip(mshape, shape[:2], strict=True)
             ):
                 raise ValueError(
                     f"Invalid `mask` for layer `{self.name}`. Expected shape "
@@ -251,7 +251,7 @@ class RecurrentLayer(keras.layers.Layer):
                 f"Received: {len(initial_state)} tensors"
             )
         result = []
-        for k, (state, size) in enumerate(zip(initial_state, sizes)):
+        for k, (state, size) in enumerate(zip(initial_state, sizes, strict=True)):
             state = tf.convert_to_tensor(state, dtype=dtype)
             if state.shape.rank != 2 or (state.shape[-1] is not None and state.shape[-1] != size):
                 raise ValueError(

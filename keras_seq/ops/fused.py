@@ -2,22 +2,31 @@
 :mod:`fast_rnn`).
 
 A fused kernel runs one recurrent level over inputs ``x [B, T, D]`` (processed in reverse
-time with ``go_backwards``). Time is cut into chunks of :func:`chunk_size` steps. Per chunk,
-the forward pass projects the chunk's inputs with one large GEMM (``P = x W + b`` over ``n*B`` rows), then an *inner loop* runs the
-chunk's steps and returns the activations its backward pass needs, stacked per chunk. The
-backward pass (``tf.custom_gradient``) walks the chunks in reverse: an inner loop that carries
-only ``dh`` (and ``dc``) and does one small GEMM per step, then the chunk's weight and input
-gradients as large GEMMs (``dR += H_prev^T dZ``, ``dW += X^T dZ``, ``db += sum dZ``,
-``dX = dZ W^T``). Chunking keeps the training memory at the activations the backward pass
-needs (projections and ``dZ`` exist for one chunk at a time) while the GEMMs stay large.
+time with ``go_backwards``) as one ``tf.custom_gradient`` op (:func:`run_level`). Time is cut
+into chunks of :func:`chunk_size` steps. Per chunk, the forward pass projects the chunk's
+inputs with one large GEMM (``P = x W + b`` over ``n*B`` rows), then an *inner loop* runs
+the chunk's steps and returns the activations its backward pass needs, stacked per chunk.
+The backward pass walks the chunks in reverse: an inner loop that carries only ``dh`` (and
+``dc``) and does the step's small GEMM with the transposed recurrent kernel, then the
+chunk's weight and input gradients as large GEMMs (``dR += H_prev^T dZ``, ``dW += X^T dZ``,
+``db += sum dZ``, ``dX = dZ W^T``). Chunking keeps the training memory at the activations
+the backward pass needs (projections and ``dZ`` exist for one chunk at a time) while the
+GEMMs stay large.
 
-Training runs the graph engine: every gate in its own ``[B, U]`` tensor and weight, so the
-loop never splits or concatenates (on CPU those copies cost as much as the elementwise math),
-and the per-gate GEMMs of a step are independent, so the executor runs them on both cores at
-once. Inference (``training=False``) may instead run each chunk's loop as one XLA computation
-(:func:`engine`): XLA fuses a step's elementwise work and has no per-op executor cost, which
-dominates at small ``B*U`` and at batch 1. Its gradient, if one is asked for, reruns the
-forward pass with the graph engine, storing activations.
+Two engines run the inner loops and compute the same thing:
+
+* ``"graph"``: plain TensorFlow ops, every gate in its own ``[B, U]`` tensor and weight, so
+  the loop never splits or concatenates (on CPU those copies cost as much as the elementwise
+  math) and the per-gate GEMMs of a step run concurrently on both cores. Best when a step is
+  GEMM-bound (wide steps, e.g. LSTM with 256 units).
+* ``"xla"``: each chunk's loop is one ``tf.function(jit_compile=True)`` computation with the
+  gates in one tensor. XLA fuses a step's elementwise work and has no per-op executor cost,
+  which dominates narrow steps, batch-1 inference, and any step when other processes share
+  the cores. XLA compiles once per chunk shape (batch size, chunk length).
+
+:func:`train_engine` and :func:`engine` pick one from static shapes; results agree either way.
+Without ``training`` the forward pass stores nothing, and a gradient, if one is asked for,
+reruns it with the training engine, storing.
 
 Masks follow ``keras.layers.RNN``: at a masked step the states are carried over. Backward
 passes multiply the step's gradients by the float mask ``m`` and let ``(1 - m) dh`` (and
@@ -42,13 +51,19 @@ CHUNKS = 32
 # Chunks in flight at once: 2 lets the next chunk's projection and the previous chunk's
 # gradient GEMMs overlap the current chunk's loop without holding every chunk's temporaries.
 CHUNKS_IN_FLIGHT = 2
-# Inference keeps nothing for a backward pass, so its chunks are longer (fewer XLA calls).
-INFERENCE_CHUNK = 128
+# Inference keeps nothing for a backward pass, so its chunks are longer (fewer XLA calls);
+# XLA compiles once per distinct chunk length, so at most INFERENCE_CHUNK times per batch size.
+INFERENCE_CHUNK = 64
 # Inference runs the XLA engine when a step has at most this many gate activations
 # (B * G*U) for a static batch size B. Measured here: XLA is 2-9x faster at batch 1, while at
 # batch 64 the graph engine wins for LSTM/GRU (H=128, 256) and XLA for SimpleRNN. Only speed
 # depends on this.
 XLA_MAX_STEP_ELEMENTS = 16384
+# Training runs the XLA engine when a step has at most this many gate units (G*U): small
+# steps are dominated by per-op costs, which XLA removes and which grow when other processes
+# share the cores; larger steps are GEMM-bound and faster with the graph engine's concurrent
+# per-gate GEMMs.
+XLA_MAX_TRAIN_WIDTH = 768
 
 
 def engine(batch: int | None, units: int, gates: int) -> str:
@@ -56,6 +71,11 @@ def engine(batch: int | None, units: int, gates: int) -> str:
     if batch is None or not xla_available():
         return "graph"
     return "xla" if batch * gates * units <= XLA_MAX_STEP_ELEMENTS else "graph"
+
+
+def train_engine(units: int, gates: int) -> str:
+    """The training engine, ``"xla"`` or ``"graph"``, from the step's width."""
+    return "xla" if xla_available() and gates * units <= XLA_MAX_TRAIN_WIDTH else "graph"
 
 
 @functools.cache
@@ -72,6 +92,59 @@ def xla_available() -> bool:
 def jit(function: Callable) -> Callable:
     """``tf.function(jit_compile=True)``, compiled once per input shapes and dtypes."""
     return tf.function(function, jit_compile=True, reduce_retracing=False, autograph=False)
+
+
+# -- a level as one custom-gradient op ----------------------------------------------------------
+def run_level(
+    x: tf.Tensor,
+    params: Sequence[tf.Tensor],
+    states: Sequence[tf.Tensor],
+    *,
+    train,
+    infer,
+    training: bool,
+    return_sequences: bool,
+    go_backwards: bool,
+):
+    """Run a recurrent level with a hand-written gradient.
+
+    ``train`` and ``infer`` are engines with ``forward(x, params, states, store,
+    return_sequences, go_backwards) -> (final_states, saved, outputs)`` and
+    ``backward(x, params, saved, d_outputs, d_states, go_backwards) -> (dx, d_params,
+    d_states)``. With ``training`` the ``train`` engine's forward stores what its backward
+    needs; otherwise the ``infer`` engine runs a lean forward pass and a gradient, if one is
+    asked for, reruns the forward pass with ``train``, storing.
+
+    Returns ``(outputs [T, B, U] or None, *final_states)``.
+    """
+    n_params, n_states = len(params), len(states)
+
+    @tf.custom_gradient
+    def level(x, *args):
+        # The gradient is grad() below: keep tapes from recording (and XLA from compiling)
+        # a differentiable copy of the loops.
+        x, args = tf.stop_gradient(x), [tf.stop_gradient(a) for a in args]
+        ps, initial = args[:n_params], args[n_params:]
+        engine_ = train if training else infer
+        finals, saved, outputs = engine_.forward(x, ps, initial, training, return_sequences,
+                                                 go_backwards)
+
+        def grad(*upstream):
+            stored = saved
+            if not training:
+                stored = train.forward(x, ps, initial, True, False, go_backwards)[1]
+            d_outputs = upstream[0] if return_sequences else None
+            d_states = [state_gradient(u, f)
+                        for u, f in zip(upstream[-n_states:], finals, strict=True)]
+            dx, d_params, d_states = train.backward(x, ps, stored, d_outputs, d_states,
+                                                    go_backwards)
+            return (dx, *d_params, *d_states)
+
+        return ((outputs, *finals) if return_sequences else tuple(finals)), grad
+
+    results = level(x, *params, *states)
+    results = list(results) if isinstance(results, (list, tuple)) else [results]
+    return (results[0], *results[1:]) if return_sequences else (None, *results)
 
 
 # -- loops -----------------------------------------------------------------------------------
@@ -175,6 +248,15 @@ def time_major(x: tf.Tensor, go_backwards: bool) -> tf.Tensor:
     return tf.reverse(xt, [0]) if go_backwards else xt
 
 
+def chunk_inputs(x: tf.Tensor, start, stop, go_backwards: bool) -> tf.Tensor:
+    """Processing steps ``start .. stop-1`` of ``x [B, T, D]``, time-major ``[n, B, D]``
+    (a chunk-sized copy, where :func:`time_major` copies the whole sequence)."""
+    if not go_backwards:
+        return tf.transpose(x[:, start:stop], [1, 0, 2])
+    steps = tf.shape(x)[1]
+    return tf.reverse(tf.transpose(x[:, steps - stop:steps - start], [1, 0, 2]), [0])
+
+
 def forward(
     x: tf.Tensor,
     kernels: Sequence[tf.Tensor],
@@ -259,7 +341,6 @@ def backward(
     """
     steps = tf.shape(x)[1]
     wts = transposed(kernels)
-    xt = time_major(x, go_backwards)
     n_states, n_totals = len(d_states), len(totals)
     sums = [tf.zeros_like(w) for w in kernels]
     sums += [tf.zeros_like(w[0]) for w in kernels] if has_bias else []
@@ -268,7 +349,8 @@ def backward(
         d_states, dxs = carry[:n_states], carry[n_states]
         totals, sums = carry[n_states + 1:n_states + 1 + n_totals], carry[n_states + 1 + n_totals:]
         d_states, dzs, recurrent_grads = inner(k, start, stop, list(d_states))
-        d_ws, d_bs, dx = input_gradients(xt[start:stop], wts, dzs, has_bias)
+        xs = chunk_inputs(x, start, stop, go_backwards)  # no full copy alive at the peak
+        d_ws, d_bs, dx = input_gradients(xs, wts, dzs, has_bias)
         return (*d_states, dxs.write(k, dx), *add(totals, recurrent_grads),
                 *add(sums, d_ws + d_bs))
 

@@ -62,7 +62,7 @@ def recurrence(
         output, new_states = step(inputs_ta.read(t), list(states))
         if mask_ta is not None:
             keep = mask_ta.read(t)[:, None]  # (B, 1)
-            new_states = [tf.where(keep, new, old) for new, old in zip(new_states, states)]
+            new_states = [tf.where(keep, new, old) for new, old in zip(new_states, states, strict=True)]
             output = tf.where(keep, output, zeros if zero_output_for_mask else prev_output)
         if return_sequences:
             outputs_ta = outputs_ta.write(t, output)
@@ -89,7 +89,7 @@ def recurrence(
         outputs = tf.transpose(outputs_ta.stack(), [1, 0, 2])  # (B, T, U)
         outputs.set_shape([projected.shape[0], projected.shape[1], output_size])
     last_output.set_shape([projected.shape[0], output_size])
-    for s, init in zip(final_states, states):
+    for s, init in zip(final_states, states, strict=True):
         s.set_shape(init.shape)
     assert len(final_states) == n_states
     return last_output, outputs, list(final_states)

@@ -66,7 +66,7 @@ def seq2seq(
         tokens, tgt = np.asarray(tokens), np.asarray(tgt_out)
         log_probs = model((src, tgt_in), training=False)  # Seq2Seq returns log-probabilities
         losses.append(_masked_nll(np.asarray(log_probs), tgt))
-        for hyp, ref in zip(tokens, tgt):
+        for hyp, ref in zip(tokens, tgt, strict=True):
             h, r = _until_end(hyp), _until_end(ref)
             exact += h == r
             total += 1

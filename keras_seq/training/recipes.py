@@ -11,9 +11,10 @@ from __future__ import annotations
 import ast
 import copy
 import inspect
-import tomllib
 from importlib import resources
 from typing import Any
+
+import tomllib
 
 SECTIONS = ("data", "model", "train")
 
