@@ -62,3 +62,12 @@ def feature_dim(input_shape: Any) -> int:
             f"Received: input_shape={tuple(input_shape) if input_shape is not None else None}"
         )
     return int(dim)
+
+
+def sequence_shape(layer: str, shape: tuple) -> None:
+    """A recurrent layer's input must be ``(batch, timesteps, features)``."""
+    if len(shape) != 3:
+        raise ValueError(
+            f"Invalid input for layer `{layer}`. Expected a 3D tensor "
+            f"(batch, timesteps, features). Received: inputs.shape={shape}"
+        )

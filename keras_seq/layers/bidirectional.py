@@ -90,11 +90,7 @@ class Bidirectional(keras.layers.Layer):
 
     def build(self, sequences_shape, initial_state_shape=None) -> None:
         shape = tuple(sequences_shape)
-        if len(shape) != 3:
-            raise ValueError(
-                f"Invalid input for layer `{self.name}`. Expected a 3D tensor "
-                f"(batch, timesteps, features). Received: inputs.shape={shape}"
-            )
+        _validate.sequence_shape(self.name, shape)
         dim = _validate.feature_dim(shape)
         for sub in (self.forward_layer, self.backward_layer):
             with keras.name_scope(sub.name):  # forward_*/backward_* variable paths

@@ -106,11 +106,7 @@ class RecurrentLayer(keras.layers.Layer):
     # -- build ------------------------------------------------------------------------------
     def build(self, sequences_shape, initial_state_shape=None) -> None:
         shape = tuple(sequences_shape)
-        if len(shape) != 3:
-            raise ValueError(
-                f"Invalid input for layer `{self.name}`. Expected a 3D tensor "
-                f"(batch, timesteps, features). Received: inputs.shape={shape}"
-            )
+        _validate.sequence_shape(self.name, shape)
         dim = _validate.feature_dim(shape)
         for k, cell in enumerate(self.cells):
             cell.build((shape[0], dim if k == 0 else self.units))
@@ -214,11 +210,7 @@ class RecurrentLayer(keras.layers.Layer):
 
     def _check_inputs(self, sequences, mask) -> None:
         shape = tuple(sequences.shape)
-        if len(shape) != 3:
-            raise ValueError(
-                f"Invalid input for layer `{self.name}`. Expected a 3D tensor "
-                f"(batch, timesteps, features). Received: inputs.shape={shape}"
-            )
+        _validate.sequence_shape(self.name, shape)
         expected = self.cell.input_dim
         if expected is not None and shape[-1] is not None and shape[-1] != expected:
             raise ValueError(
