@@ -3,8 +3,7 @@
 Every fused path is checked on both engines (graph and XLA): the training kernel
 (``training=True``, activations stored by the forward pass) and the inference forward
 (``training=False``; its gradient reruns the forward pass, storing). Chunks are made tiny so
-a sequence spans several chunks, the last one partial, and each chunk has an unrolled block
-and a remainder.
+a sequence spans several chunks, the last one partial.
 """
 
 import keras
@@ -34,8 +33,9 @@ PATHS = ["train_graph", "train_xla", "infer_graph", "infer_xla"]
 
 @pytest.fixture(autouse=True)
 def small_chunks(monkeypatch):
-    """T=11 -> chunks of 6 and 5 steps: an unrolled block of 4 plus a remainder each."""
+    """T=11 -> chunks of 8 and 3 steps (unrolled blocks of 4, a remainder loop)."""
     monkeypatch.setattr(fused, "MIN_CHUNK", 2)
+    monkeypatch.setattr(fast_rnn, "MIN_CHUNK", 2)
     monkeypatch.setattr(fused, "CHUNKS", 2)
     monkeypatch.setattr(fused, "INFERENCE_CHUNK", 2)
 

@@ -13,8 +13,11 @@ with or without bias, masks, ``go_backwards``, initial states, input and recurre
 ``zero_output_for_mask``. Everything else (other activations, LSTM variants, subclasses of the
 cells, non-float32 dtypes, export mode) returns None and runs the generic runner.
 
-``training=True`` uses the custom-gradient kernels; otherwise a lean forward loop (no stored
-activations) whose gradient, if one is asked for, comes from TensorFlow's autodiff.
+Both modes run one custom-gradient op per level: ``training=True`` stores the activations the
+hand-written backward pass needs; otherwise a lean forward pass (on the XLA engine for small
+static batches, e.g. batch 1) stores nothing, and a gradient, if one is asked for, reruns the
+forward pass storing them. XLA-compiled inner loops appear in traced graphs outside export
+mode; exporters trace in :func:`keras_seq.ops.export_mode`, where this returns None.
 """
 
 from __future__ import annotations

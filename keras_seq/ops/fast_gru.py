@@ -163,7 +163,7 @@ class _GraphEngine(_Engine):
                                                     else [])
         dx, d_ws, d_bs, totals, d_states = fused.backward(
             x, tf.split(w, GATES, axis=1), self.has_bias, d_states, totals, chunk_grads,
-            go_backwards=go_backwards)
+            go_backwards=go_backwards, chunk=self.chunk)
         d_b = tf.concat(d_bs, 0) if self.has_bias else None
         d_extra = totals[GATES] if self.has_extra else None
         return dx, self.pack(tf.concat(d_ws, 1), d_b, tf.concat(totals[:GATES], 1),
@@ -298,7 +298,8 @@ class _XlaEngine(_Engine):
 
         totals = [tf.zeros_like(r)] + ([tf.zeros_like(extra)] if extra is not None else [])
         dx, (dw,), d_bs, totals, d_states = fused.backward(
-            x, [w], self.has_bias, d_states, totals, inner, go_backwards=go_backwards)
+            x, [w], self.has_bias, d_states, totals, inner, go_backwards=go_backwards,
+            chunk=self.chunk)
         d_extra = totals[1] if self.has_extra else None
         return dx, self.pack(dw, d_bs[0] if d_bs else None, totals[0], d_extra), d_states
 

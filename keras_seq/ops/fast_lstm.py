@@ -183,7 +183,8 @@ class _GraphEngine(_Engine):
 
         dx, d_ws, d_bs, d_rs, d_states = fused.backward(
             x, tf.split(w, GATES, axis=1), self.has_bias, d_states,
-            [tf.zeros_like(v) for v in rs], inner, go_backwards=go_backwards)
+            [tf.zeros_like(v) for v in rs], inner, go_backwards=go_backwards,
+            chunk=self.chunk)
         d_b = tf.concat(d_bs, 0) if self.has_bias else None
         return dx, self.pack(tf.concat(d_ws, 1), d_b, tf.concat(d_rs, 1)), d_states
 
@@ -228,7 +229,7 @@ class _XlaEngine(_Engine):
 
         dx, (dw,), d_bs, (dr,), d_states = fused.backward(
             x, [w], self.has_bias, d_states, [tf.zeros_like(r)], inner,
-            go_backwards=go_backwards)
+            go_backwards=go_backwards, chunk=self.chunk)
         return dx, self.pack(dw, d_bs[0] if d_bs else None, dr), d_states
 
 

@@ -15,6 +15,10 @@ import tensorflow as tf
 
 from keras_seq.ops import fused
 
+# Training chunks of at least this many steps: a step keeps one [B, U] state, so a chunk's
+# working set is small and longer chunks (fewer, larger GEMMs and XLA calls) pay off.
+MIN_CHUNK = 32
+
 # activation name -> (activation, (y, dy) -> dy * act'(z) from the activation's output y)
 ACTIVATIONS = {
     "tanh": (tf.tanh, lambda y, dy: tf.raw_ops.TanhGrad(y=y, dy=dy)),
@@ -58,7 +62,7 @@ def simple_rnn(
         kind = _XlaEngine if name == "xla" else _GraphEngine
         return kind(fused.Mask(keep, h0.dtype), recurrent_mask, has_bias, activation, chunk)
 
-    train = make(engine or fused.train_engine(units, 1))
+    train = make(engine or fused.train_engine(units, 1), MIN_CHUNK)
     infer = make(engine or fused.engine(h0.shape[0], units, 1), fused.INFERENCE_CHUNK)
     params = [kernel, *([bias] if has_bias else []), recurrent_kernel]
     return fused.run_level(inputs, params, [h0], train=train, infer=infer, training=training,
@@ -82,7 +86,7 @@ class _Engine:
         inner = self.chunk_backward(r, saved, d_outputs)
         dx, (dw,), d_bs, (dr,), d_states = fused.backward(
             x, [w], self.has_bias, d_states, [tf.zeros_like(r)], inner,
-            go_backwards=go_backwards)
+            go_backwards=go_backwards, chunk=self.chunk)
         return dx, self.pack(dw, d_bs[0] if d_bs else None, dr), d_states
 
 

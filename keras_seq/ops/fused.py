@@ -189,8 +189,10 @@ def time_loop(
 
 
 def chunk_size(steps: tf.Tensor, minimum: int | None = None) -> tf.Tensor:
-    """Steps per chunk: ``max(minimum, ceil(T / CHUNKS))`` (``minimum`` MIN_CHUNK)."""
-    return tf.maximum(minimum or MIN_CHUNK, (steps + CHUNKS - 1) // CHUNKS)
+    """Steps per chunk: ``max(minimum, ceil(T / CHUNKS))`` (``minimum`` MIN_CHUNK), the
+    second term rounded up to a multiple of 8 so that XLA sees few distinct chunk shapes."""
+    share = ((steps + CHUNKS - 1) // CHUNKS + 7) // 8 * 8
+    return tf.maximum(minimum or MIN_CHUNK, share)
 
 
 def chunk_count(steps: tf.Tensor, minimum: int | None = None) -> tf.Tensor:
@@ -242,15 +244,9 @@ def chunk_store(steps, like: tf.Tensor | None = None, dtype=tf.float32, minimum=
 
 
 # -- the two halves of a level ---------------------------------------------------------------
-def time_major(x: tf.Tensor, go_backwards: bool) -> tf.Tensor:
-    """``x [B, T, D] -> [T, B, D]`` in processing order (reversed with ``go_backwards``)."""
-    xt = tf.transpose(x, [1, 0, 2])
-    return tf.reverse(xt, [0]) if go_backwards else xt
-
-
 def chunk_inputs(x: tf.Tensor, start, stop, go_backwards: bool) -> tf.Tensor:
-    """Processing steps ``start .. stop-1`` of ``x [B, T, D]``, time-major ``[n, B, D]``
-    (a chunk-sized copy, where :func:`time_major` copies the whole sequence)."""
+    """Processing steps ``start .. stop-1`` of ``x [B, T, D]``, time-major ``[n, B, D]``: a
+    chunk-sized copy (a time-major copy of the whole sequence would be alive at the peak)."""
     if not go_backwards:
         return tf.transpose(x[:, start:stop], [1, 0, 2])
     steps = tf.shape(x)[1]
@@ -282,7 +278,6 @@ def forward(
     """
     steps = tf.shape(x)[1]
     like, n_states = states[0], len(states)
-    xt = time_major(x, go_backwards)
     saved = [chunk_store(steps, dtype=x.dtype, minimum=chunk) for _ in range(saved_count)]
     outputs = [chunk_store(steps, like, minimum=chunk)] if return_sequences else []
 
@@ -290,7 +285,7 @@ def forward(
 
     def body(k, start, stop, carry):
         current, stores = list(carry[:n_states]), carry[n_states:]
-        ps = project(xt[start:stop], kernels, biases)
+        ps = project(chunk_inputs(x, start, stop, go_backwards), kernels, biases)
         current, chunk_saved, chunk_outputs = inner(ps, current, start, stop)
         shapes[:] = [tf.TensorShape([None]).concatenate(v.shape[1:]) for v in chunk_saved]
         written = [s.write(k, v) for s, v in zip(stores[:saved_count], chunk_saved, strict=True)]
@@ -329,8 +324,9 @@ def backward(
     inner: Callable,
     *,
     go_backwards: bool = False,
+    chunk: int | None = None,
 ):
-    """Chunked backward pass.
+    """Chunked backward pass (``chunk`` as given to :func:`forward`).
 
     ``inner(k, start, stop, d_states) -> (d_states, dzs, recurrent_grads)`` runs one chunk
     in reverse: ``dzs`` the chunk's ``[n, B, W_g]`` gradients of the projections and
@@ -349,13 +345,14 @@ def backward(
         d_states, dxs = carry[:n_states], carry[n_states]
         totals, sums = carry[n_states + 1:n_states + 1 + n_totals], carry[n_states + 1 + n_totals:]
         d_states, dzs, recurrent_grads = inner(k, start, stop, list(d_states))
-        xs = chunk_inputs(x, start, stop, go_backwards)  # no full copy alive at the peak
+        xs = chunk_inputs(x, start, stop, go_backwards)
         d_ws, d_bs, dx = input_gradients(xs, wts, dzs, has_bias)
         return (*d_states, dxs.write(k, dx), *add(totals, recurrent_grads),
                 *add(sums, d_ws + d_bs))
 
-    carry = chunk_loop(steps, body, (*d_states, chunk_store(steps, x[:, 0]), *totals, *sums),
-                       reverse=True)
+    carry = chunk_loop(steps, body,
+                       (*d_states, chunk_store(steps, x[:, 0], minimum=chunk), *totals, *sums),
+                       reverse=True, minimum=chunk)
     d_states, dxs = list(carry[:n_states]), carry[n_states]
     totals, sums = list(carry[n_states + 1:n_states + 1 + n_totals]), list(
         carry[n_states + 1 + n_totals:])
