@@ -56,7 +56,6 @@ def recurrence(
     mask_ta = None if m is None else tf.TensorArray(tf.bool, size=steps).unstack(m)
     outputs_ta = tf.TensorArray(dtype, size=steps if return_sequences else 0)
     states = [tf.convert_to_tensor(s, dtype=dtype) for s in initial_states]
-    n_states = len(states)
 
     def body(t, outputs_ta, prev_output, *states):
         output, new_states = step(inputs_ta.read(t), list(states))
@@ -91,5 +90,4 @@ def recurrence(
     last_output.set_shape([projected.shape[0], output_size])
     for s, init in zip(final_states, states, strict=True):
         s.set_shape(init.shape)
-    assert len(final_states) == n_states
     return last_output, outputs, list(final_states)

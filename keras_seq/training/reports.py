@@ -44,7 +44,7 @@ def read_history(path: Path) -> dict[str, list[float]]:
 
 
 def attention_maps(run_dir: Path, model, recipe, splits, count: int = 3) -> None:
-    if getattr(model, "attention_type", getattr(model, "attention", None)) is None:
+    if model.attention is None:  # Seq2Seq without attention has no maps to draw
         return
     info = splits.info
     test = splits.test if splits.test is not None else splits.validation

@@ -10,7 +10,6 @@ ends), early stopping, LR reduction, NaN termination, TensorBoard and a CSV log.
 from __future__ import annotations
 
 import json
-import os
 import time
 from pathlib import Path
 from typing import Any
@@ -243,7 +242,3 @@ def _public(metrics: dict[str, Any]) -> dict[str, Any]:
     if isinstance(metrics, dict):
         return {k: _public(v) for k, v in metrics.items() if not k.startswith("_")}
     return metrics
-
-
-def default_workers() -> int:
-    return int(os.environ.get("KERAS_SEQ_WORKERS", "1"))
