@@ -69,6 +69,7 @@ def assemble(
         counts=counts,
         dropped={k: v for k, v in sorted(dropped.items()) if v},
         test_examples=[(test_src[i], test_tgt[i]) for i in sample_indices(len(test_src), seed)],
+        test_targets=list(test_tgt),
         batch_size=batch_size,
         seed=seed,
         options=options,

@@ -41,6 +41,8 @@ class SourceInfo:
         test_examples: up to 256 raw test examples, ``(text, target)``: target is the label id
             (classification), the target text (seq2seq), the next-character text (language
             model); ``(x, y)`` arrays for the synthetic numeric tasks.
+        test_targets: every raw target text of the test split, in the test dataset's order
+            (seq2seq): the references of BLEU, with words the vocabulary does not know.
         batch_size, seed: what the datasets were built with.
         options: the source options used (for reproducibility).
         extra: source-specific facts (e.g. ``"unlabeled_test"`` texts for sst2, layouts).
@@ -56,6 +58,7 @@ class SourceInfo:
     dropped: dict[str, int] = field(default_factory=dict)
     class_weight: dict[int, float] = field(default_factory=dict)
     test_examples: list[tuple[Any, Any]] = field(default_factory=list)
+    test_targets: list[str] = field(default_factory=list, repr=False)
     batch_size: int = 64
     seed: int = 0
     options: dict[str, Any] = field(default_factory=dict)

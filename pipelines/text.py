@@ -272,6 +272,17 @@ class Vocabulary:
         ids = self.tokenizer(strings)
         return _add_markers(ids, add_start, add_end)
 
+    def split(self, texts: Sequence[str]) -> list[list[str]]:
+        """Tokens of each text under this vocabulary's standardization, before any id lookup.
+
+        Out-of-vocabulary words stay as they are (no ``[UNK]``): the reference side of BLEU.
+        """
+        if not len(texts):
+            return []
+        strings = tf.constant([normalize(t) for t in texts])
+        tokens = split_tokens(strings, **self._split_options())
+        return [[t.decode("utf-8") for t in row] for row in tokens.to_list()]
+
     def encode(
         self, texts: str | Sequence[str], *, add_start: bool = False, add_end: bool = False
     ) -> tf.RaggedTensor:

@@ -337,6 +337,20 @@ def test_onnx_opset_and_dynamic_batch(exports, task):
     assert not batch.HasField("dim_value")  # dynamic
 
 
+def test_runners_reject_feeds_that_break_the_padding_contract(exports):
+    """A padded batch would run on TFLite (no mask there) and a left-padded row on ONNX
+    (``sequence_lens`` counts from the left) and give wrong numbers; both are refused."""
+    _, out = exports["classification"]
+    vocab = _vocab(out)
+    padded = vocab.encode_padded(["Nakamura", "Kim"])
+    with pytest.raises(ValueError, match=r"'token_ids' for the TFLite .* row 0, position 3"):
+        tflite_runner(out / "model.tflite")("classify", {"token_ids": padded[1:]})
+    onnx = onnx_runner({"classify": out / "model.onnx"})
+    left = np.concatenate([np.zeros([1, 2], padded.dtype), padded[1:, :3]], axis=1)
+    with pytest.raises(ValueError, match=r"'token_ids' for the ONNX .* right-padded .* row 0"):
+        onnx("classify", {"token_ids": left})
+
+
 def test_onnx_runs_a_padded_batch_like_keras(exports):
     run_dir, out = exports["classification"]
     model, vocab = _model(run_dir), _vocab(out)

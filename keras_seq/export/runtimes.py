@@ -20,7 +20,7 @@ from typing import Any
 
 import numpy as np
 
-__all__ = ["SavedModelSession", "keras_runner", "onnx_runner", "tflite_runner"]
+__all__ = ["SavedModelSession", "check_padding", "keras_runner", "onnx_runner", "tflite_runner"]
 
 Feeds = Mapping[str, np.ndarray]
 
@@ -83,14 +83,43 @@ class SavedModelSession:
         self.session.close()
 
 
+def check_padding(feeds: Feeds, padding: str, artifact: str) -> None:
+    """Enforce an artifact's padding contract on its id feeds (integer ``[B, T]``, ``*_ids``).
+
+    ``"none"`` (TFLite): exact-length ids, no padding id 0 anywhere (the fused LSTM has no
+    mask). ``"right"`` (ONNX): 0 only as a suffix of each row (native nodes read it as
+    ``sequence_lens``). A violation would run and return wrong numbers, so it is an error.
+    """
+    for name, value in feeds.items():
+        value = np.asarray(value)
+        if value.ndim != 2 or not name.endswith("ids") or value.dtype.kind not in "iu":
+            continue
+        pad = value == 0
+        if padding == "none":
+            bad = np.argwhere(pad)
+            expected = "exact-length ids without the padding id 0 (feed one sequence per call)"
+        else:
+            bad = np.argwhere(pad[:, :-1] & ~pad[:, 1:])  # a 0 followed by a real token
+            expected = "right-padded ids (the padding id 0 only after the last token)"
+        if len(bad):
+            row, step = (int(i) for i in bad[0])
+            raise ValueError(
+                f"Invalid feed {name!r} for the {artifact} artifact. Expected {expected}. "
+                f"Received id 0 at row {row}, position {step}: {value[row].tolist()}"
+            )
+
+
 def tflite_runner(path: str | Path, num_threads: int | None = None) -> Any:
-    """Runner over a ``.tflite`` file's signatures (inputs resized to each feed's shape)."""
+    """Runner over a ``.tflite`` file's signatures (inputs resized to each feed's shape).
+
+    Feeds are checked against the TFLite contract (`check_padding`, ``"none"``)."""
     from ai_edge_litert.interpreter import Interpreter
 
     interpreter = Interpreter(model_path=str(path), num_threads=num_threads)
     runners: dict[str, Any] = {}
 
     def run(name: str, feeds: Feeds) -> dict[str, np.ndarray]:
+        check_padding(feeds, "none", "TFLite")
         if name not in runners:
             runners[name] = interpreter.get_signature_runner(name)
         outputs = runners[name](**{k: np.asarray(v) for k, v in feeds.items()})
@@ -101,7 +130,8 @@ def tflite_runner(path: str | Path, num_threads: int | None = None) -> Any:
 
 
 def onnx_runner(files: Mapping[str, str | Path], threads: int | None = None) -> Any:
-    """Runner over ONNX files, ``{signature: path}``."""
+    """Runner over ONNX files, ``{signature: path}``; feeds must be right-padded
+    (`check_padding`, ``"right"``)."""
     import onnxruntime as ort
 
     options = ort.SessionOptions()
@@ -113,6 +143,7 @@ def onnx_runner(files: Mapping[str, str | Path], threads: int | None = None) -> 
     }
 
     def run(name: str, feeds: Feeds) -> dict[str, np.ndarray]:
+        check_padding(feeds, "right", "ONNX")
         session = sessions[name]
         names = [o.name for o in session.get_outputs()]
         wanted = {i.name for i in session.get_inputs()}

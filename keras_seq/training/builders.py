@@ -58,9 +58,18 @@ def regressor(
 
 
 def compile_model(model: keras.Model, recipe: dict[str, Any]) -> None:
-    """Adam with gradient clipping; the task models bring their own loss and metrics."""
+    """Adam with gradient clipping, and an EMA of the weights when `ema_momentum` is set.
+
+    The task models bring their own loss and metrics.
+    """
     hp = recipe["train"]
-    optimizer = keras.optimizers.Adam(hp["learning_rate"], clipnorm=hp["clipnorm"])
+    ema = hp.get("ema_momentum")
+    optimizer = keras.optimizers.Adam(
+        hp["learning_rate"],
+        clipnorm=hp["clipnorm"],
+        use_ema=bool(ema),
+        ema_momentum=float(ema) if ema else 0.99,
+    )
     if recipe["task"] == "regression":
         model.compile(optimizer=optimizer, loss="mse")
     else:

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+from collections.abc import Sequence
 from typing import Any
 
 import numpy as np
@@ -56,10 +57,21 @@ def _until_end(row: np.ndarray) -> list[int]:
 
 
 def seq2seq(
-    model, dataset: tf.data.Dataset, target_vocabulary, *, max_length: int, bleu: bool
+    model,
+    dataset: tf.data.Dataset,
+    target_vocabulary,
+    *,
+    max_length: int,
+    references: Sequence[str] | None = None,
 ) -> dict[str, Any]:
-    """Greedy decoding of the test split: exact match (and corpus BLEU on detokenized text)."""
-    exact, total, hyps, refs = 0, 0, [], []
+    """Greedy decoding of the test split: exact match, and corpus BLEU when `references` is given.
+
+    `references` are the raw target texts in the dataset's order. They are standardized the
+    way the vocabulary splits text, but never mapped to ids, so a word the vocabulary lacks
+    counts as a miss in BLEU (decoding the target ids would turn it into a matching
+    ``[UNK]``). Exact match compares ids, where both sides share the vocabulary.
+    """
+    exact, total, hyps = 0, 0, []
     losses = []
     for (src, tgt_in), tgt_out in dataset:
         tokens, _ = model.translate(src, max_length=max_length, method="greedy")
@@ -67,17 +79,21 @@ def seq2seq(
         log_probs = model((src, tgt_in), training=False)  # Seq2Seq returns log-probabilities
         losses.append(_masked_nll(np.asarray(log_probs), tgt))
         for hyp, ref in zip(tokens, tgt, strict=True):
-            h, r = _until_end(hyp), _until_end(ref)
-            exact += h == r
+            h = _until_end(hyp)
+            exact += h == _until_end(ref)
             total += 1
-            if bleu:
-                hyps.append(target_vocabulary.decode([h])[0])
-                refs.append(target_vocabulary.decode([r])[0])
+            hyps.append(h)
     metrics = {"exact_match": exact / max(total, 1), "loss": float(np.mean(losses)), "examples": total}
-    if bleu:
+    if references is not None:
         import sacrebleu
 
-        metrics["bleu"] = float(sacrebleu.corpus_bleu(hyps, [refs]).score)
+        if len(references) != total:
+            raise ValueError(
+                f"Expected one reference per test example ({total}), but received "
+                f"references={len(references)}."
+            )
+        refs = [" ".join(tokens) for tokens in target_vocabulary.split(references)]
+        metrics["bleu"] = float(sacrebleu.corpus_bleu(target_vocabulary.decode(hyps), [refs]).score)
     return metrics
 
 

@@ -29,6 +29,8 @@ TRAIN_DEFAULTS: dict[str, Any] = {
     "validation_steps": None,
     "time_budget_s": None,  # stop after the epoch that crosses this wall time
     "monitor": "val_loss",
+    "stop_below": None,  # stop once the monitored value is at or below this (task solved)
+    "ema_momentum": None,  # e.g. 0.99: validate, checkpoint and keep an EMA of the weights
 }
 
 

@@ -127,7 +127,7 @@ def evaluate(model, recipe: dict[str, Any], splits) -> dict[str, Any]:
         return evaluation.seq2seq(
             model, test, info.target_vocabulary,
             max_length=int(recipe["train"].get("max_decode_length", 40)),
-            bleu=bool(recipe["train"].get("bleu", False)),
+            references=info.test_targets if recipe["train"].get("bleu", False) else None,
         )
     if task == "language_model":
         return evaluation.language_model(model, test)
@@ -154,6 +154,9 @@ def callbacks(
         # that epoch and its row is written again (read_history keeps the last one).
         keras.callbacks.CSVLogger(str(run_dir / "history.csv"), append=True),
         keras.callbacks.BackupAndRestore(str(run_dir / BACKUP), save_freq="epoch"),
+        # With an EMA of the weights (`ema_momentum`), validation and both checkpoints see
+        # the averaged weights; the backup, written before the swap, keeps the raw ones.
+        *([keras.callbacks.SwapEMAWeights(swap_on_epoch=True)] if hp.get("ema_momentum") else []),
         keras.callbacks.ModelCheckpoint(str(ckpt / "last.weights.h5"), save_weights_only=True),
         best_ckpt,
         ResumableEarlyStopping(
@@ -165,7 +168,9 @@ def callbacks(
         keras.callbacks.TerminateOnNaN(),
         keras.callbacks.TensorBoard(str(run_dir / "tensorboard"), write_graph=False),
     ]
-    if hp.get("time_budget_s"):
+    if hp.get("stop_below") is not None:
+        result.append(StopBelow(monitor, float(hp["stop_below"])))
+    if hp.get("time_budget_s") is not None:
         result.append(TimeBudget(started, float(hp["time_budget_s"])))
     return result
 
@@ -198,6 +203,19 @@ def _best_so_far(history: Path, monitor: str, epochs_done: int) -> tuple[float |
     sign = -1.0 if "acc" in monitor or "f1" in monitor or "bleu" in monitor else 1.0
     best_index = min(range(len(values)), key=lambda i: sign * values[i])
     return values[best_index], len(values) - 1 - best_index
+
+
+class StopBelow(keras.callbacks.Callback):
+    """Stop after the epoch whose `monitor` is at or below `value` (e.g. a solved task)."""
+
+    def __init__(self, monitor: str, value: float) -> None:
+        super().__init__()
+        self.monitor, self.value = monitor, value
+
+    def on_epoch_end(self, epoch, logs=None):
+        current = (logs or {}).get(self.monitor)
+        if current is not None and current <= self.value:
+            self.model.stop_training = True
 
 
 class TimeBudget(keras.callbacks.Callback):

@@ -1,0 +1,126 @@
+"""Test metrics: BLEU is scored against the raw references, not against decoded target ids."""
+
+from __future__ import annotations
+
+import numpy as np
+import pytest
+import sacrebleu
+import tensorflow as tf
+
+from keras_seq.training import evaluation
+from pipelines.text import Vocabulary
+
+PUNCTUATION = '.?!,¿¡;:"'
+
+
+class Oracle:
+    """A stand-in for `Seq2Seq` that translates every source into its own target ids."""
+
+    def __init__(self, targets: np.ndarray, vocab_size: int):
+        self.targets, self.vocab_size = targets, vocab_size
+
+    def translate(self, src, max_length, method):
+        rows = self.targets[np.asarray(src)[:, 0]]  # the source's first id names its row
+        return tf.constant(rows[:, 1:]), None
+
+    def __call__(self, inputs, training=False):
+        _, tgt_in = inputs
+        return tf.fill([*tgt_in.shape, self.vocab_size], -np.log(float(self.vocab_size)))
+
+
+def _evaluate(references: list[str], vocab: Vocabulary):
+    ids = vocab.encode(references, add_start=True, add_end=True).to_tensor().numpy()
+    src = np.arange(len(references))[:, None]
+    dataset = tf.data.Dataset.from_tensors(((src, ids[:, :-1]), ids[:, 1:]))
+    oracle = Oracle(ids, vocab.size)
+    return evaluation.seq2seq(
+        oracle, dataset, vocab, max_length=ids.shape[1], references=references
+    )
+
+
+@pytest.fixture
+def vocab():
+    return Vocabulary.build(
+        ["Tom is here.", "Where is the cat?"], level="word", lowercase=True, punctuation=PUNCTUATION
+    )
+
+
+def test_bleu_is_100_when_every_reference_word_is_known(vocab):
+    metrics = _evaluate(["Where is Tom?", "The cat is here."], vocab)
+    assert metrics["exact_match"] == 1.0
+    assert metrics["bleu"] == pytest.approx(100.0)
+
+
+def test_a_word_outside_the_vocabulary_is_a_miss_not_a_matching_unk(vocab):
+    references = ["Where is the zebra?", "Tom is here."]
+    metrics = _evaluate(references, vocab)
+    # The ids round-trip exactly (both sides say [UNK]), so exact match stays perfect ...
+    assert metrics["exact_match"] == 1.0
+    # ... but BLEU compares with the real word and must count the [UNK] as wrong.
+    expected = sacrebleu.corpus_bleu(
+        ["where is the [UNK] ?", "tom is here ."], [["where is the zebra ?", "tom is here ."]]
+    ).score
+    assert metrics["bleu"] == pytest.approx(expected)
+    assert metrics["bleu"] < 90.0
+
+
+def test_references_must_match_the_number_of_examples(vocab):
+    ids = vocab.encode(["Tom is here."], add_start=True, add_end=True).to_tensor().numpy()
+    dataset = tf.data.Dataset.from_tensors(((np.zeros([1, 1], np.int64), ids[:, :-1]), ids[:, 1:]))
+    with pytest.raises(ValueError, match=r"references=2"):
+        evaluation.seq2seq(
+            Oracle(ids, vocab.size), dataset, vocab, max_length=8, references=["a", "b"]
+        )
+
+
+def test_vocabulary_split_keeps_unknown_words_and_standardizes(vocab):
+    assert vocab.split(["¿Dónde está ZEBRA?"]) == [["¿", "dónde", "está", "zebra", "?"]]
+
+
+def test_ema_weights_are_validated_and_checkpointed_while_training_continues_on_raw(tmp_path):
+    """`ema_momentum`: the checkpoint holds the NumPy EMA of the per-step weights, the logged
+    val_loss is that of the EMA weights, and the next epoch goes on from the raw weights."""
+    import time
+
+    import keras
+
+    from keras_seq.training import recipes, runner
+    from keras_seq.training.builders import compile_model, regressor
+
+    keras.utils.set_random_seed(0)
+    rng = np.random.default_rng(0)
+    x = rng.normal(size=[64, 5, 2]).astype("float32")
+    y = x.sum(axis=(1, 2))[:, None]
+    model = regressor("gru", units=4)
+    momentum = 0.8
+    hp = {**recipes.TRAIN_DEFAULTS, "ema_momentum": momentum, "learning_rate": 0.05}
+    compile_model(model, {"task": "regression", "train": hp})
+
+    def flat():
+        return np.concatenate([w.numpy().ravel() for w in model.trainable_weights])
+
+    starts, raw, ema, val_losses = [], [], [], []
+
+    class Record(keras.callbacks.Callback):
+        def on_train_batch_begin(self, batch, logs=None):
+            starts.append(flat())
+
+        def on_train_batch_end(self, batch, logs=None):
+            raw.append(flat())
+            # Keras starts the average at the weights after the first step.
+            ema.append(momentum * ema[-1] + (1 - momentum) * raw[-1] if ema else raw[-1])
+
+        def on_epoch_end(self, epoch, logs=None):
+            val_losses.append(logs["val_loss"])
+
+    (tmp_path / "checkpoints").mkdir()
+    callbacks = [Record(), *runner.callbacks(tmp_path, hp, time.time())]
+    model.fit(x, y, batch_size=16, epochs=2, validation_data=(x, y), callbacks=callbacks, verbose=0)
+
+    assert len(raw) == 8
+    # Epoch 2 goes on from the raw weights (Keras swaps by arithmetic: equal to an ulp or so).
+    np.testing.assert_allclose(starts[4], raw[3], rtol=0, atol=1e-6)
+    model.load_weights(tmp_path / "checkpoints" / "last.weights.h5")
+    np.testing.assert_allclose(flat(), ema[-1], rtol=1e-5, atol=1e-6)
+    assert not np.allclose(flat(), raw[-1], atol=1e-3)  # the average, not the last step
+    assert val_losses[-1] == pytest.approx(float(model.evaluate(x, y, verbose=0)), rel=1e-5)

@@ -1,0 +1,57 @@
+"""Experiment recipes (`adding`): sub-runs, resuming at the sub-run, a shared time budget."""
+
+from __future__ import annotations
+
+import csv
+import json
+
+import pytest
+
+from keras_seq.training import experiments, recipes
+
+
+def tiny_adding(**train):
+    recipe = recipes.apply_overrides(
+        recipes.load("adding"),
+        [
+            "num_train=64", "num_validation=32", "num_test=32", "batch_size=32", "units=4",
+            "epochs=3", "experiment.lengths=[6]", "experiment.cells=['rnn', 'gru']",
+        ],
+    )
+    recipe["experiment"].pop("time_budget_s", None)
+    recipe["train"].update(time_budget_s=None, **train)
+    return recipe
+
+
+def epochs_run(sub_dir):
+    with open(sub_dir / "history.csv") as f:
+        return len(list(csv.DictReader(f)))
+
+
+def test_a_rerun_keeps_finished_sub_runs_and_trains_the_missing_one(tmp_path):
+    first = experiments.run(tiny_adding(), run_dir=tmp_path, verbose=0)
+    assert [(r["cell"], r["length"]) for r in first["test"]["runs"]] == [("rnn", 6), ("gru", 6)]
+    assert "| rnn | 6 |" in (tmp_path / "comparison.md").read_text()
+
+    kept = (tmp_path / "rnn-T6" / "model.keras").stat().st_mtime_ns
+    (tmp_path / "gru-T6" / "metrics.json").unlink()  # as if killed during the GRU sub-run
+    second = experiments.run(tiny_adding(), run_dir=tmp_path, verbose=0)
+
+    assert (tmp_path / "rnn-T6" / "model.keras").stat().st_mtime_ns == kept
+    assert second["test"]["runs"][0] == first["test"]["runs"][0]
+    assert json.loads((tmp_path / "gru-T6" / "metrics.json").read_text())["test"]["mse"] == (
+        pytest.approx(second["test"]["runs"][1]["mse"])
+    )
+
+
+def test_stop_below_ends_a_run_once_the_monitor_reaches_it(tmp_path):
+    experiments.run(tiny_adding(stop_below=1e9), run_dir=tmp_path / "stop", verbose=0)
+    experiments.run(tiny_adding(), run_dir=tmp_path / "full", verbose=0)
+    assert epochs_run(tmp_path / "stop" / "gru-T6") == 1
+    assert epochs_run(tmp_path / "full" / "gru-T6") == 3
+
+
+def test_budget_share_splits_what_is_left_over_the_runs_to_go():
+    assert experiments.budget_share(1800, 0, 6) == 300
+    assert experiments.budget_share(1800, 300 + 40 + 60, 3) == pytest.approx(1400 / 3)
+    assert experiments.budget_share(100, 150, 2) == 0.0
