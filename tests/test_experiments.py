@@ -51,6 +51,26 @@ def test_stop_below_ends_a_run_once_the_monitor_reaches_it(tmp_path):
     assert epochs_run(tmp_path / "full" / "gru-T6") == 3
 
 
+def test_time_budget_stops_before_an_epoch_that_would_overrun():
+    """Each epoch of this run takes 10 s of a fake clock, the budget is 25 s: a third epoch
+    would end at 30 s, so the run stops after two."""
+    from keras_seq.training import runner
+
+    clock = iter([0, 10, 10, 20, 20, 30, 30, 40])  # epoch begin, epoch end, ...
+    callback = runner.TimeBudget(started=0.0, budget_s=25.0, clock=lambda: float(next(clock)))
+
+    class Model:
+        stop_training = False
+
+    callback.set_model(Model())
+    for epoch in range(5):
+        callback.on_epoch_begin(epoch)
+        callback.on_epoch_end(epoch)
+        if callback.model.stop_training:
+            break
+    assert epoch == 1
+
+
 def test_budget_share_splits_what_is_left_over_the_runs_to_go():
     assert experiments.budget_share(1800, 0, 6) == 300
     assert experiments.budget_share(1800, 300 + 40 + 60, 3) == pytest.approx(1400 / 3)

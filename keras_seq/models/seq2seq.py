@@ -7,9 +7,11 @@ from typing import Any
 import keras
 import tensorflow as tf
 
+from keras_seq.layers._fast import fast_level
 from keras_seq.layers.attention import BahdanauAttention, LuongAttention
 from keras_seq.layers.bidirectional import Bidirectional
 from keras_seq.models import _common, decoding
+from keras_seq.ops import recurrence
 
 __all__ = ["Seq2Seq"]
 
@@ -44,7 +46,11 @@ class Seq2Seq(_common.TaskModel):
         log p(y_t | ...) = log_softmax(o_t W_o + b_o)
 
     Teacher forcing runs that very step in a ``tf.while_loop`` over the target, so training
-    and inference compute the same function. With ``input_feeding`` the decoder states
+    and inference compute the same function. Where no step reads the previous step's
+    attention (Luong without ``input_feeding``, or no attention), it runs the same equations
+    over the whole target at once instead: each decoder level as one sequence (the fused
+    kernels of :mod:`keras_seq.layers`), then the attention of every step in one batch
+    (tested equal to step-by-step decoding). With ``input_feeding`` the decoder states
     end with ``h~_{t-1}`` (zeros at the start). Dropout (``dropout``) is applied to the
     embeddings, between stacked encoder levels and to ``o_t``.
 
@@ -287,6 +293,11 @@ class Seq2Seq(_common.TaskModel):
         keys = self.precompute_keys(encoder_outputs)
         y = self.tgt_embedding(tf.cast(tgt_in_ids, tf.int32))
         y = self.dropout_layer(y, training=training)
+        if not self.input_feeding and self.attention != "bahdanau":
+            features, weights = self._teacher_force_parallel(
+                y, states, encoder_outputs, encoder_mask, keys, training
+            )
+            return self._log_probs(features, training=training), weights
         steps = tf.shape(y)[1]
         y_ta = tf.TensorArray(y.dtype, size=steps).unstack(tf.transpose(y, [1, 0, 2]))
         features_ta = tf.TensorArray(y.dtype, size=steps)
@@ -307,6 +318,29 @@ class Seq2Seq(_common.TaskModel):
         features = tf.transpose(features_ta.stack(), [1, 0, 2])  # (B, Tt, F)
         weights = tf.transpose(weights_ta.stack(), [1, 0, 2])  # (B, Tt, Ts)
         return self._log_probs(features, training=training), weights
+
+    def _teacher_force_parallel(self, y, states, encoder_outputs, encoder_mask, keys, training):
+        """Teacher forcing when step t reads nothing of step t-1 but the cell states: every
+        level over the whole target (fused kernel where it applies), then attention for all
+        steps at once. The same function as the step loop."""
+        per, h = self._per_level, y
+        for k, cell in enumerate(self.decoder_cells):
+            level = list(states[k * per : (k + 1) * per])
+            fused = fast_level(
+                cell, h, level, recurrent_mask=None, mask=None, go_backwards=False,
+                return_sequences=True, zero_output_for_mask=False, training=training,
+            )
+            if fused is None:  # export mode, or a cell without a fused kernel
+                _, h, _ = recurrence(
+                    cell.step, cell.project_inputs(h), level, output_size=cell.units
+                )
+            else:
+                h = fused[1]
+        if self.attention_layer is None:
+            weights = tf.zeros([tf.shape(h)[0], tf.shape(h)[1], tf.shape(encoder_mask)[1]], h.dtype)
+            return h, weights
+        context, weights = self._attend(h, encoder_outputs, encoder_mask, keys)
+        return self.attentional(tf.concat([context, h], axis=-1)), weights
 
     def call(self, inputs: Any, training: bool = False) -> tf.Tensor:
         src_ids, tgt_in_ids = inputs
