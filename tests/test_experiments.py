@@ -5,6 +5,7 @@ from __future__ import annotations
 import csv
 import json
 
+import numpy as np
 import pytest
 
 from keras_seq.training import experiments, recipes
@@ -75,3 +76,22 @@ def test_budget_share_splits_what_is_left_over_the_runs_to_go():
     assert experiments.budget_share(1800, 0, 6) == 300
     assert experiments.budget_share(1800, 300 + 40 + 60, 3) == pytest.approx(1400 / 3)
     assert experiments.budget_share(100, 150, 2) == 0.0
+
+
+@pytest.mark.parametrize("cell", ["lstm", "gru"])
+def test_chrono_initialisation_sets_gate_biases_from_log_uniform_timescales(cell):
+    from keras_seq.training.builders import regressor
+
+    units, horizon = 64, 400
+    model = regressor(cell, units=units, chrono=horizon, seed=1)
+    bias = model.layers[1].cells[0].bias.numpy()
+    expected = np.log(np.random.default_rng(1).uniform(1.0, horizon - 1.0, size=units))
+    if cell == "lstm":
+        np.testing.assert_allclose(bias[units : 2 * units], expected, rtol=1e-6)  # forget
+        np.testing.assert_allclose(bias[:units], -expected, rtol=1e-6)  # input
+        np.testing.assert_array_equal(bias[2 * units :], 0.0)
+    else:
+        np.testing.assert_allclose(bias[0, :units], expected, rtol=1e-6)  # update gate
+        np.testing.assert_array_equal(bias[0, units:], 0.0)
+        np.testing.assert_array_equal(bias[1], 0.0)
+    assert 0.0 <= expected.min() and expected.max() <= np.log(horizon - 1.0)

@@ -5,6 +5,7 @@ from __future__ import annotations
 from typing import Any
 
 import keras
+import numpy as np
 
 from keras_seq import layers
 
@@ -44,17 +45,42 @@ def build_model(recipe: dict[str, Any], info) -> keras.Model:
             **spec,
         )
     if kind == "Regressor":
+        if spec.get("chrono") is True:  # the horizon is the data's sequence length
+            spec["chrono"] = int(recipe["data"]["length"])
         return regressor(**spec)
     raise ValueError(f"Unknown model class {kind!r} in recipe {recipe['name']!r}")
 
 
 def regressor(
-    cell: str = "lstm", units: int = 64, features: int = 2, num_layers: int = 1
+    cell: str = "lstm",
+    units: int = 64,
+    features: int = 2,
+    num_layers: int = 1,
+    chrono: int | None = None,
+    seed: int | None = None,
 ) -> keras.Model:
-    """A recurrent layer read at its last step, then one linear unit (adding problem)."""
+    """A recurrent layer read at its last step, then one linear unit (adding problem).
+
+    ``chrono=T``: chrono initialisation (Tallec & Ollivier 2018) for dependencies up to T
+    steps, drawn with `seed` (None: NumPy's global generator, which
+    `keras.utils.set_random_seed` seeds). LSTM: forget bias ``log(u)`` and input bias ``-log(u)``,
+    ``u ~ U(1, T - 1)`` per unit; GRU: update-gate bias ``log(u)`` (``z`` weighs the old
+    state in Keras's GRU). SimpleRNN has no gate and is left as is.
+    """
     inputs = keras.Input((None, features))
-    hidden = RECURRENT[cell](units, num_layers=num_layers)(inputs)
-    return keras.Model(inputs, keras.layers.Dense(1)(hidden), name=f"{cell}_regressor")
+    layer = RECURRENT[cell](units, num_layers=num_layers)
+    model = keras.Model(inputs, keras.layers.Dense(1)(layer(inputs)), name=f"{cell}_regressor")
+    if chrono is not None and cell != "rnn":
+        rng = np.random if seed is None else np.random.default_rng(seed)
+        for level in layer.cells:
+            timescales = np.log(rng.uniform(1.0, max(2.0, chrono - 1.0), size=units))
+            bias = level.bias.numpy()
+            if cell == "lstm":  # gates i, f, c, o
+                bias[:units], bias[units : 2 * units] = -timescales, timescales
+            else:  # gates z, r, h; the input half of reset_after's [2, 3U] bias
+                (bias[0] if bias.ndim == 2 else bias)[:units] = timescales
+            level.bias.assign(bias)
+    return model
 
 
 def compile_model(model: keras.Model, recipe: dict[str, Any]) -> None:
