@@ -156,6 +156,8 @@ def callbacks(
         keras.callbacks.BackupAndRestore(str(run_dir / BACKUP), save_freq="epoch"),
         # With an EMA of the weights (`ema_momentum`), validation and both checkpoints see
         # the averaged weights; the backup, written before the swap, keeps the raw ones.
+        # Keras swaps by arithmetic (a += b; b = a - b; a -= b), which moves the raw weights
+        # by an ulp or so: a resumed EMA run matches an uninterrupted one to ~1e-7, not bitwise.
         *([keras.callbacks.SwapEMAWeights(swap_on_epoch=True)] if hp.get("ema_momentum") else []),
         keras.callbacks.ModelCheckpoint(str(ckpt / "last.weights.h5"), save_weights_only=True),
         best_ckpt,
