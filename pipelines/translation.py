@@ -114,6 +114,7 @@ def load(
     fractions: Sequence[float] = (0.8, 0.1, 0.1),
     max_tokens: int | None = None,
     min_count: int = 1,
+    target_min_count: int | None = None,
     download: bool = True,
     strict: bool = False,
 ) -> Splits:
@@ -122,6 +123,8 @@ def load(
     Args:
         max_length: drop pairs with more tokens on either side (`None`: keep all).
         max_tokens, min_count: vocabulary limits (each side).
+        target_min_count: the target side's `min_count` when it differs (the output layer's
+            width, most of a training step's cost, is the target vocabulary's size).
         test_path: a pairs file in the same layout used as the test split (its source
             sentences are removed from train / validation).
     """
@@ -169,13 +172,17 @@ def load(
         fractions=fr,
         max_tokens=max_tokens,
         min_count=min_count,
+        target_min_count=target_min_count,
         test_path=test_path,
     )
+    if target_min_count is not None:
+        _checks.positive_int("target_min_count", target_min_count)
+    target_options = {**vocab_options, "min_count": target_min_count or min_count}
     return seq2seq.assemble(
         name="translation",
         splits=groups,
         source_options=vocab_options,
-        target_options=vocab_options,
+        target_options=target_options,
         batch_size=batch_size,
         seed=seed,
         dropped=dropped,

@@ -160,6 +160,28 @@ def test_translation_groups_by_source_sentence(tmp_path):
         assert len(go) == 3 and len(set(go)) == 1  # 3 translations of "Go." share one split
 
 
+def test_translation_target_min_count_and_test_targets(tmp_path):
+    write_pairs(tmp_path)
+    s = translation.load(data_dir=str(tmp_path), direction="spa-eng", target_min_count=5)
+    # "go" is in 3 pairs (under 5), "see" in 30: only "see" is kept on the target side,
+    # while the source side keeps min_count=1 (every Spanish word of train).
+    english = s.info.target_vocabulary.tokens
+    spanish = s.info.source_vocabulary.tokens
+    assert "see" in english and "go" not in english
+    assert {"veo", "el"} <= set(spanish) and len(spanish) > len(english)
+    # The raw references of the test split, in the test dataset's order.
+    decoded = []
+    for (_, _), tgt_out in s.test.as_numpy_iterator():
+        decoded += s.info.target_vocabulary.decode(tgt_out)
+    assert len(s.info.test_targets) == len(decoded) == s.info.counts["test"]
+    words = [" ".join(t) for t in s.info.target_vocabulary.split(s.info.test_targets)]
+    for raw, ids in zip(words, decoded, strict=True):
+        assert len(raw.split()) == len(ids.split())
+        assert all(a == b or b == "[UNK]" for a, b in zip(raw.split(), ids.split(), strict=True))
+    with pytest.raises(ValueError, match=r"target_min_count"):
+        translation.load(data_dir=str(tmp_path), target_min_count=0)
+
+
 def test_translation_direction_and_errors(tmp_path):
     write_pairs(tmp_path)
     s = translation.load(data_dir=str(tmp_path), direction="spa-eng", lowercase=False)

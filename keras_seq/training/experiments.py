@@ -58,7 +58,7 @@ def budget_share(total: float, spent: float, runs_left: int) -> float:
 def format_table(rows: list[dict[str, Any]], baseline: float | None = None) -> str:
     lines = ["| cell | T | test MSE | wall time (s) |", "|---|---|---|---|"]
     for r in rows:
-        lines.append(f"| {r['cell']} | {r['length']} | {r['mse']:.2g} | {r['wall_time_s']:.0f} |")
+        lines.append(f"| {r['cell']} | {r['length']} | {r['mse']:.3g} | {r['wall_time_s']:.0f} |")
     if baseline is not None:
         lines.append(f"\nBaseline (always predict the mean sum 1.0): MSE {baseline:.3f}")
     return "\n".join(lines)
