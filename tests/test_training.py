@@ -127,7 +127,7 @@ def test_multiworker_two_processes_end_with_identical_weights(tmp_path):
              "--run-dir", str(tmp_path / f"worker{index}"), "--quiet", "--epochs", "2",
              "--set", "num_train=256", "--set", "num_validation=64", "--set", "num_test=64",
              "--set", "units=8", "--set", "lengths=[20]", "--set", "cells=['gru']",
-             "--set", "time_budget_s=none"],
+             "--set", "experiment.time_budget_s=none"],
             cwd=ROOT, env=env, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True,
         ))
     for proc in procs:
