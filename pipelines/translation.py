@@ -131,6 +131,7 @@ def load(
     _checks.positive_int("batch_size", batch_size)
     _checks.one_of("direction", direction, DIRECTIONS)
     _checks.optional_positive_int("max_length", max_length)
+    _checks.optional_positive_int("target_min_count", target_min_count)
     fr = _checks.fractions("fractions", fractions)
     file = locate_data(data_dir=data_dir, download=download, path=path)
     english, other, dropped = read_pairs(file, strict=strict)
@@ -175,8 +176,6 @@ def load(
         target_min_count=target_min_count,
         test_path=test_path,
     )
-    if target_min_count is not None:
-        _checks.positive_int("target_min_count", target_min_count)
     target_options = {**vocab_options, "min_count": target_min_count or min_count}
     return seq2seq.assemble(
         name="translation",

@@ -40,6 +40,56 @@ _RUNNER_KEYS = (
 )
 
 
+def run_cell(
+    cell,
+    x,
+    states,
+    *,
+    training,
+    recurrent_mask=None,
+    mask=None,
+    go_backwards: bool = False,
+    return_sequences: bool = True,
+    zero_output_for_mask: bool = False,
+) -> tuple[tf.Tensor, tf.Tensor | None, list[tf.Tensor]]:
+    """Run one cell over ``x [B, T, D]`` (input dropout already applied) from ``states``:
+    ``(last, outputs, final_states)``.
+
+    The one dispatch of every recurrent level: in export mode the exporter-friendly graph
+    (:func:`export_level`), else a fused kernel (:func:`fast_level`), else the generic
+    runner (:func:`keras_seq.ops.recurrence`) over one input-projection GEMM.
+    """
+    if in_export_mode():
+        result = export_level(
+            cell, x, states, mask=mask, go_backwards=go_backwards,
+            return_sequences=return_sequences, zero_output_for_mask=zero_output_for_mask,
+        )
+        if result is not None:
+            return result
+    result = fast_level(
+        cell, x, states, recurrent_mask=recurrent_mask, mask=mask,
+        go_backwards=go_backwards, return_sequences=return_sequences,
+        zero_output_for_mask=zero_output_for_mask, training=training,
+    )
+    if result is not None:
+        return result
+    projected = cell.project_inputs(x)  # (B, T, G*U): one GEMM for all steps
+
+    def step(p_t, s):
+        return cell.step(p_t, s, recurrent_mask)
+
+    return recurrence(
+        step,
+        projected,
+        states,
+        output_size=cell.units,
+        mask=mask,
+        go_backwards=go_backwards,
+        zero_output_for_mask=zero_output_for_mask,
+        return_sequences=return_sequences,
+    )
+
+
 class RecurrentLayer(keras.layers.Layer):
     """Base runner. Subclasses set ``cell_class``."""
 
@@ -177,35 +227,10 @@ class RecurrentLayer(keras.layers.Layer):
             x = x * cell.dropout_mask(x[:, 0, :])[:, None, :]  # one mask per sequence
         if training and cell.recurrent_dropout > 0:
             recurrent_mask = cell.recurrent_dropout_mask(states[0])
-        if in_export_mode():
-            result = export_level(
-                cell, x, states, mask=mask, go_backwards=go_backwards,
-                return_sequences=return_sequences,
-                zero_output_for_mask=self.zero_output_for_mask,
-            )
-            if result is not None:
-                return result
-        result = fast_level(
+        return run_cell(
             cell, x, states, recurrent_mask=recurrent_mask, mask=mask,
             go_backwards=go_backwards, return_sequences=return_sequences,
             zero_output_for_mask=self.zero_output_for_mask, training=training,
-        )
-        if result is not None:
-            return result
-        projected = cell.project_inputs(x)  # (B, T, G*U): one GEMM for all steps
-
-        def step(p_t, s):
-            return cell.step(p_t, s, recurrent_mask)
-
-        return recurrence(
-            step,
-            projected,
-            states,
-            output_size=cell.units,
-            mask=mask,
-            go_backwards=go_backwards,
-            zero_output_for_mask=self.zero_output_for_mask,
-            return_sequences=return_sequences,
         )
 
     def _check_inputs(self, sequences, mask) -> None:

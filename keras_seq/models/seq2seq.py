@@ -7,11 +7,10 @@ from typing import Any
 import keras
 import tensorflow as tf
 
-from keras_seq.layers._fast import fast_level
 from keras_seq.layers.attention import BahdanauAttention, LuongAttention
 from keras_seq.layers.bidirectional import Bidirectional
+from keras_seq.layers.recurrent import run_cell
 from keras_seq.models import _common, decoding
-from keras_seq.ops import recurrence
 
 __all__ = ["Seq2Seq"]
 
@@ -325,17 +324,7 @@ class Seq2Seq(_common.TaskModel):
         steps at once. The same function as the step loop."""
         per, h = self._per_level, y
         for k, cell in enumerate(self.decoder_cells):
-            level = list(states[k * per : (k + 1) * per])
-            fused = fast_level(
-                cell, h, level, recurrent_mask=None, mask=None, go_backwards=False,
-                return_sequences=True, zero_output_for_mask=False, training=training,
-            )
-            if fused is None:  # export mode, or a cell without a fused kernel
-                _, h, _ = recurrence(
-                    cell.step, cell.project_inputs(h), level, output_size=cell.units
-                )
-            else:
-                h = fused[1]
+            _, h, _ = run_cell(cell, h, list(states[k * per : (k + 1) * per]), training=training)
         if self.attention_layer is None:
             weights = tf.zeros([tf.shape(h)[0], tf.shape(h)[1], tf.shape(encoder_mask)[1]], h.dtype)
             return h, weights

@@ -35,7 +35,7 @@ def run(recipe: dict[str, Any], *, run_dir: Path, **options) -> dict[str, Any]:
             sub["data"][grid.get("length_key", "length")] = length
             sub["model"]["cell"] = cell
             sub["name"] = f"{recipe['name']}-{cell}-T{length}"
-            if total:
+            if total is not None:
                 spent = sum(r["wall_time_s"] for r in rows)
                 sub["train"]["time_budget_s"] = budget_share(total, spent, len(plan) - index)
             metrics = runner.train(sub, run_dir=sub_dir, **options)

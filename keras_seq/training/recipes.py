@@ -27,7 +27,7 @@ TRAIN_DEFAULTS: dict[str, Any] = {
     "reduce_lr_factor": 0.5,
     "steps_per_epoch": None,  # None: one pass over the training split
     "validation_steps": None,
-    "time_budget_s": None,  # stop after the epoch that crosses this wall time
+    "time_budget_s": None,  # stop when another epoch would end past this wall time
     "monitor": "val_loss",
     "stop_below": None,  # stop once the monitored value is at or below this (task solved)
     "ema_momentum": None,  # e.g. 0.99: validate, checkpoint and keep an EMA of the weights
