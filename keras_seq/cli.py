@@ -138,7 +138,12 @@ def cmd_train(args) -> int:
         raise UsageError(str(err)) from None
     if args.epochs is not None:
         recipe["train"]["epochs"] = args.epochs
-    from keras_seq.training import distribute, experiments, runner
+    from keras_seq.training import distribute, ensembles, experiments, runner
+
+    try:
+        members = ensembles.check(recipe)
+    except ValueError as err:
+        raise UsageError(str(err)) from None
 
     distribute.make_strategy(args.strategy)  # before any TensorFlow op runs
     _check_data(recipe, args.data_dir, args.test_data)
@@ -151,6 +156,8 @@ def cmd_train(args) -> int:
     )
     if "experiment" in recipe:
         metrics = experiments.run(recipe, run_dir=run_dir, **options)
+    elif members > 1:
+        metrics = ensembles.run(recipe, run_dir=run_dir, **options)
     else:
         metrics = runner.train(recipe, run_dir=run_dir, **options)
     print(json.dumps({"run_dir": str(run_dir), **runner._public(metrics)}, indent=1))

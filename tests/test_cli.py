@@ -44,6 +44,11 @@ def test_unknown_set_key():
                           "model.units")
 
 
+def test_ensemble_of_a_model_that_is_not_a_classifier():
+    assert_one_line_error(run("train", "dates", "--set", "ensemble=2"), "train.ensemble",
+                          "task 'seq2seq'")
+
+
 def test_data_dir_without_files(tmp_path):
     result = run("train", "names", "--data-dir", str(tmp_path))
     assert_one_line_error(result, "names")

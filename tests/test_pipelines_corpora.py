@@ -52,6 +52,51 @@ def test_sst2_validation_is_disjoint_from_train(tmp_path):
     assert not texts(s.train) & texts(s.validation)
 
 
+def test_sentence_roots_gather_each_phrase_under_its_longest_container():
+    keys = ["a very good movie .", "very good", "good", "movie", "a dull film", "dull",
+            "very good movie", "film ,"]
+    assert sst2.sentence_roots(keys) == {
+        "a very good movie .": "a very good movie .", "very good": "a very good movie .",
+        "good": "a very good movie .", "movie": "a very good movie .",
+        "very good movie": "a very good movie .", "a dull film": "a dull film",
+        "dull": "a dull film", "film ,": "film ,",  # not a word span of "a dull film"
+    }
+
+
+SENTENCES = [f"{t} number {i}" for i, t in enumerate(POSITIVE + NEGATIVE)]
+PHRASES = [" ".join(t.split()[a:b]) for t in SENTENCES for a, b in [(0, 2), (1, 3), (0, -2)]]
+
+
+def test_sentence_split_holds_out_whole_sentences_and_none_of_their_phrases():
+    keys = SENTENCES + PHRASES
+    split = sst2.sentence_split(keys, 0.2, seed=0)
+    roots = sst2.sentence_roots(keys)
+    held_out = {k for k, s in zip(keys, split, strict=True) if s == 1}
+    assert len(held_out) == 2 and held_out <= set(SENTENCES)  # 20% of the 10 sentences
+    for key, s in zip(keys, split, strict=True):
+        expected = (1 if key in held_out else -1) if roots[key] in held_out else 0
+        assert s == expected, key
+    assert np.array_equal(sst2.sentence_split(keys, 0.2, seed=0), split)  # seeded
+
+
+def test_sst2_validation_modes_and_their_counts(tmp_path):
+    folder = write_sst2(tmp_path)
+    labels = [i % 2 for i in range(len(SENTENCES + PHRASES))]
+    rows = [f"{t} \t{y}" for t, y in zip(SENTENCES + PHRASES, labels, strict=True)]
+    (folder / "train.tsv").write_text("sentence\tlabel\n" + "\n".join(rows) + "\n")
+    s = sst2.load(data_dir=str(tmp_path), validation_fraction=0.2, batch_size=4)
+    split = sst2.sentence_split(SENTENCES + PHRASES, 0.2, seed=0)
+    assert s.info.counts["validation"] == 2
+    assert s.info.counts["train"] == int(np.sum(split == 0))
+    assert s.info.dropped["validation_subphrase"] == int(np.sum(split == -1)) > 0
+    by_phrase = sst2.load(data_dir=str(tmp_path), validation_fraction=0.2, batch_size=4,
+                          validation="phrases")
+    assert by_phrase.info.counts["validation"] == len(rows) // 5
+    assert "validation_subphrase" not in by_phrase.info.dropped
+    with pytest.raises(ValueError, match=r"validation.*'sentences', 'phrases'.*Received.*'words'"):
+        sst2.load(data_dir=str(tmp_path), validation="words")
+
+
 def test_sst2_strict_names_file_and_line(tmp_path):
     write_sst2(tmp_path, train_extra=b"broken \t2\n")
     with pytest.raises(ValueError, match=r"train.tsv', line 42: expected a label in \[0, 1\], "

@@ -74,9 +74,20 @@ def test_sst2_counts():
     info = s.info
     assert info.counts["test"] == 872 and len(info.extra["unlabeled_test"]) == 1_821
     assert info.counts["train"] + info.counts["validation"] == 60_614 - info.dropped.get(
-        "in_test", 0)
+        "in_test", 0) - info.dropped["validation_subphrase"]
     rows = {k: id_rows(getattr(s, k)) for k in ("train", "validation", "test")}
     assert len(set(rows["train"]) & set(rows["validation"])) == 0
+    # Validation holds whole sentences, as long as the dev sentences, and none of their
+    # long phrases is trained on.
+    lengths = {k: np.mean([len(r) for r in rows[k]]) for k in rows}
+    assert lengths["validation"] > 0.8 * lengths["test"] and lengths["train"] < 0.6 * lengths[
+        "test"]
+    train = {" ".join(map(str, r)) for r in rows["train"]}
+    for row in rows["validation"][:50]:
+        shortest = max(4, len(row) // 2)  # shorter spans ("the film") recur across sentences
+        spans = {" ".join(map(str, row[i:j])) for i in range(len(row))
+                 for j in range(i + shortest, len(row) + 1)}
+        assert not spans & train
 
 
 def test_translation_counts_and_disjoint_sources():

@@ -142,7 +142,8 @@ def model_digest(run_dir: str | Path) -> str:
 def find_latest_runs(runs_root: str | Path) -> dict[str, Path]:
     """``{recipe: latest run dir}`` under ``runs_root`` (``runs/<recipe>/<run>/``).
 
-    A run counts when it holds ``config.json`` and ``model.keras``; the latest is the one whose
+    A run counts when it holds ``config.json`` and ``model.keras`` and is not part of another
+    run (an ensemble member, an experiment's sub-run); the latest is the one whose
     ``model.keras`` was written last. The recipe name is read from its config.
     """
     runs_root = Path(runs_root)
@@ -154,8 +155,8 @@ def find_latest_runs(runs_root: str | Path) -> dict[str, Path]:
         if not (run / "config.json").is_file():
             continue
         config = _read_json(run / "config.json", "Run config")
-        if config.get("task") not in TASKS:
-            continue
+        if config.get("task") not in TASKS or config.get("part_of"):
+            continue  # not an exportable task, or one member of an ensemble / experiment
         name = str(config.get("recipe") or config.get("name") or run.parent.name)
         stamp = model_path.stat().st_mtime
         if name not in latest or stamp > latest[name][0]:

@@ -8,8 +8,9 @@ search over any step function.
 """
 
 from keras_seq.models.classifier import SequenceClassifier
+from keras_seq.models.ensemble import Ensemble
 from keras_seq.models.language_model import LanguageModel
 from keras_seq.models.pooling import AttentionPooling
 from keras_seq.models.seq2seq import Seq2Seq
 
-__all__ = ["AttentionPooling", "LanguageModel", "Seq2Seq", "SequenceClassifier"]
+__all__ = ["AttentionPooling", "Ensemble", "LanguageModel", "Seq2Seq", "SequenceClassifier"]

@@ -21,6 +21,9 @@ def run(recipe: dict[str, Any], *, run_dir: Path, **options) -> dict[str, Any]:
     time a run saves by stopping early (``stop_below``) goes to the runs after it.
     """
     started = time.time()
+    run_dir.mkdir(parents=True, exist_ok=True)
+    resolved = {**recipe, **{k: v for k, v in options.items() if k != "verbose"}}
+    (run_dir / "config.json").write_text(json.dumps(resolved, indent=1) + "\n")
     grid = recipe["experiment"]
     plan = list(itertools.product(grid["lengths"], grid["cells"]))
     total = grid.get("time_budget_s")
@@ -35,6 +38,7 @@ def run(recipe: dict[str, Any], *, run_dir: Path, **options) -> dict[str, Any]:
             sub["data"][grid.get("length_key", "length")] = length
             sub["model"]["cell"] = cell
             sub["name"] = f"{recipe['name']}-{cell}-T{length}"
+            sub["part_of"] = recipe["name"]
             if total is not None:
                 spent = sum(r["wall_time_s"] for r in rows)
                 sub["train"]["time_budget_s"] = budget_share(total, spent, len(plan) - index)

@@ -31,6 +31,7 @@ TRAIN_DEFAULTS: dict[str, Any] = {
     "monitor": "val_loss",
     "stop_below": None,  # stop once the monitored value is at or below this (task solved)
     "ema_momentum": None,  # e.g. 0.99: validate, checkpoint and keep an EMA of the weights
+    "ensemble": 1,  # N > 1: train N classifiers (seeds seed..seed+N-1) and average them
 }
 
 

@@ -31,7 +31,12 @@ def resolve_run_dir(recipe: dict[str, Any], run_dir: str | None, root: str = "ru
         return Path(run_dir)
     base = Path(root) / recipe["name"]
     for candidate in sorted(base.glob("*/"), reverse=True):
-        if (candidate / BACKUP).is_dir() and not (candidate / "metrics.json").exists():
+        # Started: a backup of its own, or a sub-run (ensemble member, experiment run) with
+        # a backup or finished.
+        started = (candidate / BACKUP).is_dir() or any(
+            any(candidate.glob(f"*/{name}")) for name in (BACKUP, "metrics.json")
+        )
+        if started and not (candidate / "metrics.json").exists():
             try:
                 previous = json.loads((candidate / "config.json").read_text())
             except (OSError, ValueError):
@@ -56,27 +61,31 @@ def train(
     data_dir: str | None = None,
     test_data: str | None = None,
     seed: int = 0,
+    init_seed: int | None = None,
     strategy: str = "default",
     mixed_precision: bool = False,
     verbose: int | str = "auto",
 ) -> dict[str, Any]:
-    """Train ``recipe`` into ``run_dir`` and return the metrics written to metrics.json."""
+    """Train ``recipe`` into ``run_dir`` and return the metrics written to metrics.json.
+
+    `seed` fixes the data split; `init_seed` (default `seed`) is the global seed, which fixes
+    the initialisation, dropout and the batch order (TensorFlow's seeded shuffles combine it
+    with their own seed). Ensemble members share `seed` and differ in `init_seed`.
+    """
     started = time.time()
-    keras.utils.set_random_seed(seed)
+    keras.utils.set_random_seed(seed if init_seed is None else init_seed)
     tf.config.experimental.enable_op_determinism()
     if mixed_precision:
         keras.mixed_precision.set_global_policy("mixed_float16")
     run_dir.mkdir(parents=True, exist_ok=True)
-    resolved = {**recipe, "seed": seed, "data_dir": data_dir, "test_data": test_data,
+    resolved = {**recipe, "seed": seed, "init_seed": init_seed, "data_dir": data_dir,
+                "test_data": test_data,
                 "strategy": strategy, "mixed_precision": mixed_precision}
     (run_dir / "config.json").write_text(json.dumps(resolved, indent=1) + "\n")
 
     splits = load_splits(recipe, data_dir=data_dir, seed=seed, test_data=test_data)
     info = splits.info
-    info.save(run_dir)
-    write_samples(run_dir, info)
-    if info.labels:
-        (run_dir / "labels.json").write_text(json.dumps(info.labels, ensure_ascii=False) + "\n")
+    write_run_files(run_dir, info)
 
     scope = distribute.make_strategy(strategy)
     with scope.scope():
@@ -236,6 +245,14 @@ class TimeBudget(keras.callbacks.Callback):
         self.longest = max(self.longest, now - self.epoch_started)
         if now - self.started + self.longest > self.budget_s:
             self.model.stop_training = True
+
+
+def write_run_files(run_dir: Path, info) -> None:
+    """What export and evaluation read besides the model: info, vocabularies, labels, samples."""
+    info.save(run_dir)
+    write_samples(run_dir, info)
+    if info.labels:
+        (run_dir / "labels.json").write_text(json.dumps(info.labels, ensure_ascii=False) + "\n")
 
 
 def write_samples(run_dir: Path, info, limit: int = 64) -> None:

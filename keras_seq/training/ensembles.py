@@ -1,0 +1,85 @@
+"""Recipes with ``[train] ensemble = N``: N classifiers, one model that averages them."""
+
+from __future__ import annotations
+
+import copy
+import json
+import time
+from pathlib import Path
+from typing import Any
+
+import keras
+
+from keras_seq.training import reports, runner
+from keras_seq.training.experiments import budget_share
+
+
+def check(recipe: dict[str, Any]) -> int:
+    """The number of members, checked: a positive int, and > 1 only for classifiers."""
+    members = recipe["train"].get("ensemble", 1)
+    if isinstance(members, bool) or not isinstance(members, int) or members < 1:
+        raise ValueError(
+            f"Invalid value for `train.ensemble` in recipe {recipe['name']!r}. Expected a "
+            f"positive integer (the number of members). Received: ensemble={members!r}"
+        )
+    if members > 1 and recipe["task"] != "classification":
+        raise ValueError(
+            f"Invalid value for `train.ensemble` in recipe {recipe['name']!r}: ensembles "
+            f"average class probabilities, so they need task 'classification'. Received: "
+            f"ensemble={members} with task {recipe['task']!r}."
+        )
+    return members
+
+
+def run(recipe: dict[str, Any], *, run_dir: Path, seed: int = 0, **options) -> dict[str, Any]:
+    """Train the members as sub-runs ``member-<k>``, then save and evaluate their average.
+
+    Every member sees the same data split (`seed`); its initialisation, dropout and batch
+    order follow its own global seed (``init_seed = seed + k``). ``[train] time_budget_s`` is the budget
+    of the whole ensemble, shared as in experiments: each member gets what is left divided by
+    the members still to train. A member with a metrics.json is finished and is not trained
+    again, so a killed ensemble resumes at the member it was in.
+    """
+    count = check(recipe)
+    run_dir.mkdir(parents=True, exist_ok=True)
+    resolved = {**recipe, "seed": seed, **{k: v for k, v in options.items() if k != "verbose"}}
+    (run_dir / "config.json").write_text(json.dumps(resolved, indent=1) + "\n")
+    total = recipe["train"].get("time_budget_s")
+    rows: list[dict[str, Any]] = []
+    for k in range(count):
+        sub_dir = run_dir / f"member-{k}"
+        if (sub_dir / "metrics.json").is_file():
+            metrics = json.loads((sub_dir / "metrics.json").read_text())
+        else:
+            sub = copy.deepcopy(recipe)
+            sub["name"] = f"{recipe['name']}-member-{k}"
+            sub["train"]["ensemble"] = 1
+            sub["part_of"] = recipe["name"]  # not exported on its own (export --all-latest)
+            if total is not None:
+                spent = sum(r["wall_time_s"] for r in rows)
+                sub["train"]["time_budget_s"] = budget_share(total, spent, count - k)
+            metrics = runner.train(sub, run_dir=sub_dir, seed=seed, init_seed=seed + k, **options)
+        rows.append({"member": k, **metrics["test"], "wall_time_s": metrics["wall_time_s"]})
+
+    import keras_seq.models  # noqa: F401  (registers the model classes)
+
+    combining = time.time()
+    splits = runner.load_splits(
+        recipe, data_dir=options.get("data_dir"), seed=seed, test_data=options.get("test_data")
+    )
+    runner.write_run_files(run_dir, splits.info)
+    model = keras_seq.models.Ensemble(
+        [keras.saving.load_model(run_dir / f"member-{k}" / "model.keras") for k in range(count)],
+        name=f"{recipe['name'].replace('-', '_')}_ensemble",
+    )
+    model.save(run_dir / "model.keras")
+    metrics = {
+        "recipe": recipe["name"],
+        "test": runner.evaluate(model, recipe, splits),
+        "members": [{k: v for k, v in r.items() if not k.startswith("_")} for r in rows],
+        # The members' own wall times (kept across a resume) plus the combination.
+        "wall_time_s": round(sum(r["wall_time_s"] for r in rows) + time.time() - combining, 1),
+    }
+    reports.write_all(run_dir, model, recipe, splits, metrics)
+    (run_dir / "metrics.json").write_text(json.dumps(runner._public(metrics), indent=1) + "\n")
+    return metrics
