@@ -8,6 +8,7 @@ import pytest
 import tensorflow as tf
 
 from keras_seq.models import AttentionPooling, SequenceClassifier
+from keras_seq.models.pooling import masked_max
 
 IDS = np.array([[5, 6, 7, 8, 0, 0], [4, 9, 0, 0, 0, 0], [11, 4, 6, 10, 12, 5]], np.int32)
 
@@ -17,6 +18,7 @@ CASES = [
     ("gru", "last", True, 2),
     ("rnn", "mean", False, 2),
     ("lstm", "mean", True, 1),
+    ("gru", "max", True, 1),
     ("gru", "attention", False, 1),
     ("lstm", "attention", True, 2),
 ]
@@ -63,6 +65,16 @@ def test_mean_pooling_matches_numpy():
     np.testing.assert_array_equal(mask.numpy(), IDS > 0)
 
 
+def test_max_pooling_matches_numpy():
+    model = make("gru", "max", bidirectional=True)
+    pooled, _ = model.encode(IDS)
+    h = model.encoder(model.embedding(IDS), mask=tf.not_equal(IDS, 0)).numpy()
+    expected = np.stack([h[b, IDS[b] > 0].max(0) for b in range(len(IDS))])
+    np.testing.assert_allclose(pooled.numpy(), expected, atol=1e-6)
+    empty = masked_max(tf.ones((1, 3, 2)) * -5.0, tf.zeros((1, 3), tf.bool))
+    np.testing.assert_array_equal(empty.numpy(), np.zeros((1, 2)))  # no valid step: zeros
+
+
 def test_attention_pooling_matches_numpy():
     rng = np.random.default_rng(0)
     h = rng.normal(size=(2, 5, 4)).astype(np.float32)
@@ -84,7 +96,7 @@ def test_attention_pooling_matches_numpy():
     np.testing.assert_array_equal(empty, 0.0)
 
 
-@pytest.mark.parametrize("case", [CASES[1], CASES[5]], ids=["gru-last-bi-2", "lstm-attn-bi-2"])
+@pytest.mark.parametrize("case", [CASES[1], CASES[-1]], ids=["gru-last-bi-2", "lstm-attn-bi-2"])
 def test_every_weight_gets_a_gradient(case):
     model = make(*case, dropout=0.1)
     with tf.GradientTape() as tape:
@@ -143,7 +155,7 @@ def test_config_round_trip():
 @pytest.mark.parametrize(
     "kwargs, match",
     [
-        (dict(pooling="max"), r"argument `pooling`. Expected one of \{'last', 'mean', 'attent"),
+        (dict(pooling="sum"), r"argument `pooling`. Expected one of \{'last', 'mean', 'max', "),
         (dict(cell="lstm2"), r"argument `cell`. Expected one of \{'lstm', 'gru', 'rnn'\}"),
         (dict(num_classes=1), r"argument `num_classes`. Expected an integer >= 2"),
         (dict(units=0), r"argument `units`. Expected a positive integer"),

@@ -9,11 +9,11 @@ import tensorflow as tf
 
 from keras_seq.layers.bidirectional import Bidirectional
 from keras_seq.models import _common
-from keras_seq.models.pooling import AttentionPooling, masked_mean
+from keras_seq.models.pooling import AttentionPooling, masked_max, masked_mean
 
 __all__ = ["SequenceClassifier"]
 
-POOLINGS = ("last", "mean", "attention")
+POOLINGS = ("last", "mean", "max", "attention")
 
 
 @keras.saving.register_keras_serializable(package="keras_seq")
@@ -33,6 +33,8 @@ class SequenceClassifier(_common.TaskModel):
     * ``"last"``: the encoder's last output under the mask, i.e. the state after the last
       valid step (bidirectional: forward at the last valid step, backward at step 0);
     * ``"mean"``: ``sum_t m_t h_t / sum_t m_t``;
+    * ``"max"``: ``max_t`` of ``h_t`` over the valid steps, per feature (InferSent's BiLSTM-max,
+      Conneau et al. 2017);
     * ``"attention"``: :class:`AttentionPooling` (``a = softmax_t(tanh(h_t W + b) . w)``
       over valid steps, ``sum_t a_t h_t``).
 
@@ -46,7 +48,7 @@ class SequenceClassifier(_common.TaskModel):
         units: recurrent units per direction.
         num_layers: stacked recurrent levels.
         bidirectional: run the encoder in both directions (outputs concatenated).
-        pooling: ``"last"``, ``"mean"`` or ``"attention"``.
+        pooling: ``"last"``, ``"mean"``, ``"max"`` or ``"attention"``.
         dropout: dropout rate in [0, 1).
         embedding_dim: size of the token embeddings.
 
@@ -124,6 +126,8 @@ class SequenceClassifier(_common.TaskModel):
         h = self.encoder(x, mask=mask, training=training)  # (B, H) or (B, T, H)
         if self.pooling == "mean":
             h = masked_mean(h, mask)
+        elif self.pooling == "max":
+            h = masked_max(h, mask)
         elif self.pooling == "attention":
             h = self.attention_pooling(h, mask=mask)
         return h, mask

@@ -9,7 +9,7 @@ import tensorflow as tf
 
 from keras_seq import _validate
 
-__all__ = ["AttentionPooling", "masked_mean"]
+__all__ = ["AttentionPooling", "masked_max", "masked_mean"]
 
 
 def masked_mean(sequences: tf.Tensor, mask: tf.Tensor | None) -> tf.Tensor:
@@ -23,6 +23,19 @@ def masked_mean(sequences: tf.Tensor, mask: tf.Tensor | None) -> tf.Tensor:
     total = tf.reduce_sum(sequences * m, axis=1)  # (B, D)
     count = tf.maximum(tf.reduce_sum(m, axis=1), 1.0)  # (B, 1)
     return total / count
+
+
+def masked_max(sequences: tf.Tensor, mask: tf.Tensor | None) -> tf.Tensor:
+    """``max_t`` over the valid steps, per feature: ``[B, T, D], [B, T] -> [B, D]``.
+
+    A row with no valid step pools to the zero vector.
+    """
+    if mask is None:
+        return tf.reduce_max(sequences, axis=1)
+    valid = tf.cast(mask, tf.bool)[:, :, None]  # (B, T, 1)
+    lowest = tf.cast(sequences.dtype.min, sequences.dtype)
+    pooled = tf.reduce_max(tf.where(valid, sequences, lowest), axis=1)  # (B, D)
+    return tf.where(tf.reduce_any(valid, axis=1), pooled, tf.zeros_like(pooled))
 
 
 @keras.saving.register_keras_serializable(package="keras_seq")
