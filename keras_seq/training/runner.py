@@ -79,8 +79,7 @@ def train(
         keras.mixed_precision.set_global_policy("mixed_float16")
     run_dir.mkdir(parents=True, exist_ok=True)
     resolved = {**recipe, "seed": seed, "init_seed": init_seed, "data_dir": data_dir,
-                "test_data": test_data,
-                "strategy": strategy, "mixed_precision": mixed_precision}
+                "test_data": test_data, "strategy": strategy, "mixed_precision": mixed_precision}
     (run_dir / "config.json").write_text(json.dumps(resolved, indent=1) + "\n")
 
     splits = load_splits(recipe, data_dir=data_dir, seed=seed, test_data=test_data)
