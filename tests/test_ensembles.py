@@ -94,6 +94,10 @@ def test_members_share_the_split_differ_in_init_and_average_into_the_model(tmp_p
     loss = -np.mean(np.log(probs[np.arange(len(labels)), labels]))
     assert metrics["test"]["loss"] == pytest.approx(loss, rel=1e-5)
     assert [m["member"] for m in metrics["members"]] == [0, 1]
+    model.compile()  # the classifier's own loss and accuracy
+    evaluated = model.evaluate(splits.test, verbose=0, return_dict=True)
+    assert evaluated["accuracy"] == pytest.approx(metrics["test"]["accuracy"])
+    assert evaluated["loss"] == pytest.approx(loss, rel=1e-5)
     written = json.loads((run_dir / "metrics.json").read_text())
     assert written["test"]["accuracy"] == metrics["test"]["accuracy"]
     assert (run_dir / "confusion_matrix.png").is_file()

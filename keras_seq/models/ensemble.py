@@ -7,11 +7,13 @@ from typing import Any
 
 import keras
 
+from keras_seq.models import _common
+
 __all__ = ["Ensemble"]
 
 
 @keras.saving.register_keras_serializable(package="keras_seq")
-class Ensemble(keras.Model):
+class Ensemble(_common.TaskModel):
     """``model(x) = mean_k members[k](x)``: averaged class probabilities.
 
     Members are classifiers trained separately (different initialisations, same data), as in
@@ -19,6 +21,8 @@ class Ensemble(keras.Model):
     variance of the prediction, and usually the test error and loss. The ensemble is one
     Keras model, so it saves, loads and exports like its members (the exported graph runs every
     member). Each member must map the same input to probabilities of the same classes.
+    ``compile()`` defaults to ``SparseCategoricalCrossentropy()`` and ``"accuracy"``, like
+    `SequenceClassifier`: ``model.compile(); model.evaluate(ds)`` scores a loaded ensemble.
 
     Args:
         members: at least one model, each ``x -> probabilities [B, C]``.
@@ -52,6 +56,12 @@ class Ensemble(keras.Model):
         if len(outputs) == 1:
             return outputs[0]
         return keras.ops.mean(keras.ops.stack(outputs, axis=0), axis=0)
+
+    def default_loss(self) -> keras.losses.Loss:
+        return keras.losses.SparseCategoricalCrossentropy()
+
+    def default_metrics(self) -> list:
+        return ["accuracy"]
 
     def compute_output_shape(self, input_shape: Any) -> Any:
         return self.members[0].compute_output_shape(input_shape)

@@ -69,7 +69,10 @@ def run(recipe: dict[str, Any], *, run_dir: Path, seed: int = 0, **options) -> d
     )
     runner.write_run_files(run_dir, splits.info)
     model = keras_seq.models.Ensemble(
-        [keras.saving.load_model(run_dir / f"member-{k}" / "model.keras") for k in range(count)],
+        [
+            keras.saving.load_model(run_dir / f"member-{k}" / "model.keras", compile=False)
+            for k in range(count)
+        ],
         name=f"{recipe['name'].replace('-', '_')}_ensemble",
     )
     model.save(run_dir / "model.keras")
