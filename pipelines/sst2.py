@@ -12,9 +12,10 @@ validation keeps only the whole sentences, like the dev set; their sub-phrases a
 on either (``dropped["validation_subphrase"]``). Cut by phrase instead
 (``validation="phrases"``), sub-phrases of training sentences land in validation: it then
 scores ~93% while dev sentences score ~84%, and best-checkpoint selection follows the leak.
-The labeled GLUE dev set (872 sentences) is the test split, the usual SST-2 evaluation; the unlabeled GLUE test sentences are returned in
-``info.extra["unlabeled_test"]`` (for prediction and export warm-up). Dev sentences that also
-occur in train.tsv are removed from training (``dropped["in_test"]``).
+The labeled GLUE dev set (872 sentences) is the test split, the usual SST-2 evaluation; the
+unlabeled GLUE test sentences are returned in ``info.extra["unlabeled_test"]`` (for
+prediction and export warm-up). Dev sentences that also occur in train.tsv are removed from
+training (``dropped["in_test"]``).
 
 Element: ``(word_ids int32 [B, T], label int32 [B])``; training batches are bucketed by length.
 """

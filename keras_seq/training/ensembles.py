@@ -11,7 +11,7 @@ from typing import Any
 import keras
 
 from keras_seq.training import reports, runner
-from keras_seq.training.experiments import budget_share
+from keras_seq.training.experiments import train_sub_runs
 
 
 def check(recipe: dict[str, Any]) -> int:
@@ -35,31 +35,23 @@ def run(recipe: dict[str, Any], *, run_dir: Path, seed: int = 0, **options) -> d
     """Train the members as sub-runs ``member-<k>``, then save and evaluate their average.
 
     Every member sees the same data split (`seed`); its initialisation, dropout and batch
-    order follow its own global seed (``init_seed = seed + k``). ``[train] time_budget_s`` is the budget
-    of the whole ensemble, shared as in experiments: each member gets what is left divided by
-    the members still to train. A member with a metrics.json is finished and is not trained
-    again, so a killed ensemble resumes at the member it was in.
+    order follow its own global seed (``init_seed = seed + k``). ``[train] time_budget_s`` is
+    the budget of the whole ensemble; the members share it and resume as `train_sub_runs`
+    says (a killed ensemble resumes at the member it was in).
     """
     count = check(recipe)
-    run_dir.mkdir(parents=True, exist_ok=True)
-    resolved = {**recipe, "seed": seed, **{k: v for k, v in options.items() if k != "verbose"}}
-    (run_dir / "config.json").write_text(json.dumps(resolved, indent=1) + "\n")
-    total = recipe["train"].get("time_budget_s")
-    rows: list[dict[str, Any]] = []
+    runner.write_config(run_dir, recipe, seed=seed, **options)
+    parts = []
     for k in range(count):
-        sub_dir = run_dir / f"member-{k}"
-        if (sub_dir / "metrics.json").is_file():
-            metrics = json.loads((sub_dir / "metrics.json").read_text())
-        else:
-            sub = copy.deepcopy(recipe)
-            sub["name"] = f"{recipe['name']}-member-{k}"
-            sub["train"]["ensemble"] = 1
-            sub["part_of"] = recipe["name"]  # not exported on its own (export --all-latest)
-            if total is not None:
-                spent = sum(r["wall_time_s"] for r in rows)
-                sub["train"]["time_budget_s"] = budget_share(total, spent, count - k)
-            metrics = runner.train(sub, run_dir=sub_dir, seed=seed, init_seed=seed + k, **options)
-        rows.append({"member": k, **metrics["test"], "wall_time_s": metrics["wall_time_s"]})
+        sub = copy.deepcopy(recipe)
+        sub["name"] = f"{recipe['name']}-member-{k}"
+        sub["train"]["ensemble"] = 1
+        parts.append((f"member-{k}", sub, {"seed": seed, "init_seed": seed + k}))
+    results = train_sub_runs(recipe, run_dir, parts, recipe["train"].get("time_budget_s"), **options)
+    rows = [
+        {"member": k, **runner._public(m["test"]), "wall_time_s": m["wall_time_s"]}
+        for k, m in enumerate(results)
+    ]
 
     import keras_seq.models  # noqa: F401  (registers the model classes)
 
@@ -79,7 +71,7 @@ def run(recipe: dict[str, Any], *, run_dir: Path, seed: int = 0, **options) -> d
     metrics = {
         "recipe": recipe["name"],
         "test": runner.evaluate(model, recipe, splits),
-        "members": [{k: v for k, v in r.items() if not k.startswith("_")} for r in rows],
+        "members": rows,
         # The members' own wall times (kept across a resume) plus the combination.
         "wall_time_s": round(sum(r["wall_time_s"] for r in rows) + time.time() - combining, 1),
     }

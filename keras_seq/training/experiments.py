@@ -15,36 +15,26 @@ from keras_seq.training import runner
 def run(recipe: dict[str, Any], *, run_dir: Path, **options) -> dict[str, Any]:
     """Train one sub-run per (length, cell) and write a comparison table.
 
-    A sub-run with a metrics.json is finished and is not trained again, so a killed
-    experiment resumes at the sub-run it was in. With ``[experiment] time_budget_s`` the
-    runs share that wall time: each gets what is left divided by the runs still to go, so
-    time a run saves by stopping early (``stop_below``) goes to the runs after it.
+    The sub-runs resume and share ``[experiment] time_budget_s`` as `train_sub_runs` says,
+    so time a run saves by stopping early (``stop_below``) goes to the runs after it.
     """
     started = time.time()
-    run_dir.mkdir(parents=True, exist_ok=True)
-    resolved = {**recipe, **{k: v for k, v in options.items() if k != "verbose"}}
-    (run_dir / "config.json").write_text(json.dumps(resolved, indent=1) + "\n")
+    runner.write_config(run_dir, recipe, **options)
     grid = recipe["experiment"]
     plan = list(itertools.product(grid["lengths"], grid["cells"]))
-    total = grid.get("time_budget_s")
-    rows: list[dict[str, Any]] = []
-    for index, (length, cell) in enumerate(plan):
-        sub_dir = run_dir / f"{cell}-T{length}"
-        if (sub_dir / "metrics.json").is_file():
-            metrics = json.loads((sub_dir / "metrics.json").read_text())
-        else:
-            sub = copy.deepcopy(recipe)
-            sub.pop("experiment")
-            sub["data"][grid.get("length_key", "length")] = length
-            sub["model"]["cell"] = cell
-            sub["name"] = f"{recipe['name']}-{cell}-T{length}"
-            sub["part_of"] = recipe["name"]
-            if total is not None:
-                spent = sum(r["wall_time_s"] for r in rows)
-                sub["train"]["time_budget_s"] = budget_share(total, spent, len(plan) - index)
-            metrics = runner.train(sub, run_dir=sub_dir, **options)
-        rows.append({"cell": cell, "length": length, **metrics["test"],
-                     "wall_time_s": metrics["wall_time_s"]})
+    parts = []
+    for length, cell in plan:
+        sub = copy.deepcopy(recipe)
+        sub.pop("experiment")
+        sub["data"][grid.get("length_key", "length")] = length
+        sub["model"]["cell"] = cell
+        sub["name"] = f"{recipe['name']}-{cell}-T{length}"
+        parts.append((f"{cell}-T{length}", sub, {}))
+    results = train_sub_runs(recipe, run_dir, parts, grid.get("time_budget_s"), **options)
+    rows = [
+        {"cell": cell, "length": length, **m["test"], "wall_time_s": m["wall_time_s"]}
+        for (length, cell), m in zip(plan, results, strict=True)
+    ]
     table = format_table(rows, baseline=grid.get("baseline"))
     print(table)
     (run_dir / "comparison.md").write_text(table + "\n")
@@ -52,6 +42,35 @@ def run(recipe: dict[str, Any], *, run_dir: Path, **options) -> dict[str, Any]:
                "wall_time_s": round(time.time() - started, 1)}
     (run_dir / "metrics.json").write_text(json.dumps(metrics, indent=1) + "\n")
     return metrics
+
+
+def train_sub_runs(
+    recipe: dict[str, Any],
+    run_dir: Path,
+    parts: list[tuple[str, dict[str, Any], dict[str, Any]]],
+    total_s: float | None,
+    **options,
+) -> list[dict[str, Any]]:
+    """Train each ``(directory, sub-recipe, runner.train keywords)`` of `parts` in order into
+    ``run_dir/<directory>``; the metrics of each.
+
+    A sub-run with a metrics.json is finished and is read instead of trained, so a killed
+    experiment or ensemble resumes at the sub-run it was in. Sub-recipes are marked
+    ``part_of`` the recipe (``export --all-latest`` skips them). With `total_s` the sub-runs
+    share that wall time: each gets what is left divided by the sub-runs still to go.
+    """
+    results: list[dict[str, Any]] = []
+    for index, (directory, sub, keywords) in enumerate(parts):
+        sub_dir = run_dir / directory
+        if (sub_dir / "metrics.json").is_file():
+            results.append(json.loads((sub_dir / "metrics.json").read_text()))
+            continue
+        sub["part_of"] = recipe["name"]
+        if total_s is not None:
+            spent = sum(m["wall_time_s"] for m in results)
+            sub["train"]["time_budget_s"] = budget_share(total_s, spent, len(parts) - index)
+        results.append(runner.train(sub, run_dir=sub_dir, **options, **keywords))
+    return results
 
 
 def budget_share(total: float, spent: float, runs_left: int) -> float:

@@ -77,10 +77,8 @@ def train(
     tf.config.experimental.enable_op_determinism()
     if mixed_precision:
         keras.mixed_precision.set_global_policy("mixed_float16")
-    run_dir.mkdir(parents=True, exist_ok=True)
-    resolved = {**recipe, "seed": seed, "init_seed": init_seed, "data_dir": data_dir,
-                "test_data": test_data, "strategy": strategy, "mixed_precision": mixed_precision}
-    (run_dir / "config.json").write_text(json.dumps(resolved, indent=1) + "\n")
+    write_config(run_dir, recipe, seed=seed, init_seed=init_seed, data_dir=data_dir,
+                 test_data=test_data, strategy=strategy, mixed_precision=mixed_precision)
 
     splits = load_splits(recipe, data_dir=data_dir, seed=seed, test_data=test_data)
     info = splits.info
@@ -244,6 +242,13 @@ class TimeBudget(keras.callbacks.Callback):
         self.longest = max(self.longest, now - self.epoch_started)
         if now - self.started + self.longest > self.budget_s:
             self.model.stop_training = True
+
+
+def write_config(run_dir: Path, recipe: dict[str, Any], **settings) -> None:
+    """``config.json``: the recipe and the run's settings (seed, data dir, ...), not verbosity."""
+    run_dir.mkdir(parents=True, exist_ok=True)
+    resolved = {**recipe, **{k: v for k, v in settings.items() if k != "verbose"}}
+    (run_dir / "config.json").write_text(json.dumps(resolved, indent=1) + "\n")
 
 
 def write_run_files(run_dir: Path, info) -> None:
