@@ -1,4 +1,5 @@
-"""Test metrics: BLEU is scored against the raw references, not against decoded target ids."""
+"""Test metrics: BLEU is scored against the raw references, not against decoded target ids;
+the accuracy interval is Wilson's score interval."""
 
 from __future__ import annotations
 
@@ -124,3 +125,49 @@ def test_ema_weights_are_validated_and_checkpointed_while_training_continues_on_
     np.testing.assert_allclose(flat(), ema[-1], rtol=1e-5, atol=1e-6)
     assert not np.allclose(flat(), raw[-1], atol=1e-3)  # the average, not the last step
     assert val_losses[-1] == pytest.approx(float(model.evaluate(x, y, verbose=0)), rel=1e-5)
+
+
+# Newcombe (1998), "Two-sided confidence intervals for the single proportion", Stat. Med. 17,
+# Table I, method 3 (score interval without continuity correction), to 4 decimals.
+@pytest.mark.parametrize(
+    ("successes", "n", "published"),
+    [(81, 263, (0.2553, 0.3662)), (15, 148, (0.0624, 0.1605)), (0, 20, (0.0, 0.1611)),
+     (1, 29, (0.0061, 0.1718))],
+)
+def test_wilson_interval_matches_published_values(successes, n, published):
+    assert evaluation.wilson_interval(successes, n) == pytest.approx(published, abs=6e-5)
+
+
+@pytest.mark.parametrize(("successes", "n"), [(734, 872), (123, 130), (3, 7), (50, 50)])
+def test_wilson_interval_bounds_are_where_the_score_test_starts_rejecting(successes, n):
+    p_hat, z = successes / n, evaluation.Z95
+
+    def statistic(p):  # the score test's |z| for the null proportion p
+        return abs(p_hat - p) / np.sqrt(p * (1 - p) / n)
+
+    def crossing(inside, outside):  # bisection for statistic == z between the two points
+        for _ in range(100):
+            mid = (inside + outside) / 2
+            inside, outside = (mid, outside) if statistic(mid) <= z else (inside, mid)
+        return inside
+
+    low, high = evaluation.wilson_interval(successes, n)
+    expected_low = 0.0 if successes == 0 else crossing(min(p_hat, 1 - 1e-12), 1e-15)
+    expected_high = 1.0 if successes == n else crossing(max(p_hat, 1e-12), 1 - 1e-15)
+    assert (low, high) == pytest.approx((expected_low, expected_high), abs=1e-9)
+
+
+@pytest.mark.parametrize(("successes", "n", "named"), [(1, 0, "n"), (5, 4, "successes")])
+def test_wilson_interval_rejects_impossible_counts(successes, n, named):
+    with pytest.raises(ValueError, match=named):
+        evaluation.wilson_interval(successes, n)
+
+
+def test_classification_reports_the_interval_of_its_accuracy():
+    probs = np.array([[0.9, 0.1], [0.2, 0.8], [0.6, 0.4], [0.3, 0.7]], np.float32)
+    labels = np.array([0, 1, 1, 1])
+    dataset = tf.data.Dataset.from_tensors((np.arange(4)[:, None], labels))
+    metrics = evaluation.classification(lambda x, training: probs[np.asarray(x)[:, 0]], dataset, 2)
+    assert metrics["accuracy"] == 0.75
+    assert metrics["accuracy_ci95"] == pytest.approx(evaluation.wilson_interval(3, 4))
+    assert metrics["accuracy_ci95"][0] < 0.75 < metrics["accuracy_ci95"][1]

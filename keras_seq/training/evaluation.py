@@ -9,6 +9,24 @@ import numpy as np
 import tensorflow as tf
 
 END, PAD = 3, 0
+Z95 = 1.959963984540054  # the standard normal's 97.5% quantile
+
+
+def wilson_interval(successes: int, n: int, z: float = Z95) -> tuple[float, float]:
+    """Wilson score interval of a proportion (95% by default).
+
+    The interval holds every p whose score test ``|p_hat - p| <= z * sqrt(p (1 - p) / n)`` does
+    not reject; unlike the normal approximation it stays inside [0, 1] and is not empty at
+    p_hat = 0 or 1. It treats the `n` examples as independent draws.
+    """
+    if n <= 0:
+        raise ValueError(f"Expected n > 0 examples for an interval. Received: n={n}.")
+    if not 0 <= successes <= n:
+        raise ValueError(f"Expected 0 <= successes <= n={n}. Received: successes={successes}.")
+    p, z2 = successes / n, z * z
+    center = (p + z2 / (2 * n)) / (1 + z2 / n)
+    half = z / (1 + z2 / n) * np.sqrt(p * (1 - p) / n + z2 / (4 * n * n))
+    return float(max(0.0, center - half)), float(min(1.0, center + half))
 
 
 def macro_f1(y_true: np.ndarray, y_pred: np.ndarray, num_classes: int) -> float:
@@ -31,6 +49,8 @@ def confusion(y_true: np.ndarray, y_pred: np.ndarray, num_classes: int) -> np.nd
 
 
 def classification(model, dataset: tf.data.Dataset, num_classes: int) -> dict[str, Any]:
+    """Accuracy with its 95% Wilson interval, macro-F1 and cross-entropy of `model`'s class
+    probabilities on `dataset` (plus ``_confusion``, the confusion matrix, for the report)."""
     y_true, probs = [], []
     for x, y in dataset:
         probs.append(np.asarray(model(x, training=False)))
@@ -38,8 +58,10 @@ def classification(model, dataset: tf.data.Dataset, num_classes: int) -> dict[st
     p, y = np.concatenate(probs), np.concatenate(y_true).astype(np.int64)
     pred = p.argmax(-1)
     loss = -np.mean(np.log(np.clip(p[np.arange(len(y)), y], 1e-12, None)))
+    correct = int(np.sum(pred == y))
     return {
-        "accuracy": float(np.mean(pred == y)),
+        "accuracy": correct / len(y),
+        "accuracy_ci95": list(wilson_interval(correct, len(y))),
         "macro_f1": macro_f1(y, pred, num_classes),
         "loss": float(loss),
         "examples": len(y),
