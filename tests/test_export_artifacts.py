@@ -18,6 +18,7 @@ from pathlib import Path
 import keras
 import numpy as np
 import pytest
+import tensorflow as tf
 
 import keras_seq.models as models
 from keras_seq.export import export_all_latest, export_run, predict, verify
@@ -229,6 +230,18 @@ def test_serving_default_takes_raw_text_through_the_tf1_loader(exports, task):
         np.testing.assert_allclose(
             outputs["probabilities"], _model(run)(_vocab(out).encode_padded(texts)), atol=1e-6
         )
+
+
+@pytest.mark.parametrize("task", TASKS)
+def test_saved_model_stores_each_weight_once(exports, task):
+    """Keras's ExportArchive writes a tracked model's weights twice (keras-team/keras#23553)."""
+    run, out = exports[task]
+    reader = tf.train.load_checkpoint(str(out / "saved_model" / "1" / "variables" / "variables"))
+    stored = sum(
+        int(np.prod(shape)) for key, shape in reader.get_variable_to_shape_map().items()
+        if key.endswith("VARIABLE_VALUE")
+    )
+    assert stored == _model(run).count_params()
 
 
 def test_saved_model_cli_runs_serving_default(exports):

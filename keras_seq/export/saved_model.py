@@ -30,7 +30,10 @@ def build_archive(job: ExportJob) -> Any:
 
     graphs = job.graphs
     archive = keras.export.ExportArchive()
-    archive.track(graphs.model)
+    # The model itself is not `track`ed: add_endpoint already tracks every variable the
+    # endpoints read (as `_all_variables`), and `track(model)` would store each weight a second
+    # time through its keras.Variable wrapper, doubling the file and TF Serving's memory
+    # (keras-team/keras#23553, open for Keras 3.15). Only non-variable resources are tracked.
     for resource in graphs.trackables():
         archive.track(resource)
 
