@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import copy
-import json
 import time
 from pathlib import Path
 from typing import Any
@@ -76,5 +75,5 @@ def run(recipe: dict[str, Any], *, run_dir: Path, seed: int = 0, **options) -> d
         "wall_time_s": round(sum(r["wall_time_s"] for r in rows) + time.time() - combining, 1),
     }
     reports.write_all(run_dir, model, recipe, splits, metrics)
-    (run_dir / "metrics.json").write_text(json.dumps(runner._public(metrics), indent=1) + "\n")
+    runner.write_metrics(run_dir, metrics)
     return metrics

@@ -40,7 +40,7 @@ def run(recipe: dict[str, Any], *, run_dir: Path, **options) -> dict[str, Any]:
     (run_dir / "comparison.md").write_text(table + "\n")
     metrics = {"recipe": recipe["name"], "test": {"runs": rows},
                "wall_time_s": round(time.time() - started, 1)}
-    (run_dir / "metrics.json").write_text(json.dumps(metrics, indent=1) + "\n")
+    runner.write_metrics(run_dir, metrics)
     return metrics
 
 

@@ -120,7 +120,7 @@ def train(
     metrics = {"recipe": recipe["name"], "test": evaluate(model, recipe, splits)}
     metrics["wall_time_s"] = round(time.time() - started, 1)
     reports.write_all(run_dir, model, recipe, splits, metrics)
-    (run_dir / "metrics.json").write_text(json.dumps(_public(metrics), indent=1) + "\n")
+    write_metrics(run_dir, metrics)
     return metrics
 
 
@@ -249,6 +249,11 @@ def write_config(run_dir: Path, recipe: dict[str, Any], **settings) -> None:
     run_dir.mkdir(parents=True, exist_ok=True)
     resolved = {**recipe, **{k: v for k, v in settings.items() if k != "verbose"}}
     (run_dir / "config.json").write_text(json.dumps(resolved, indent=1) + "\n")
+
+
+def write_metrics(run_dir: Path, metrics: dict[str, Any]) -> None:
+    """``metrics.json``: `metrics` without its private entries (a run, ensemble or experiment)."""
+    (run_dir / "metrics.json").write_text(json.dumps(_public(metrics), indent=1) + "\n")
 
 
 def write_run_files(run_dir: Path, info) -> None:
