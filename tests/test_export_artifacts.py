@@ -401,6 +401,37 @@ def test_onnx_encoder_and_decoder_step_reproduce_translate(exports):
     assert [g["output"] for g in got] == tgt.decode(np.asarray(tokens))
 
 
+def test_onnx_provider_check_replays_keras_calls_and_fails_on_a_wrong_reference(exports, tmp_path,
+                                                                              capsys):
+    """benchmarks/onnx_cuda.py (run on a GPU with CUDAExecutionProvider) on the CPU provider:
+    every recorded Keras call replays within verify's tolerance, and a perturbed one fails."""
+    import importlib.util
+
+    path = Path(__file__).resolve().parents[1] / "benchmarks" / "onnx_cuda.py"
+    spec = importlib.util.spec_from_file_location("onnx_cuda", path)
+    script = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(script)
+    fixtures, results = tmp_path / "fixtures", tmp_path / "results"
+    assert script.main(["fixtures", *(str(exports[t][1]) for t in TASKS), "--out", str(fixtures)]) == 0
+    check = ["check", str(fixtures), "--providers", "CPUExecutionProvider", "--repeats", "1",
+             "--out", str(results)]
+    assert script.main(check) == 0
+    runs = json.loads((results / "onnx_cuda.json").read_text())["runs"]
+    assert {r["task"] for r in runs} == set(TASKS) and all(r["ok"] for r in runs)
+    by_task = {r["task"]: r for r in runs}
+    assert by_task["seq2seq"]["max_abs_diff"].keys() == {"encode", "encode (batch 5)", "decode_step"}
+    assert by_task["classification"]["recurrent_nodes"] == {"LSTM@CPUExecutionProvider": 10}
+    assert by_task["language_model"]["recurrent_nodes"] == {"GRU@CPUExecutionProvider": 11}
+
+    name = "tiny_classification"
+    calls = dict(np.load(fixtures / name / "calls.npz"))
+    calls["0/out/probabilities"] = calls["0/out/probabilities"] + 1e-3
+    np.savez(fixtures / name / "calls.npz", **calls)
+    capsys.readouterr()
+    assert script.main(check) == 1
+    assert f"FAILED: {name} on CPUExecutionProvider" in capsys.readouterr().out
+
+
 # -- predict ------------------------------------------------------------------------------------
 
 
