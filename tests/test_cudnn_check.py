@@ -2,24 +2,17 @@
 gradients, converted with interop.to_torch, against keras_seq. On a GPU the same check runs on
 cuDNN (benchmarks/README.md); here it guards the script and the torch side of the mapping."""
 
-import importlib.util
 import json
-from pathlib import Path
 
 import numpy as np
 import pytest
 
 pytest.importorskip("torch", reason="PyTorch not installed (pip install keras_seq[torch])")
 
-SCRIPT = Path(__file__).resolve().parents[1] / "benchmarks" / "cudnn.py"
-
 
 @pytest.fixture(scope="module")
-def cudnn():
-    spec = importlib.util.spec_from_file_location("cudnn_check", SCRIPT)
-    module = importlib.util.module_from_spec(spec)
-    spec.loader.exec_module(module)
-    return module
+def cudnn(load_benchmark):
+    return load_benchmark("cudnn")
 
 
 @pytest.fixture(scope="module")

@@ -401,16 +401,12 @@ def test_onnx_encoder_and_decoder_step_reproduce_translate(exports):
     assert [g["output"] for g in got] == tgt.decode(np.asarray(tokens))
 
 
-def test_onnx_provider_check_replays_keras_calls_and_fails_on_a_wrong_reference(exports, tmp_path,
-                                                                              capsys):
+def test_onnx_provider_check_replays_keras_calls_and_fails_on_a_wrong_reference(
+    exports, tmp_path, capsys, load_benchmark
+):
     """benchmarks/onnx_cuda.py (run on a GPU with CUDAExecutionProvider) on the CPU provider:
     every recorded Keras call replays within verify's tolerance, and a perturbed one fails."""
-    import importlib.util
-
-    path = Path(__file__).resolve().parents[1] / "benchmarks" / "onnx_cuda.py"
-    spec = importlib.util.spec_from_file_location("onnx_cuda", path)
-    script = importlib.util.module_from_spec(spec)
-    spec.loader.exec_module(script)
+    script = load_benchmark("onnx_cuda")
     fixtures, results = tmp_path / "fixtures", tmp_path / "results"
     assert script.main(["fixtures", *(str(exports[t][1]) for t in TASKS), "--out", str(fixtures)]) == 0
     check = ["check", str(fixtures), "--providers", "CPUExecutionProvider", "--repeats", "1",
