@@ -115,7 +115,7 @@ def _diff(got: np.ndarray, ref: np.ndarray, ids: np.ndarray | None) -> float:
 
 def check_model(ort, folder: Path, provider: str, options: dict, repeats: int) -> dict:
     manifest = json.loads((folder / "manifest.json").read_text())
-    data = np.load(folder / "calls.npz")
+    data = dict(np.load(folder / "calls.npz"))  # read once: the timed calls must not decompress
     sessions, profiles = {}, {}
     for name, file in manifest["files"].items():
         so = ort.SessionOptions()
@@ -123,20 +123,25 @@ def check_model(ort, folder: Path, provider: str, options: dict, repeats: int) -
         so.profile_file_prefix = f"/tmp/ort_{manifest['name']}_{name}"
         providers = [(provider, options)] if provider != "CPUExecutionProvider" else [provider]
         sessions[name] = ort.InferenceSession(str(folder / file), so, providers=providers)
+    inputs = {name: {i.name for i in s.get_inputs()} for name, s in sessions.items()}
+    outputs = {name: [o.name for o in s.get_outputs()] for name, s in sessions.items()}
+    calls = [
+        (call, {k: data[f"{call['index']}/in/{k}"] for k in call["inputs"]
+                if k in inputs[call["signature"]]})
+        for call in manifest["calls"]
+    ]
 
-    def run(call):
-        session = sessions[call["signature"]]
-        wanted = {i.name for i in session.get_inputs()}
-        feeds = {k: data[f"{call['index']}/in/{k}"] for k in call["inputs"] if k in wanted}
-        names = [o.name for o in session.get_outputs()]
-        return dict(zip(names, session.run(names, feeds), strict=True)), feeds
+    def run(call, feeds):
+        names = outputs[call["signature"]]
+        return dict(zip(names, sessions[call["signature"]].run(names, feeds), strict=True))
 
     diffs: dict[str, float] = {}
-    for call in manifest["calls"]:
-        outputs, feeds = run(call)
-        ids = next((v for k, v in feeds.items() if k.endswith("ids") and v.ndim == 2), None)
-        for key in call["outputs"]:
-            d = _diff(outputs[key], data[f"{call['index']}/out/{key}"], ids)
+    for call, feeds in calls:
+        got = run(call, feeds)
+        key = _ids_key(feeds)
+        ids = feeds[key] if key else None
+        for name in call["outputs"]:
+            d = _diff(got[name], data[f"{call['index']}/out/{name}"], ids)
             sig = call["signature"] + ("" if call["batch"] == 1 else f" (batch {call['batch']})")
             diffs[sig] = max(diffs.get(sig, 0.0), d)
     for name, session in sessions.items():
@@ -152,25 +157,26 @@ def check_model(ort, folder: Path, provider: str, options: dict, repeats: int) -
                 key = f"{args['op_name']}@{args.get('provider', '?')}"
                 placed[key] = placed.get(key, 0) + 1
 
-    # Latency: the whole decode (seq2seq) or one call, batch 1 and the batched calls.
-    single = [c for c in manifest["calls"] if c["batch"] == 1]
-    batched = [c for c in manifest["calls"] if c["batch"] > 1]
+    # Latency: mean time of one call (seq2seq: encoder calls and decoder steps alike) over the
+    # batch-1 calls and over the batched ones, median of `repeats` passes.
+    single = [(c, f) for c, f in calls if c["batch"] == 1]
+    batched = [(c, f) for c, f in calls if c["batch"] > 1]
 
-    def timed(calls) -> float | None:
-        if not calls:
+    def timed(prepared) -> float | None:
+        if not prepared:
             return None
         samples = []
         for _ in range(repeats):
             start = time.perf_counter()
-            for call in calls:
-                run(call)
-            samples.append((time.perf_counter() - start) * 1000 / len(calls))
+            for call, feeds in prepared:
+                run(call, feeds)
+            samples.append((time.perf_counter() - start) * 1000 / len(prepared))
         return statistics.median(samples)
 
     return {"model": manifest["name"], "task": manifest["task"], "provider": provider,
             "options": options, "max_abs_diff": diffs, "recurrent_nodes": placed,
             "ms_per_call_batch1": timed(single), "ms_per_call_batched": timed(batched),
-            "batched_size": batched[0]["batch"] if batched else None}
+            "batched_size": batched[0][0]["batch"] if batched else None}
 
 
 def check(folder: Path, providers: list[str], tolerance: float, repeats: int, out: Path) -> int:
