@@ -181,15 +181,18 @@ def cmd_evaluate(args) -> int:
 
     import keras_seq.models  # noqa: F401  (registers the model classes)
     from keras_seq.training import runner
+    from pipelines.splits import SourceInfo
 
     run_dir = Path(args.run_dir)
     config_path = run_dir / "config.json"
     if not config_path.exists():
         raise UsageError(f"{run_dir} is not a run directory (no config.json)")
     recipe = json.loads(config_path.read_text())
+    # The run's own vocabularies: rebuilt ones would differ once --test-data changes the
+    # training split (ids are ranked by frequency), and the model would read wrong ids.
     splits = runner.load_splits(
         recipe, data_dir=args.data_dir or recipe.get("data_dir"), seed=recipe.get("seed", 0),
-        test_data=args.test_data,
+        test_data=args.test_data, vocabularies=SourceInfo.load_vocabularies(run_dir),
     )
     model = keras.saving.load_model(run_dir / "model.keras", safe_mode=True)
     metrics = runner.evaluate(model, recipe, splits)

@@ -6,7 +6,7 @@ Element format: ``(token_ids int32 [B, T], label int32 [B])``, token ids padded 
 from __future__ import annotations
 
 from collections import Counter
-from collections.abc import Sequence
+from collections.abc import Mapping, Sequence
 from typing import Any
 
 import numpy as np
@@ -30,6 +30,7 @@ def assemble(
     max_length: int | None = None,
     bucket: bool = False,
     extra: dict[str, Any] | None = None,
+    vocabularies: Mapping[str, Vocabulary] | None = None,
 ) -> Splits:
     """Build the vocabulary on the train texts, encode every split and batch it.
 
@@ -37,14 +38,20 @@ def assemble(
         splits: ``{"train": (texts, labels), "validation": ..., "test": ...}``.
         max_length: keep the first `max_length` tokens of longer texts.
         bucket: bucket training batches by length (long, variable texts).
+        vocabularies: the vocabularies to encode with, ``{role: Vocabulary}`` as in
+            ``SourceInfo.vocabularies`` (evaluating a trained model); default: built on
+            the training split.
     """
     train_texts, train_labels = splits["train"]
-    if not train_texts:
+    if not train_texts and not vocabularies:
         raise ValueError(
             f"Source {name!r} has no training examples left after cleaning "
             f"and splitting (dropped: {dict(dropped)})."
         )
-    vocab = Vocabulary.build(train_texts, **vocab_options)
+    if vocabularies:
+        vocab = vocabularies["text"]
+    else:
+        vocab = Vocabulary.build(train_texts, **vocab_options)
     datasets, counts = {}, {}
     for split, (texts, labels) in splits.items():
         ids = vocab.encode(texts)

@@ -22,7 +22,7 @@ from __future__ import annotations
 import datetime as dt
 import re
 from collections import Counter
-from collections.abc import Callable, Sequence
+from collections.abc import Callable, Mapping, Sequence
 from pathlib import Path
 
 import numpy as np
@@ -30,6 +30,7 @@ import numpy as np
 from pipelines import _checks, seq2seq
 from pipelines.files import bad_line, read_lines
 from pipelines.splits import Splits
+from pipelines.text import Vocabulary
 
 FIRST_DAY, LAST_DAY = dt.date(1950, 1, 1), dt.date(2049, 12, 31)
 MONTHS = (
@@ -164,6 +165,7 @@ def load(
     num_test: int = 2_000,
     fractions: Sequence[float] = (0.8, 0.1, 0.1),
     strict: bool = False,
+    vocabularies: Mapping[str, Vocabulary] | None = None,
 ) -> Splits:
     """Synthetic date pairs as batched datasets (`data_dir` is not used)."""
     _checks.positive_int("batch_size", batch_size)
@@ -216,4 +218,5 @@ def load(
         dropped=dropped,
         options=options,
         extra={"days": {k: len(v) for k, v in pools.items()}, "formats": len(FORMATS)},
+        vocabularies=vocabularies,
     )

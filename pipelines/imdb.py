@@ -16,6 +16,7 @@ Element: ``(word_ids int32 [B, T], label int32 [B])``; training batches bucketed
 from __future__ import annotations
 
 from collections import Counter
+from collections.abc import Mapping
 from pathlib import Path
 
 from pipelines import _checks
@@ -23,7 +24,7 @@ from pipelines.classification import assemble, by_split
 from pipelines.files import DataUnavailableError, cache_dir
 from pipelines.files import data_dir as resolve_data_dir
 from pipelines.splits import Splits, assign_splits, select
-from pipelines.text import normalize
+from pipelines.text import Vocabulary, normalize
 
 LABELS = ["negative", "positive"]
 PUNCTUATION = '.,!?;:"()'
@@ -108,6 +109,7 @@ def load(
     min_count: int = 1,
     max_length: int | None = 256,
     download: bool = True,
+    vocabularies: Mapping[str, Vocabulary] | None = None,
 ) -> Splits:
     """IMDB reviews as batched datasets (see module docstring)."""
     _checks.positive_int("batch_size", batch_size)
@@ -154,4 +156,5 @@ def load(
         max_length=max_length,
         bucket=True,
         extra={"tfds_dir": str(tfds_dir(data_dir))},
+        vocabularies=vocabularies,
     )

@@ -22,9 +22,10 @@ languages (Russian is ~47% of all names).
 
 from __future__ import annotations
 
+import itertools
 import re
 from collections import Counter
-from collections.abc import Sequence
+from collections.abc import Mapping, Sequence
 from pathlib import Path
 
 from pipelines import _checks
@@ -32,7 +33,7 @@ from pipelines.classification import assemble, by_split
 from pipelines.download import Remote, locate
 from pipelines.files import read_lines
 from pipelines.splits import Splits, assign_splits, select
-from pipelines.text import normalize
+from pipelines.text import Vocabulary, normalize
 
 LANGUAGES = (
     "Arabic",
@@ -132,6 +133,32 @@ def read_names_dir(
     return names, labels, dropped, kept
 
 
+def _read_test_dir(
+    path: str, languages: Sequence[str] | None, label_names: Sequence[str], *, strict: bool
+) -> tuple[list[str], list[str], Counter]:
+    """The names of a `test_path` directory. With a language subset, only those languages'
+    files are read, so the source's whole directory (all 18 files) serves as test data."""
+    directory = Path(path)
+    if languages is not None and directory.is_dir():
+        present = [lang for lang in languages if (directory / f"{lang}.txt").is_file()]
+        if not present:
+            raise ValueError(
+                f"Invalid test data at {str(path)!r}. Expected <Language>.txt files for at least "
+                f"one of {list(languages)}. Received files for "
+                f"{sorted(p.stem for p in directory.glob('*.txt'))}."
+            )
+        test_names, test_langs, test_dropped, _ = read_names_dir(directory, present, strict=strict)
+        return test_names, test_langs, test_dropped
+    test_names, test_langs, test_dropped, _ = read_names_dir(directory, None, strict=strict)
+    unknown = sorted(set(test_langs) - set(label_names))
+    if unknown:
+        raise ValueError(
+            f"Invalid test data at {str(path)!r}. Expected <Language>.txt files for "
+            f"languages among {list(label_names)}. Received files for {unknown}."
+        )
+    return test_names, test_langs, test_dropped
+
+
 def locate_data(
     *, data_dir: str | None = None, download: bool = True, path: str | None = None, **_
 ) -> Path:
@@ -162,6 +189,7 @@ def load(
     drop_ambiguous: bool | None = None,
     download: bool = True,
     strict: bool = False,
+    vocabularies: Mapping[str, Vocabulary] | None = None,
 ) -> Splits:
     """Names by language as batched datasets.
 
@@ -176,7 +204,9 @@ def load(
         drop_ambiguous: drop names found in several chosen languages (default: only when
             `languages` is given).
         test_path: a directory in the same layout used as the test split (its names are
-            removed from train / validation).
+            removed from train / validation). With `languages`, only those languages' files
+            are read from it, and `drop_ambiguous` applies across both directories
+            (``dropped["test_ambiguous"]``).
     """
     _checks.positive_int("batch_size", batch_size)
     fr = _checks.fractions("fractions", fractions)
@@ -188,13 +218,28 @@ def load(
     index = {lang: i for i, lang in enumerate(label_names)}
 
     keys = [normalize(n, lowercase) for n in names]
+    extra_test = None
+    if test_path is not None:
+        test_names, test_langs, test_dropped = _read_test_dir(
+            test_path, languages, label_names, strict=strict
+        )
+        dropped.update({f"test_{k}": v for k, v in test_dropped.items()})
+        extra_test = (test_names, test_langs, [normalize(n, lowercase) for n in test_names])
     if drop_ambiguous if drop_ambiguous is not None else languages is not None:
+        # Over both directories: a name in two chosen languages is ambiguous wherever it is.
         seen: dict[str, set[str]] = {}
-        for key, lang in zip(keys, langs, strict=True):
+        pairs = zip(keys, langs, strict=True)
+        if extra_test is not None:
+            pairs = itertools.chain(pairs, zip(extra_test[2], extra_test[1], strict=True))
+        for key, lang in pairs:
             seen.setdefault(key, set()).add(lang)
         keep = [len(seen[k]) == 1 for k in keys]
         dropped["ambiguous"] += keep.count(False)
         names, langs, keys = select(keep, names, langs, keys)
+        if extra_test is not None:
+            keep = [len(seen[k]) == 1 for k in extra_test[2]]
+            dropped["test_ambiguous"] += keep.count(False)
+            extra_test = select(keep, *extra_test)
     if deduplicate:
         first = set()
         keep = [
@@ -204,18 +249,8 @@ def load(
         names, langs, keys = select(keep, names, langs, keys)
 
     labels = [index[g] for g in langs]
-    extra_test = None
-    if test_path is not None:
-        test_names, test_langs, test_dropped, _ = read_names_dir(test_path, None, strict=strict)
-        unknown = sorted(set(test_langs) - set(label_names))
-        if unknown:
-            raise ValueError(
-                f"Invalid test data at {str(test_path)!r}. Expected <Language>.txt files for "
-                f"languages among {label_names}. Received files for {unknown}."
-            )
-        dropped.update({f"test_{k}": v for k, v in test_dropped.items()})
-        extra_test = (test_names, [index[g] for g in test_langs])
-        test_keys = {normalize(n, lowercase) for n in test_names}
+    if extra_test is not None:
+        test_keys = set(extra_test[2])
         keep = [k not in test_keys for k in keys]
         dropped["in_test_path"] += keep.count(False)
         names, _, keys, labels = select(keep, names, langs, keys, labels)
@@ -224,7 +259,7 @@ def load(
     split = assign_splits(keys, fr, seed, strata=labels)
     groups = by_split(names, labels, split)
     if extra_test is not None:
-        groups["test"] = (list(extra_test[0]), list(extra_test[1]))
+        groups["test"] = (list(extra_test[0]), [index[g] for g in extra_test[1]])
     options = dict(
         languages=label_names,
         lowercase=lowercase,
@@ -243,4 +278,5 @@ def load(
         dropped=dropped,
         options=options,
         extra={"directory": str(directory)},
+        vocabularies=vocabularies,
     )

@@ -43,7 +43,12 @@ class Source:
 
     @property
     def load(self) -> Callable[..., Splits]:
-        """``load(*, data_dir=None, seed=0, batch_size=64, test_path=None, **options)``."""
+        """``load(*, data_dir=None, seed=0, batch_size=64, test_path=None, **options)``.
+
+        Sources with text also take ``vocabularies={role: Vocabulary}`` (as
+        ``SourceInfo.load_vocabularies`` reads them from a run directory): the splits are then
+        encoded with a trained model's vocabularies instead of ones built on the train split.
+        """
         return self.module.load
 
     def check(

@@ -8,6 +8,7 @@ start id) and ``tgt_out = [t1, ..., tn, 3]`` (ends with the end id); padding is 
 from __future__ import annotations
 
 from collections import Counter
+from collections.abc import Mapping
 from typing import Any
 
 import numpy as np
@@ -30,21 +31,28 @@ def assemble(
     options: dict[str, Any],
     bucket: bool = True,
     extra: dict[str, Any] | None = None,
+    vocabularies: Mapping[str, Vocabulary] | None = None,
 ) -> Splits:
     """Build both vocabularies on the train pairs, encode every split and batch it.
 
     Args:
         splits: ``{"train": (sources, targets), "validation": ..., "test": ...}`` (raw text).
         bucket: bucket training batches by the longer side's length.
+        vocabularies: the vocabularies to encode with, ``{role: Vocabulary}`` as in
+            ``SourceInfo.vocabularies`` (evaluating a trained model); default: built on
+            the training split.
     """
     train_src, train_tgt = splits["train"]
-    if not train_src:
+    if not train_src and not vocabularies:
         raise ValueError(
             f"Source {name!r} has no training pairs left after cleaning and "
             f"splitting (dropped: {dict(dropped)})."
         )
-    src_vocab = Vocabulary.build(train_src, **source_options)
-    tgt_vocab = Vocabulary.build(train_tgt, **target_options)
+    if vocabularies:
+        src_vocab, tgt_vocab = vocabularies["source"], vocabularies["target"]
+    else:
+        src_vocab = Vocabulary.build(train_src, **source_options)
+        tgt_vocab = Vocabulary.build(train_tgt, **target_options)
     datasets, counts = {}, {}
     for split, (src, tgt) in splits.items():
         src_ids = src_vocab.encode(src)

@@ -17,6 +17,7 @@ Element: ``(ids int32 [B, T], next_ids int32 [B, T])`` with ``T = seq_length``: 
 from __future__ import annotations
 
 from collections import Counter
+from collections.abc import Mapping
 from pathlib import Path
 
 import tensorflow as tf
@@ -120,6 +121,7 @@ def load(
     use_tfds: bool = False,
     download: bool = True,
     strict: bool = False,
+    vocabularies: Mapping[str, Vocabulary] | None = None,
 ) -> Splits:
     """Tiny Shakespeare windows as batched datasets (see module docstring)."""
     _checks.positive_int("batch_size", batch_size)
@@ -148,7 +150,10 @@ def load(
     if lowercase:
         segments = {k: v.lower() for k, v in segments.items()}
 
-    vocab = Vocabulary.build([segments["train"]], level="char")
+    if vocabularies:
+        vocab = vocabularies["text"]
+    else:
+        vocab = Vocabulary.build([segments["train"]], level="char")
     datasets, counts, windows = {}, {}, {}
     for split, segment in segments.items():
         if not segment:

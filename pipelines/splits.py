@@ -106,6 +106,16 @@ class SourceInfo:
         )
         return path
 
+    @staticmethod
+    def load_vocabularies(directory: str | os.PathLike) -> dict[str, Vocabulary]:
+        """The ``vocab_<role>.json`` files `save` wrote: ``{role: Vocabulary}`` (may be empty)."""
+        directory = Path(directory)
+        return {
+            role: Vocabulary.from_json(directory / f"vocab_{role}.json")
+            for role in ("text", "source", "target")
+            if (directory / f"vocab_{role}.json").is_file()
+        }
+
 
 @dataclass
 class Splits:

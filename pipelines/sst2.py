@@ -23,7 +23,7 @@ Element: ``(word_ids int32 [B, T], label int32 [B])``; training batches are buck
 from __future__ import annotations
 
 from collections import Counter
-from collections.abc import Sequence
+from collections.abc import Mapping, Sequence
 from pathlib import Path
 
 import numpy as np
@@ -32,7 +32,7 @@ from pipelines import _checks
 from pipelines.classification import assemble, by_split
 from pipelines.download import Remote, locate
 from pipelines.splits import Splits, assign_splits, select
-from pipelines.text import normalize
+from pipelines.text import Vocabulary, normalize
 from pipelines.tsv import read_column, read_labeled
 
 LABELS = ["negative", "positive"]
@@ -136,6 +136,7 @@ def load(
     max_length: int | None = None,
     download: bool = True,
     strict: bool = False,
+    vocabularies: Mapping[str, Vocabulary] | None = None,
 ) -> Splits:
     """SST-2 as batched datasets (see module docstring).
 
@@ -202,4 +203,5 @@ def load(
         max_length=max_length,
         bucket=True,
         extra=extra,
+        vocabularies=vocabularies,
     )

@@ -20,7 +20,7 @@ Element: ``((src_ids [B, Ts], tgt_in_ids [B, Tt]), tgt_out_ids [B, Tt])``, int32
 from __future__ import annotations
 
 from collections import Counter
-from collections.abc import Sequence
+from collections.abc import Mapping, Sequence
 from pathlib import Path
 
 import numpy as np
@@ -30,7 +30,7 @@ from pipelines import _checks, seq2seq
 from pipelines.download import Remote, locate
 from pipelines.files import bad_line, read_lines
 from pipelines.splits import Splits, assign_splits, select
-from pipelines.text import normalize, split_tokens
+from pipelines.text import Vocabulary, normalize, split_tokens
 
 DIRECTIONS = ("eng-spa", "spa-eng")
 PUNCTUATION = '.?!,¿¡;:"'
@@ -117,6 +117,7 @@ def load(
     target_min_count: int | None = None,
     download: bool = True,
     strict: bool = False,
+    vocabularies: Mapping[str, Vocabulary] | None = None,
 ) -> Splits:
     """Translation pairs as batched datasets (see module docstring).
 
@@ -187,6 +188,7 @@ def load(
         dropped=dropped,
         options=options,
         extra={"file": str(file), "direction": direction},
+        vocabularies=vocabularies,
     )
 
 

@@ -295,3 +295,30 @@ def test_shakespeare_test_path_and_bad_input(tmp_path):
     with pytest.raises(ValueError, match=r"argument `validation_fraction`. Expected a float in "
                        r"\(0, 1\). Received: validation_fraction=0"):
         shakespeare.load(data_dir=str(tmp_path), validation_fraction=0)
+
+
+# ------------------------------------------------------------- a trained run's vocabularies
+@pytest.mark.parametrize("module,options,role,column,other", [
+    (sst2, {}, "text", None, {"min_count": 2}),
+    (translation, {}, "source", 0, {"min_count": 2}),
+    (shakespeare, {"seq_length": 10}, "text", None, {"lowercase": True}),
+])
+def test_given_vocabularies_replace_the_built_ones(tmp_path, module, options, role, column,
+                                                   other):
+    """`keras-seq evaluate` encodes with the run's vocabularies, whatever the splits hold."""
+    write_sst2(tmp_path)
+    write_pairs(tmp_path)
+    write_play(tmp_path / "tinyshakespeare" / "input.txt")
+    run = module.load(data_dir=str(tmp_path), **options, **other).info.vocabularies
+    built = module.load(data_dir=str(tmp_path), **options)
+    given = module.load(data_dir=str(tmp_path), vocabularies=run, **options)
+    assert given.info.vocabularies == run
+    assert run[role].tokens != built.info.vocabularies[role].tokens
+
+    def first_batch(splits):  # the first pass over train: same seed, same order
+        x = next(iter(splits.train))[0]
+        return np.asarray(x if column is None else x[column])
+
+    texts = built.info.vocabularies[role].decode(first_batch(built))
+    expected = [[t for t in row if t] for row in run[role].encode(texts).to_list()]
+    assert [[t for t in row if t] for row in first_batch(given).tolist()] == expected

@@ -158,6 +158,48 @@ def test_test_path_with_unknown_language(tmp_path):
         names.load(data_dir=str(tmp_path / "a"), test_path=str(other))
 
 
+def test_language_subset_reads_only_its_files_from_a_full_test_directory(tmp_path):
+    write_names(tmp_path / "a")
+    other = tmp_path / "other"
+    other.mkdir()
+    (other / "German.txt").write_text("Wegner\nRusso\n", encoding="utf-8")
+    (other / "Italian.txt").write_text("Gallini\n", encoding="utf-8")
+    (other / "Polish.txt").write_text("Nowak\n", encoding="utf-8")  # not a chosen language
+    s = names.load(data_dir=str(tmp_path / "a"), test_path=str(other),
+                   languages=("German", "Italian"))
+    assert sorted(examples(s.test, s.info.vocabulary)) == [("Gallini", 1), ("Wegner", 0)]
+    # "Russo", Italian here and German there, is ambiguous across the two directories.
+    assert s.info.dropped["test_ambiguous"] == 1
+    assert s.info.dropped["ambiguous"] == 2 + 1  # both "Rossi" lines and the Italian "Russo"
+    trained = [n for split in (s.train, s.validation) for n, _ in examples(split, s.info.vocabulary)]
+    assert "Russo" not in trained and "Nowak" not in trained
+
+
+def test_language_subset_with_a_test_directory_missing_its_files(tmp_path):
+    write_names(tmp_path / "a")
+    other = tmp_path / "other"
+    other.mkdir()
+    (other / "Polish.txt").write_text("Nowak\n", encoding="utf-8")
+    with pytest.raises(ValueError, match=r"at least one of \['German', 'Italian'\]. Received "
+                                         r"files for \['Polish'\]"):
+        names.load(data_dir=str(tmp_path / "a"), test_path=str(other),
+                   languages=("German", "Italian"))
+
+
+def test_given_vocabulary_encodes_every_split(tmp_path):
+    write_names(tmp_path)
+    trained = names.load(data_dir=str(tmp_path), seed=1).info.vocabulary
+    built = names.load(data_dir=str(tmp_path), seed=2)
+    assert built.info.vocabulary.tokens != trained.tokens
+    given = names.load(data_dir=str(tmp_path), seed=2, vocabularies={"text": trained})
+    assert given.info.vocabulary is trained
+    # Same names in the same order (one pass: each pass reshuffles), as the given ids.
+    built_examples = examples(built.train, built.info.vocabulary)
+    rows = trained.encode([n for n, _ in built_examples]).to_list()
+    assert id_examples(given.train) == [(tuple(r), y) for r, (_, y) in
+                                        zip(rows, built_examples, strict=True)]
+
+
 def test_test_path_not_a_directory(tmp_path):
     write_names(tmp_path / "a")
     with pytest.raises(FileNotFoundError, match="Expected a directory of <Language>.txt files"):

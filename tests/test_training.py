@@ -154,3 +154,49 @@ def test_default_run_dir_resumes_an_unfinished_run_with_the_same_settings(tmp_pa
     assert runner.resolve_run_dir(changed, None, root=tmp_path) != killed
     (killed / "metrics.json").write_text("{}")  # finished: never resumed
     assert runner.resolve_run_dir(recipe, None, root=tmp_path) != killed
+
+
+def test_evaluate_reads_the_runs_vocabulary_also_with_other_test_data(reference_run, tmp_path):
+    import keras
+
+    from keras_seq import models  # noqa: F401  (registers the model classes)
+    from pipelines import names
+    from pipelines.text import Vocabulary
+
+    printed = json.loads(keras_seq("evaluate", str(reference_run)).stdout)
+    assert printed["test"] == json.loads((reference_run / "metrics.json").read_text())["test"]
+
+    data, test_dir = tmp_path / "data" / "names", tmp_path / "test"
+    data.mkdir(parents=True)
+    test_dir.mkdir()
+    german = ["Zahn", "Zander", "Zeller", "Zimmer", "Zorn", "Zuber", "Zwick", "Zeidler",
+              "Schmidt", "Weber", "Wagner", "Becker", "Hoffmann", "Koch", "Bauer", "Richter"]
+    italian = ["Russo", "Ferrari", "Esposito", "Bianchi", "Romano", "Colombo", "Ricci", "Marino",
+               "Greco", "Bruno", "Gallo", "Conti", "Costa", "Giordano", "Mancini", "Rizzo"]
+    (data / "German.txt").write_text("\n".join(german) + "\n")
+    (data / "Italian.txt").write_text("\n".join(italian) + "\n")
+    # The test directory has the source's whole layout: a third language the recipe ignores.
+    (test_dir / "German.txt").write_text("\n".join(german[:8]) + "\n")
+    (test_dir / "Italian.txt").write_text("Rossi\nRusso\n")
+    (test_dir / "Polish.txt").write_text("Nowak\n")
+    run_dir = tmp_path / "run"
+    keras_seq("train", "names-de-it", "--data-dir", str(tmp_path / "data"), "--epochs", "2",
+              "--run-dir", str(run_dir), "--quiet", "--set", "units=8",
+              "--set", "embedding_dim=4", "--set", "time_budget_s=none")
+    vocab = Vocabulary.from_json(run_dir / "vocab_text.json")
+    # The 'z' names leave training with --test-data: a vocabulary rebuilt there ranks the
+    # characters differently, so an evaluation that rebuilt it would feed the model wrong ids.
+    rebuilt = names.load(data_dir=str(tmp_path / "data"), test_path=str(test_dir),
+                         languages=["German", "Italian"], lowercase=True).info.vocabulary
+    assert rebuilt.tokens != vocab.tokens
+
+    printed = json.loads(keras_seq("evaluate", str(run_dir), "--data-dir", str(tmp_path / "data"),
+                                   "--test-data", str(test_dir)).stdout)["test"]
+    test_names = german[:8] + ["Rossi", "Russo"]
+    labels = np.array([0] * 8 + [1, 1])
+    model = keras.saving.load_model(run_dir / "model.keras", safe_mode=True)
+    probs = np.asarray(model(vocab.encode(test_names).to_tensor(), training=False))
+    assert printed["examples"] == 10
+    assert printed["accuracy"] == np.mean(probs.argmax(-1) == labels)
+    assert printed["loss"] == pytest.approx(-np.mean(np.log(probs[np.arange(10), labels])),
+                                            rel=1e-5)

@@ -47,11 +47,17 @@ def resolve_run_dir(recipe: dict[str, Any], run_dir: str | None, root: str = "ru
     return base / time.strftime("%Y%m%d-%H%M%S")
 
 
-def load_splits(recipe: dict[str, Any], *, data_dir, seed: int, test_data=None):
+def load_splits(
+    recipe: dict[str, Any], *, data_dir, seed: int, test_data=None, vocabularies=None
+):
+    """The recipe's splits; `vocabularies` (a trained run's) replace the ones built on train."""
     import pipelines
 
     source = pipelines.get_source(recipe["source"])
-    return source.load(data_dir=data_dir, seed=seed, test_path=test_data, **recipe["data"])
+    extra = {"vocabularies": vocabularies} if vocabularies else {}
+    return source.load(
+        data_dir=data_dir, seed=seed, test_path=test_data, **recipe["data"], **extra
+    )
 
 
 def train(
