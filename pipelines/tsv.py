@@ -19,7 +19,8 @@ def read_labeled(
     num_labels: int,
     strict: bool = False,
 ) -> tuple[list[str], list[int], Counter]:
-    """(texts, labels, dropped) of a TSV whose first line is `header`.
+    """(texts, labels, dropped) of a TSV whose first line is `header`, or already a well-formed
+    row (a header-less file, e.g. rows cut out of one with a header).
 
     Dropped rows, by reason: ``"non_utf8"``, ``"malformed"`` (wrong number of fields, empty
     text), ``"bad_label"`` (not an integer in ``[0, num_labels)``).
@@ -29,10 +30,14 @@ def read_labeled(
         or with `strict` the first bad row (file, line, problem).
     """
     lines = read_lines(path, what, strict=strict)
-    columns = _header(lines, what, header)
-    text_at, label_at = columns.index(text_column), columns.index(label_column)
+    text_at, label_at = header.index(text_column), header.index(label_column)
+    rows = list(lines)
+    if not _is_row(lines, header, label_at, num_labels):  # a header-less file starts with data
+        _header(lines, what, header)
+        rows = rows[1:]
+    columns = list(header)
     texts, labels, dropped = [], [], Counter(lines.dropped)
-    for number, line in list(lines)[1:]:
+    for number, line in rows:
         if not line.strip():
             dropped["empty"] += 1
             continue
@@ -88,6 +93,18 @@ def read_column(
             continue
         texts.append(fields[at].strip())
     return texts, dropped
+
+
+def _is_row(lines, header: Sequence[str], label_at: int, num_labels: int) -> bool:
+    """Whether the file's first line is already a well-formed labeled row."""
+    if not len(lines) or lines.numbers[0] != 1:
+        return False
+    fields = lines.texts[0].split("\t")
+    return (
+        len(fields) == len(header)
+        and all(f.strip() for f in fields)
+        and fields[label_at].strip() in {str(i) for i in range(num_labels)}
+    )
 
 
 def _header(lines, what: str, header: Sequence[str]) -> list[str]:

@@ -112,6 +112,15 @@ def test_sst2_wrong_header(tmp_path):
         sst2.load(data_dir=str(tmp_path))
 
 
+def test_sst2_header_less_test_path(tmp_path):
+    write_sst2(tmp_path)
+    rows = tmp_path / "rows.tsv"
+    rows.write_text("the acting is superb 2\t1\nsentence\tlabel\nboring \t0\n", encoding="utf-8")
+    s = sst2.load(data_dir=str(tmp_path), test_path=str(rows))
+    assert sorted(s.info.test_examples) == [("boring", 0), ("the acting is superb 2", 1)]
+    assert s.info.dropped["test_bad_label"] == 1  # a header in the middle is a bad row
+
+
 def test_sst2_unlabeled_file_as_test_path(tmp_path):
     folder = write_sst2(tmp_path)
     with pytest.raises(ValueError, match="it is GLUE's unlabeled test file"):
