@@ -100,6 +100,11 @@ class _Cell(keras.layers.Layer):
                 constraint=self.bias_constraint,
             )
 
+    def _w(self, weight) -> tf.Tensor:
+        """A weight in the compute dtype. Keras casts weights read inside ``__call__`` of a
+        mixed-precision layer; decoding and sampling call the cells' methods directly."""
+        return tf.cast(weight, self.compute_dtype)
+
     @property
     def input_dim(self) -> int | None:
         return int(self.kernel.shape[0]) if self.built else None
@@ -107,11 +112,12 @@ class _Cell(keras.layers.Layer):
     # -- the two halves of a step ----------------------------------------------------------
     def project_inputs(self, inputs: tf.Tensor) -> tf.Tensor:
         """``inputs [..., D] -> inputs @ kernel (+ input bias)  [..., G*U]``."""
-        z = tf.linalg.matmul(inputs, self.kernel) if inputs.shape.rank == 2 else (
-            tf.tensordot(inputs, self.kernel, axes=1)
+        kernel = self._w(self.kernel)
+        z = tf.linalg.matmul(inputs, kernel) if inputs.shape.rank == 2 else (
+            tf.tensordot(inputs, kernel, axes=1)
         )
         bias = self._input_bias()
-        return z if bias is None else tf.nn.bias_add(z, bias)
+        return z if bias is None else tf.nn.bias_add(z, self._w(bias))
 
     def _input_bias(self) -> tf.Tensor | None:
         return self.bias
@@ -190,7 +196,7 @@ class SimpleRNNCell(_Cell):
     def step(self, projected, states, recurrent_mask=None):
         h_prev = states[0]
         h_rec = h_prev if recurrent_mask is None else h_prev * recurrent_mask
-        h = self.activation(projected + tf.linalg.matmul(h_rec, self.recurrent_kernel))
+        h = self.activation(projected + tf.linalg.matmul(h_rec, self._w(self.recurrent_kernel)))
         return h, [h]
 
 
@@ -266,14 +272,14 @@ class LSTMCell(_Cell):
     def step(self, projected, states, recurrent_mask=None):
         h_prev, c_prev = states[0], states[1]
         h_rec = h_prev if recurrent_mask is None else h_prev * recurrent_mask
-        z = projected + tf.linalg.matmul(h_rec, self.recurrent_kernel)  # (B, G*U)
+        z = projected + tf.linalg.matmul(h_rec, self._w(self.recurrent_kernel))  # (B, G*U)
         sigma, act = self.recurrent_activation, self.activation
         if self.coupled_gates:
             z_f, z_g, z_o = tf.split(z, 3, axis=-1)
         else:
             z_i, z_f, z_g, z_o = tf.split(z, 4, axis=-1)
         if self.peephole:
-            peeps = tf.split(self.peephole_kernel, self.gates - 1)
+            peeps = tf.split(self._w(self.peephole_kernel), self.gates - 1)
             p_o = peeps[-1]
             if not self.coupled_gates:
                 z_i = z_i + peeps[0] * c_prev
@@ -339,21 +345,22 @@ class GRUCell(_Cell):
         h_prev = states[0]
         h_rec = h_prev if recurrent_mask is None else h_prev * recurrent_mask
         units, sigma = self.units, self.recurrent_activation
+        recurrent_kernel = self._w(self.recurrent_kernel)
         x_z, x_r, x_h = tf.split(projected, 3, axis=-1)
         if self.reset_after:
-            inner = tf.linalg.matmul(h_rec, self.recurrent_kernel)  # (B, 3U)
+            inner = tf.linalg.matmul(h_rec, recurrent_kernel)  # (B, 3U)
             if self.bias is not None:
-                inner = tf.nn.bias_add(inner, self.bias[1])
+                inner = tf.nn.bias_add(inner, self._w(self.bias[1]))
             r_z, r_r, r_h = tf.split(inner, 3, axis=-1)
             z = sigma(x_z + r_z)
             r = sigma(x_r + r_r)
             n = self.activation(x_h + r * r_h)
         else:
-            inner = tf.linalg.matmul(h_rec, self.recurrent_kernel[:, : 2 * units])  # (B, 2U)
+            inner = tf.linalg.matmul(h_rec, recurrent_kernel[:, : 2 * units])  # (B, 2U)
             r_z, r_r = tf.split(inner, 2, axis=-1)
             z = sigma(x_z + r_z)
             r = sigma(x_r + r_r)
-            r_h = tf.linalg.matmul(r * h_rec, self.recurrent_kernel[:, 2 * units :])
+            r_h = tf.linalg.matmul(r * h_rec, recurrent_kernel[:, 2 * units :])
             n = self.activation(x_h + r_h)
         h = z * h_prev + (1.0 - z) * n
         return h, [h]

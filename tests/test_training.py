@@ -140,6 +140,41 @@ def test_multiworker_two_processes_end_with_identical_weights(tmp_path):
         np.testing.assert_array_equal(x, y)
 
 
+def _with_cpus(n: int, *args):
+    """`keras-seq ARGS` in a process whose CPU is split into `n` logical devices."""
+    code = ("import sys, tensorflow as tf; cpu = tf.config.list_physical_devices('CPU')[0]; "
+            f"tf.config.set_logical_device_configuration(cpu, [tf.config.LogicalDeviceConfiguration()] * {n}); "
+            "from keras_seq import cli; sys.exit(cli.main(sys.argv[1:]))")
+    result = subprocess.run([sys.executable, "-c", code, *args], capture_output=True, text=True,
+                            env={**os.environ, "TF_CPP_MIN_LOG_LEVEL": "3"}, cwd=ROOT)
+    assert result.returncode == 0, result.stderr[-3000:]
+
+
+def test_mirrored_two_replicas_train_like_one(tmp_path):
+    """MirroredStrategy splits each batch over 2 devices and all-reduces the gradients: the
+    run ends where the same strategy on one device ends (same data order)."""
+    runs = {}
+    for n in (1, 2):
+        runs[n] = tmp_path / f"replicas_{n}"
+        _with_cpus(n, "train", "dates", "--epochs", "2", "--run-dir", str(runs[n]), "--quiet",
+                   "--strategy", "mirrored", *TINY)
+    one, two = (json.loads((runs[n] / "metrics.json").read_text()) for n in (1, 2))
+    assert (one["replicas"], two["replicas"]) == (1, 2)
+    assert two["test"]["loss"] == pytest.approx(one["test"]["loss"], rel=1e-5)
+    for a, b in zip(weights_of(runs[1]), weights_of(runs[2]), strict=True):
+        np.testing.assert_allclose(a, b, atol=1e-5)
+
+
+def test_mixed_precision_run(tmp_path):
+    run_dir = tmp_path / "mixed"
+    keras_seq("train", "dates", "--epochs", "2", "--run-dir", str(run_dir), "--quiet",
+              "--mixed-precision", *TINY)
+    assert json.loads((run_dir / "config.json").read_text())["mixed_precision"] is True
+    metrics = json.loads((run_dir / "metrics.json").read_text())
+    assert np.isfinite(metrics["test"]["loss"]) and metrics["test"]["loss"] < np.log(16)
+    assert (run_dir / "attention_0.png").is_file()  # greedy decoding ran in float16
+
+
 def test_default_run_dir_resumes_an_unfinished_run_with_the_same_settings(tmp_path):
     from keras_seq.training import recipes, runner
 

@@ -68,6 +68,11 @@ class _Attention(keras.layers.Layer):
         self.supports_masking = True
 
     # -- subclass hooks -----------------------------------------------------------------
+    def _w(self, weight: Any) -> Any:
+        """A weight in the compute dtype (Keras casts only inside ``__call__``; decoders call
+        `precompute` and `score` directly)."""
+        return ops.cast(weight, self.compute_dtype)
+
     def precompute(self, values: Any) -> Any:  # pragma: no cover - overridden
         raise NotImplementedError
 
@@ -275,16 +280,16 @@ class BahdanauAttention(_Attention):
     def precompute(self, values: Any) -> Any:
         """``keys = values @ W1``: [B, Tv, Dv] -> [B, Tv, U]."""
         self._require_built("precompute")
-        return ops.matmul(values, self.values_kernel)
+        return ops.matmul(values, self._w(self.values_kernel))
 
     def score(self, query: Any, keys: Any) -> Any:
         """[B, Tq, Dq], [B, Tv, U] -> [B, Tq, Tv]."""
-        processed = ops.matmul(query, self.query_kernel)  # (B, Tq, U)
+        processed = ops.matmul(query, self._w(self.query_kernel))  # (B, Tq, U)
         hidden = ops.expand_dims(keys, 1) + ops.expand_dims(processed, 2)  # (B, Tq, Tv, U)
-        v = self.v
+        v = self._w(self.v)
         if self.normalize:
-            hidden = hidden + self.b
-            v = self.g * v / ops.sqrt(ops.sum(ops.square(v)))
+            hidden = hidden + self._w(self.b)
+            v = self._w(self.g) * v / ops.sqrt(ops.sum(ops.square(v)))
         return ops.sum(ops.tanh(hidden) * v, axis=-1)
 
     def get_config(self) -> dict[str, Any]:
@@ -379,19 +384,19 @@ class LuongAttention(_Attention):
         if self.score_mode == "dot":
             return values
         if self.score_mode == "general":
-            return ops.matmul(values, self.kernel)
-        return ops.matmul(values, self.kernel[self._query_dim :])
+            return ops.matmul(values, self._w(self.kernel))
+        return ops.matmul(values, self._w(self.kernel)[self._query_dim :])
 
     def score(self, query: Any, keys: Any) -> Any:
         """[B, Tq, Dq], [B, Tv, K] -> [B, Tq, Tv]."""
         if self.score_mode == "concat":
-            processed = ops.matmul(query, self.kernel[: self._query_dim])  # (B, Tq, U)
+            processed = ops.matmul(query, self._w(self.kernel)[: self._query_dim])  # (B, Tq, U)
             hidden = ops.expand_dims(keys, 1) + ops.expand_dims(processed, 2)  # (B, Tq, Tv, U)
-            scores = ops.sum(ops.tanh(hidden) * self.v, axis=-1)
+            scores = ops.sum(ops.tanh(hidden) * self._w(self.v), axis=-1)
         else:
             scores = ops.matmul(query, ops.swapaxes(keys, -2, -1))  # (B, Tq, Tv)
         if self.scale:
-            scores = scores * self.scale_weight
+            scores = scores * self._w(self.scale_weight)
         return scores
 
     def get_config(self) -> dict[str, Any]:

@@ -103,7 +103,12 @@ class SequenceClassifier(_common.TaskModel):
             else None
         )
         self.dropout_layer = keras.layers.Dropout(self.dropout, name="dropout")
-        self.head = keras.layers.Dense(self.num_classes, activation="softmax", name="head")
+        # In the variables' dtype: float32 probabilities under mixed precision, as Keras's
+        # mixed-precision guide advises for the softmax.
+        self.head = keras.layers.Dense(
+            self.num_classes, activation="softmax", dtype=self.dtype_policy.variable_dtype,
+            name="head",
+        )
 
     @property
     def feature_dim(self) -> int:

@@ -77,7 +77,10 @@ class LanguageModel(_common.TaskModel):
             name="rnn",
         )
         self.dropout_layer = keras.layers.Dropout(self.dropout, name="dropout")
-        self.head = keras.layers.Dense(self.vocab_size, name="head")
+        # float32 logits under mixed precision (the loss and sampling's softmax need them).
+        self.head = keras.layers.Dense(
+            self.vocab_size, dtype=self.dtype_policy.variable_dtype, name="head"
+        )
 
     def build(self, input_shape: Any = None) -> None:
         self.embedding.build((None, None))

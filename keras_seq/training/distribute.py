@@ -25,7 +25,9 @@ def _new_strategy(name: str) -> tf.distribute.Strategy:
     if name == "default":
         return tf.distribute.get_strategy()
     if name == "mirrored":
-        return tf.distribute.MirroredStrategy()
+        # Every local GPU; without one, every logical CPU (one unless configured otherwise).
+        devices = tf.config.list_logical_devices("GPU") or tf.config.list_logical_devices("CPU")
+        return tf.distribute.MirroredStrategy([d.name for d in devices])
     if name == "multiworker":
         if "TF_CONFIG" not in os.environ:
             raise ValueError(

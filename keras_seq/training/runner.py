@@ -124,6 +124,7 @@ def train(
     model.save(run_dir / "model.keras")
 
     metrics = {"recipe": recipe["name"], "test": evaluate(model, recipe, splits)}
+    metrics["replicas"] = scope.num_replicas_in_sync
     metrics["wall_time_s"] = round(time.time() - started, 1)
     reports.write_all(run_dir, model, recipe, splits, metrics)
     write_metrics(run_dir, metrics)
