@@ -175,6 +175,29 @@ def test_mixed_precision_run(tmp_path):
     assert (run_dir / "attention_0.png").is_file()  # greedy decoding ran in float16
 
 
+def test_language_model_run_directory(tmp_path):
+    play = tmp_path / "data" / "tinyshakespeare" / "input.txt"
+    play.parent.mkdir(parents=True)
+    play.write_text("".join(f"ROMEO:\nMy lord, line {i}.\n\nKING:\nGo, {i}.\n\n"
+                            for i in range(300)))
+    run_dir = tmp_path / "lm"
+    keras_seq("train", "shakespeare", "--data-dir", str(tmp_path / "data"), "--epochs", "2",
+              "--run-dir", str(run_dir), "--quiet", "--set", "units=16", "--set", "num_layers=1",
+              "--set", "embedding_dim=8", "--set", "seq_length=20", "--set", "sample_length=30",
+              "--set", "time_budget_s=none")
+    test = json.loads((run_dir / "metrics.json").read_text())["test"]
+    assert test["perplexity"] == pytest.approx(np.exp(test["loss"]))
+    assert test["loss"] < np.log(len(set(play.read_text())))  # better than uniform
+    text = (run_dir / "samples.txt").read_text()
+    sections = text.split("=== prompt ")[1:]
+    assert [s.split(" ===")[0] for s in sections] == ["'ROMEO:\\n'", "'First Citizen:\\n'",
+                                                      "'KING'"]
+    for section in sections:
+        prompt = eval(section.split(" ===")[0])  # noqa: S307 (the repr written above)
+        body = section.split(" ===\n", 1)[1]
+        assert body.startswith(prompt) and len(body) >= len(prompt) + 30  # 30 tokens
+
+
 def test_default_run_dir_resumes_an_unfinished_run_with_the_same_settings(tmp_path):
     from keras_seq.training import recipes, runner
 

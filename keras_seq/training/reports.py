@@ -80,6 +80,7 @@ def samples(run_dir: Path, model, recipe, splits, count: int = 3) -> None:
             ids, int(hp.get("sample_length", 300)), temperature=float(hp.get("temperature", 0.8)),
             seed=k,
         )
-        text = vocab.decode(np.asarray(generated))[0]
+        # Every sampled token: an LM has no end token to stop at (specials show as names).
+        text = vocab.decode(np.asarray(generated), skip_special=False, stop_at_end=False)[0]
         lines.append(f"=== prompt {prompt!r} ===\n{prompt}{text}\n")
     (run_dir / "samples.txt").write_text("\n".join(lines), encoding="utf-8")
