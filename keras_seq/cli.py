@@ -134,10 +134,11 @@ def cmd_train(args) -> int:
 
     try:
         recipe = recipes.apply_overrides(recipes.load(args.recipe), args.overrides)
+        if args.epochs is not None:
+            recipe["train"]["epochs"] = args.epochs
+        recipes.check_train(recipe)
     except recipes.RecipeError as err:
         raise UsageError(str(err)) from None
-    if args.epochs is not None:
-        recipe["train"]["epochs"] = args.epochs
     from keras_seq.training import distribute, ensembles, experiments, runner
 
     try:

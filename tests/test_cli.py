@@ -49,6 +49,19 @@ def test_ensemble_of_a_model_that_is_not_a_classifier():
                           "task 'seq2seq'")
 
 
+@pytest.mark.parametrize("args,fragment", [
+    (["--epochs", "0"], "train.epochs in recipe 'dates'. Expected a positive integer. "
+                        "Received: epochs=0"),
+    (["--set", "learning_rate=-0.1"], "Expected a number > 0. Received: learning_rate=-0.1"),
+    (["--set", "reduce_lr_factor=2"], "Expected a number in (0, 1). Received: reduce_lr_factor=2"),
+    (["--set", "steps_per_epoch=1.5"], "Received: steps_per_epoch=1.5"),
+])
+def test_invalid_train_values(args, fragment, tmp_path):
+    result = run("train", "dates", "--run-dir", str(tmp_path / "run"), *args)
+    assert_one_line_error(result, fragment)
+    assert not (tmp_path / "run").exists()  # rejected before a run directory is made
+
+
 def test_data_dir_without_files(tmp_path):
     result = run("train", "names", "--data-dir", str(tmp_path))
     assert_one_line_error(result, "names")

@@ -137,6 +137,42 @@ def apply_overrides(recipe: dict[str, Any], overrides: list[str]) -> dict[str, A
     return recipe
 
 
+def _positive_int(v: Any) -> bool:
+    return isinstance(v, int) and not isinstance(v, bool) and v > 0
+
+
+def _number(v: Any) -> bool:
+    return isinstance(v, (int, float)) and not isinstance(v, bool)
+
+
+_TRAIN_CHECKS: dict[str, tuple[str, Any]] = {
+    "epochs": ("a positive integer", _positive_int),
+    "learning_rate": ("a number > 0", lambda v: _number(v) and v > 0),
+    "clipnorm": ("none or a number > 0", lambda v: v is None or (_number(v) and v > 0)),
+    "early_stopping_patience": ("an integer >= 0", lambda v: v == 0 or _positive_int(v)),
+    "reduce_lr_patience": ("an integer >= 0", lambda v: v == 0 or _positive_int(v)),
+    "reduce_lr_factor": ("a number in (0, 1)", lambda v: _number(v) and 0 < v < 1),
+    "steps_per_epoch": ("none or a positive integer", lambda v: v is None or _positive_int(v)),
+    "validation_steps": ("none or a positive integer", lambda v: v is None or _positive_int(v)),
+    "time_budget_s": ("none or a number > 0", lambda v: v is None or (_number(v) and v > 0)),
+    "ema_momentum": ("none or a number in (0, 1)", lambda v: v is None or (
+        _number(v) and 0 < v < 1)),
+    "ensemble": ("a positive integer", _positive_int),
+}
+
+
+def check_train(recipe: dict[str, Any]) -> None:
+    """Reject a ``[train]`` value the training loop would misread (``epochs=0`` would skip
+    training and still write a run), naming the field, what it takes and what it got."""
+    for key, (expected, ok) in _TRAIN_CHECKS.items():
+        value = recipe["train"].get(key, TRAIN_DEFAULTS[key])
+        if not ok(value):
+            raise RecipeError(
+                f"Invalid value for train.{key} in recipe {recipe['name']!r}. Expected "
+                f"{expected}. Received: {key}={value!r}"
+            )
+
+
 def _unknown(key: str, recipe: dict[str, Any]) -> str:
     known = sorted(f"{s}.{k}" for s in _sections(recipe) for k in _settable(recipe, s))
     return f"Unknown --set key {key!r} for recipe {recipe['name']!r}. Known keys: {', '.join(known)}"
