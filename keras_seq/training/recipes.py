@@ -157,8 +157,7 @@ _TRAIN_CHECKS: dict[str, tuple[str, Any]] = {
     "time_budget_s": ("none or a number > 0", lambda v: v is None or (_number(v) and v > 0)),
     "ema_momentum": ("none or a number in (0, 1)", lambda v: v is None or (
         _number(v) and 0 < v < 1)),
-    "ensemble": ("a positive integer", _positive_int),
-}
+}  # train.ensemble: ensembles.check
 
 
 def check_train(recipe: dict[str, Any]) -> None:
