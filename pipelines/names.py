@@ -78,9 +78,16 @@ def clean_name(line: str) -> tuple[str | None, str | None]:
 
 
 def read_names_dir(
-    directory: str | Path, languages: Sequence[str] | None = None, *, strict: bool = False
+    directory: str | Path,
+    languages: Sequence[str] | None = None,
+    *,
+    strict: bool = False,
+    allow_empty: bool = False,
 ) -> tuple[list[str], list[str], Counter, dict[str, int]]:
     """Read ``<Language>.txt`` files: (names, languages, dropped counts, kept lines per file).
+
+    `allow_empty`: a file without a valid name is not an error (test data may hold no name
+    of some language); at least one name must remain overall.
 
     Raises:
         FileNotFoundError: `directory` missing, holding no ``*.txt``, or lacking a requested
@@ -125,11 +132,16 @@ def read_names_dir(
             names.append(name)
             labels.append(lang)
         kept[lang] = len(names) - before
-        if kept[lang] == 0:
+        if kept[lang] == 0 and not allow_empty:
             raise ValueError(
                 f"Expected names in {str(files[lang])!r}, but it has no valid "
                 f"line (dropped so far: {dict(dropped)})."
             )
+    if not names:
+        raise ValueError(
+            f"Expected names in the <Language>.txt files of {str(directory)!r}, but none has "
+            f"a valid line (dropped: {dict(dropped)})."
+        )
     return names, labels, dropped, kept
 
 
@@ -147,9 +159,13 @@ def _read_test_dir(
                 f"one of {list(languages)}. Received files for "
                 f"{sorted(p.stem for p in directory.glob('*.txt'))}."
             )
-        test_names, test_langs, test_dropped, _ = read_names_dir(directory, present, strict=strict)
+        test_names, test_langs, test_dropped, _ = read_names_dir(
+            directory, present, strict=strict, allow_empty=True
+        )
         return test_names, test_langs, test_dropped
-    test_names, test_langs, test_dropped, _ = read_names_dir(directory, None, strict=strict)
+    test_names, test_langs, test_dropped, _ = read_names_dir(
+        directory, None, strict=strict, allow_empty=True
+    )
     unknown = sorted(set(test_langs) - set(label_names))
     if unknown:
         raise ValueError(

@@ -175,6 +175,19 @@ def test_language_subset_reads_only_its_files_from_a_full_test_directory(tmp_pat
     assert "Russo" not in trained and "Nowak" not in trained
 
 
+def test_test_directory_may_hold_an_empty_language_file(tmp_path):
+    write_names(tmp_path / "a")
+    other = tmp_path / "other"
+    other.mkdir()
+    (other / "German.txt").write_text("Wegner\n", encoding="utf-8")
+    (other / "Italian.txt").write_text("\n", encoding="utf-8")
+    s = names.load(data_dir=str(tmp_path / "a"), test_path=str(other))
+    assert examples(s.test, s.info.vocabulary) == [("Wegner", 0)]
+    (other / "German.txt").write_text("Rafaj1\n", encoding="utf-8")
+    with pytest.raises(ValueError, match=r"but none has a valid line \(dropped: "):
+        names.load(data_dir=str(tmp_path / "a"), test_path=str(other))
+
+
 def test_language_subset_with_a_test_directory_missing_its_files(tmp_path):
     write_names(tmp_path / "a")
     other = tmp_path / "other"
