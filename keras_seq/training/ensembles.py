@@ -11,6 +11,7 @@ import keras
 
 from keras_seq.training import reports, runner
 from keras_seq.training.experiments import train_sub_runs
+from pipelines.splits import SourceInfo
 
 
 def check(recipe: dict[str, Any]) -> int:
@@ -55,8 +56,11 @@ def run(recipe: dict[str, Any], *, run_dir: Path, seed: int = 0, **options) -> d
     import keras_seq.models  # noqa: F401  (registers the model classes)
 
     combining = time.time()
+    # Encoded with the members' vocabulary (a resumed ensemble's members may come from an
+    # earlier process).
     splits = runner.load_splits(
-        recipe, data_dir=options.get("data_dir"), seed=seed, test_data=options.get("test_data")
+        recipe, data_dir=options.get("data_dir"), seed=seed, test_data=options.get("test_data"),
+        vocabularies=SourceInfo.load_vocabularies(run_dir / "member-0"),
     )
     runner.write_run_files(run_dir, splits.info)
     model = keras_seq.models.Ensemble(
