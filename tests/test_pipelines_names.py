@@ -30,6 +30,17 @@ def write_names(root, extra_lines=b""):
     return folder
 
 
+def with_test_dir(tmp_path, **files):
+    """Write the names directory under ``tmp_path/a`` and a test directory of `files`
+    (``{language: text}``); return the test directory."""
+    write_names(tmp_path / "a")
+    other = tmp_path / "other"
+    other.mkdir()
+    for language, text in files.items():
+        (other / f"{language}.txt").write_text(text, encoding="utf-8")
+    return other
+
+
 def examples(ds, vocab):
     """(decoded name, label) of every element ([UNK] for characters unseen in training)."""
     out = []
@@ -138,10 +149,7 @@ def test_deduplicate_and_lowercase(tmp_path):
 
 
 def test_test_path_replaces_test_split(tmp_path):
-    write_names(tmp_path / "a")
-    other = tmp_path / "other"
-    other.mkdir()
-    (other / "German.txt").write_text("Schmidt\nZimmermann\n", encoding="utf-8")
+    other = with_test_dir(tmp_path, German="Schmidt\nZimmermann\n")
     s = names.load(data_dir=str(tmp_path / "a"), test_path=str(other))
     assert s.info.counts["test"] == 2
     assert s.info.dropped["in_test_path"] == 2  # both "Schmidt" lines left training
@@ -150,21 +158,15 @@ def test_test_path_replaces_test_split(tmp_path):
 
 
 def test_test_path_with_unknown_language(tmp_path):
-    write_names(tmp_path / "a")
-    other = tmp_path / "other"
-    other.mkdir()
-    (other / "Klingon.txt").write_text("Worf\n", encoding="utf-8")
+    other = with_test_dir(tmp_path, Klingon="Worf\n")
     with pytest.raises(ValueError, match=r"Expected <Language>.txt files for languages among"):
         names.load(data_dir=str(tmp_path / "a"), test_path=str(other))
 
 
 def test_language_subset_reads_only_its_files_from_a_full_test_directory(tmp_path):
-    write_names(tmp_path / "a")
-    other = tmp_path / "other"
-    other.mkdir()
-    (other / "German.txt").write_text("Wegner\nRusso\n", encoding="utf-8")
-    (other / "Italian.txt").write_text("Gallini\n", encoding="utf-8")
-    (other / "Polish.txt").write_text("Nowak\n", encoding="utf-8")  # not a chosen language
+    # Polish is not a chosen language.
+    other = with_test_dir(tmp_path, German="Wegner\nRusso\n", Italian="Gallini\n",
+                          Polish="Nowak\n")
     s = names.load(data_dir=str(tmp_path / "a"), test_path=str(other),
                    languages=("German", "Italian"))
     assert sorted(examples(s.test, s.info.vocabulary)) == [("Gallini", 1), ("Wegner", 0)]
@@ -176,11 +178,7 @@ def test_language_subset_reads_only_its_files_from_a_full_test_directory(tmp_pat
 
 
 def test_test_directory_may_hold_an_empty_language_file(tmp_path):
-    write_names(tmp_path / "a")
-    other = tmp_path / "other"
-    other.mkdir()
-    (other / "German.txt").write_text("Wegner\n", encoding="utf-8")
-    (other / "Italian.txt").write_text("\n", encoding="utf-8")
+    other = with_test_dir(tmp_path, German="Wegner\n", Italian="\n")
     s = names.load(data_dir=str(tmp_path / "a"), test_path=str(other))
     assert examples(s.test, s.info.vocabulary) == [("Wegner", 0)]
     (other / "German.txt").write_text("Rafaj1\n", encoding="utf-8")
@@ -189,10 +187,7 @@ def test_test_directory_may_hold_an_empty_language_file(tmp_path):
 
 
 def test_language_subset_with_a_test_directory_missing_its_files(tmp_path):
-    write_names(tmp_path / "a")
-    other = tmp_path / "other"
-    other.mkdir()
-    (other / "Polish.txt").write_text("Nowak\n", encoding="utf-8")
+    other = with_test_dir(tmp_path, Polish="Nowak\n")
     with pytest.raises(ValueError, match=r"at least one of \['German', 'Italian'\]. Received "
                                          r"files for \['Polish'\]"):
         names.load(data_dir=str(tmp_path / "a"), test_path=str(other),
