@@ -149,12 +149,24 @@ def cmd_train(args) -> int:
     distribute.make_strategy(args.strategy)  # before any TensorFlow op runs
     _check_data(recipe, args.data_dir, args.test_data)
 
-    run_dir = runner.resolve_run_dir(recipe, args.run_dir)
-    options: dict[str, Any] = dict(
+    settings: dict[str, Any] = dict(
         data_dir=args.data_dir, test_data=args.test_data, seed=args.seed,
         strategy=args.strategy, mixed_precision=args.mixed_precision,
-        verbose=0 if args.quiet else "auto",
     )
+    run_dir = runner.resolve_run_dir(recipe, args.run_dir, **settings)
+    differs = runner.differences(run_dir, recipe, **settings)
+    if differs:
+        raise UsageError(
+            f"--run-dir {run_dir} holds a run with other settings (differing in: "
+            f"{', '.join(differs)}); choose another directory, or delete it to start over"
+        )
+    if differs == [] and (run_dir / "metrics.json").is_file():
+        print(f"{run_dir} is a finished run of these settings: its metrics follow (delete the "
+              "directory to train again).", file=sys.stderr)
+        metrics = json.loads((run_dir / "metrics.json").read_text())
+        print(json.dumps({"run_dir": str(run_dir), **metrics}, indent=1))
+        return 0
+    options: dict[str, Any] = dict(settings, verbose=0 if args.quiet else "auto")
     if "experiment" in recipe:
         metrics = experiments.run(recipe, run_dir=run_dir, **options)
     elif members > 1:

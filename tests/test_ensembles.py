@@ -175,6 +175,6 @@ def test_the_default_run_dir_resumes_an_ensemble_killed_between_members(tmp_path
     killed = tmp_path / "names-de-it" / "20260101-000000"
     (killed / "member-0").mkdir(parents=True)
     (killed / "config.json").write_text(json.dumps({**recipe, "seed": 0}))
-    assert runner.resolve_run_dir(recipe, None, root=tmp_path) != killed  # nothing done yet
+    assert runner.resolve_run_dir(recipe, None, root=tmp_path, seed=0) != killed  # not started
     (killed / "member-0" / "metrics.json").write_text("{}")  # one member finished
-    assert runner.resolve_run_dir(recipe, None, root=tmp_path) == killed
+    assert runner.resolve_run_dir(recipe, None, root=tmp_path, seed=0) == killed

@@ -207,11 +207,28 @@ def test_default_run_dir_resumes_an_unfinished_run_with_the_same_settings(tmp_pa
     killed = tmp_path / "dates" / "20260101-000000"
     (killed / runner.BACKUP).mkdir(parents=True)
     (killed / "config.json").write_text(json.dumps({**recipe, "seed": 0}))
-    assert runner.resolve_run_dir(recipe, None, root=tmp_path) == killed
+    assert runner.resolve_run_dir(recipe, None, root=tmp_path, seed=0) == killed
     changed = recipes.apply_overrides(recipe, ["units=7"])
-    assert runner.resolve_run_dir(changed, None, root=tmp_path) != killed
+    assert runner.resolve_run_dir(changed, None, root=tmp_path, seed=0) != killed
+    assert runner.resolve_run_dir(recipe, None, root=tmp_path, seed=1) != killed
     (killed / "metrics.json").write_text("{}")  # finished: never resumed
-    assert runner.resolve_run_dir(recipe, None, root=tmp_path) != killed
+    assert runner.resolve_run_dir(recipe, None, root=tmp_path, seed=0) != killed
+
+
+def test_an_explicit_run_dir_is_finished_or_resumed_only_with_the_same_settings(
+    reference_run, tmp_path
+):
+    history = (reference_run / "history.csv").read_text()
+    again = keras_seq("train", "dates", "--epochs", "3", "--run-dir", str(reference_run),
+                      "--quiet", *TINY)
+    assert "is a finished run of these settings" in again.stderr
+    assert json.loads(again.stdout)["test"] == json.loads(
+        (reference_run / "metrics.json").read_text())["test"]
+    assert (reference_run / "history.csv").read_text() == history  # not trained again
+    other = keras_seq("train", "dates", "--epochs", "3", "--run-dir", str(reference_run),
+                      "--seed", "1", "--quiet", *TINY, check=False)
+    assert other.returncode == 2 and "Traceback" not in other.stderr
+    assert "holds a run with other settings (differing in: seed)" in other.stderr
 
 
 def test_evaluate_reads_the_runs_vocabulary_also_with_other_test_data(reference_run, tmp_path):

@@ -24,9 +24,15 @@ from keras_seq.training.builders import build_model, compile_model
 BACKUP = "backup"
 
 
-def resolve_run_dir(recipe: dict[str, Any], run_dir: str | None, root: str = "runs") -> Path:
+# The run settings besides the recipe that change what a run computes (config.json has them).
+RUN_SETTINGS = ("seed", "data_dir", "test_data", "strategy", "mixed_precision")
+
+
+def resolve_run_dir(
+    recipe: dict[str, Any], run_dir: str | None, root: str = "runs", **settings
+) -> Path:
     """``run_dir``; by default ``runs/<recipe>/<timestamp>/``, except that an unfinished run
-    of the same recipe and settings (killed before writing metrics.json) is resumed."""
+    of the same recipe and `settings` (killed before writing metrics.json) is resumed."""
     if run_dir:
         return Path(run_dir)
     base = Path(root) / recipe["name"]
@@ -37,14 +43,21 @@ def resolve_run_dir(recipe: dict[str, Any], run_dir: str | None, root: str = "ru
             any(candidate.glob(f"*/{name}")) for name in (BACKUP, "metrics.json")
         )
         if started and not (candidate / "metrics.json").exists():
-            try:
-                previous = json.loads((candidate / "config.json").read_text())
-            except (OSError, ValueError):
-                continue
-            if {k: previous.get(k) for k in recipe} == recipe:
+            if differences(candidate, recipe, **settings) == []:
                 print(f"Resuming the unfinished run {candidate}")
                 return candidate
     return base / time.strftime("%Y%m%d-%H%M%S")
+
+
+def differences(run_dir: Path, recipe: dict[str, Any], **settings) -> list[str] | None:
+    """The recipe sections and `RUN_SETTINGS` in which the run in `run_dir` (its config.json)
+    differs from this one: ``[]`` for the same run, None when there is no readable config."""
+    try:
+        previous = json.loads((Path(run_dir) / "config.json").read_text())
+    except (OSError, ValueError):
+        return None
+    current = json.loads(json.dumps({**recipe, **{k: settings.get(k) for k in RUN_SETTINGS}}))
+    return sorted(k for k in current if previous.get(k) != current[k])
 
 
 def load_splits(
