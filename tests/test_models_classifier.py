@@ -161,8 +161,27 @@ def test_config_round_trip():
         (dict(units=0), r"argument `units`. Expected a positive integer"),
         (dict(dropout=-0.1), r"argument `dropout`. Expected a float in \[0, 1\)"),
         (dict(bidirectional="yes"), r"argument `bidirectional`. Expected a bool"),
+        (dict(token_dropout=1.0), r"argument `token_dropout`. Expected a float in \[0, 1\)"),
     ],
 )
 def test_constructor_errors(kwargs, match):
     with pytest.raises(ValueError, match=match):
         SequenceClassifier(**{"vocab_size": 10, "num_classes": 2, **kwargs})
+
+
+def test_token_dropout_replaces_tokens_by_the_oov_id_in_training_only():
+    keras.utils.set_random_seed(0)
+    model = SequenceClassifier(20, 3, units=6, embedding_dim=4, pooling="mean",
+                               token_dropout=0.999999)
+    plain = SequenceClassifier.from_config({**model.get_config(), "token_dropout": 0.0})
+    model.ensure_built()
+    plain.ensure_built()
+    plain.set_weights(model.get_weights())
+    np.testing.assert_array_equal(model(IDS).numpy(), plain(IDS).numpy())  # inference
+    oov = np.where(IDS > 0, 1, 0)  # every token dropped, padding kept
+    np.testing.assert_allclose(model(IDS, training=True).numpy(), plain(oov).numpy(), atol=1e-6)
+    half = SequenceClassifier(20, 3, units=6, embedding_dim=4, pooling="mean",
+                              token_dropout=0.5)
+    ids = np.full((64, 50), 7)
+    replaced = np.asarray(half.encode(ids, training=True)[0])  # pooled features vary by row
+    assert len({tuple(np.round(r, 5)) for r in replaced}) > 32

@@ -39,7 +39,9 @@ class SequenceClassifier(_common.TaskModel):
       over valid steps, ``sum_t a_t h_t``).
 
     Dropout (rate ``dropout``) is applied to the embeddings, between stacked recurrent
-    levels and to the pooled vector.
+    levels and to the pooled vector. Token dropout (rate ``token_dropout``, training only)
+    replaces tokens by the out-of-vocabulary id 1 (word dropout, Iyyer et al. 2015), so the
+    OOV embedding is trained for the unseen words of new text.
 
     Args:
         vocab_size: number of token ids (including 0-3, the reserved ids).
@@ -51,6 +53,7 @@ class SequenceClassifier(_common.TaskModel):
         pooling: ``"last"``, ``"mean"``, ``"max"`` or ``"attention"``.
         dropout: dropout rate in [0, 1).
         embedding_dim: size of the token embeddings.
+        token_dropout: rate in [0, 1) at which training replaces tokens by id 1.
 
     Example:
         >>> model = SequenceClassifier(1000, 2, units=32, pooling="attention")
@@ -70,6 +73,7 @@ class SequenceClassifier(_common.TaskModel):
         pooling: str = "last",
         dropout: float = 0.0,
         embedding_dim: int = 128,
+        token_dropout: float = 0.0,
         **kwargs: Any,
     ) -> None:
         super().__init__(**kwargs)
@@ -82,6 +86,8 @@ class SequenceClassifier(_common.TaskModel):
         self.pooling = _common.one_of("pooling", pooling, POOLINGS)
         self.dropout = _common.rate("dropout", dropout)
         self.embedding_dim = _common.positive_int("embedding_dim", embedding_dim)
+        self.token_dropout = _common.rate("token_dropout", token_dropout)
+        self.seed_generator = keras.random.SeedGenerator() if self.token_dropout else None
 
         self.embedding = keras.layers.Embedding(
             self.vocab_size, self.embedding_dim, mask_zero=True, name="embedding"
@@ -127,6 +133,9 @@ class SequenceClassifier(_common.TaskModel):
         self.ensure_built()
         token_ids = tf.cast(token_ids, tf.int32)
         mask = tf.not_equal(token_ids, _common.PAD_ID)  # (B, T)
+        if training and self.token_dropout > 0:
+            drop = keras.random.uniform(tf.shape(token_ids), seed=self.seed_generator)
+            token_ids = tf.where(mask & (drop < self.token_dropout), _common.OOV_ID, token_ids)
         x = self.dropout_layer(self.embedding(token_ids), training=training)
         h = self.encoder(x, mask=mask, training=training)  # (B, H) or (B, T, H)
         if self.pooling == "mean":
@@ -162,4 +171,5 @@ class SequenceClassifier(_common.TaskModel):
             "pooling": self.pooling,
             "dropout": self.dropout,
             "embedding_dim": self.embedding_dim,
+            "token_dropout": self.token_dropout,
         }
