@@ -201,6 +201,12 @@ def cmd_evaluate(args) -> int:
     if not config_path.exists():
         raise UsageError(f"{run_dir} is not a run directory (no config.json)")
     recipe = json.loads(config_path.read_text())
+    if "experiment" in recipe:
+        subs = sorted(p.parent.name for p in run_dir.glob("*/model.keras"))
+        raise UsageError(
+            f"{run_dir} is an experiment of several runs; evaluate one of them: "
+            f"{', '.join(str(run_dir / s) for s in subs) or '(none finished)'}"
+        )
     # The run's own vocabularies: rebuilt ones would differ once --test-data changes the
     # training split (ids are ranked by frequency), and the model would read wrong ids.
     splits = runner.load_splits(
