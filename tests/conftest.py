@@ -1,5 +1,7 @@
 import importlib.util
 import os
+import subprocess
+import sys
 
 os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "3")
 os.environ.setdefault("KERAS_BACKEND", "tensorflow")
@@ -9,7 +11,8 @@ from pathlib import Path  # noqa: E402
 import numpy as np  # noqa: E402
 import pytest  # noqa: E402
 
-SHARED_DATA = Path(__file__).resolve().parents[1].parent / "shared" / "data"
+ROOT = Path(__file__).resolve().parents[1]
+SHARED_DATA = ROOT.parent / "shared" / "data"
 
 
 @pytest.fixture
@@ -32,8 +35,25 @@ def load_benchmark():
 
 
 def _load_benchmark(name: str):
-    path = Path(__file__).resolve().parents[1] / "benchmarks" / f"{name}.py"
+    path = ROOT / "benchmarks" / f"{name}.py"
     spec = importlib.util.spec_from_file_location(f"benchmarks_{name}", path)
     module = importlib.util.module_from_spec(spec)
     spec.loader.exec_module(module)
     return module
+
+
+@pytest.fixture(scope="session")
+def cli():
+    """``cli(*args, env=None, check=True, **kwargs)``: ``python -m keras_seq ARGS`` in a fresh
+    process from the project root; `check` fails the test on a non-zero exit."""
+    return _cli
+
+
+def _cli(*args, env=None, check=True, **kwargs):
+    result = subprocess.run(
+        [sys.executable, "-m", "keras_seq", *args], capture_output=True, text=True, cwd=ROOT,
+        env={**os.environ, "TF_CPP_MIN_LOG_LEVEL": "3", **(env or {})}, **kwargs,
+    )
+    if check and result.returncode != 0:
+        raise AssertionError(f"keras-seq {args} failed:\n{result.stderr[-3000:]}")
+    return result

@@ -1,21 +1,15 @@
 """`keras-seq`'s user errors: one line naming the problem, non-zero exit, no traceback."""
 
-import os
-import subprocess
-import sys
-from pathlib import Path
-
 import pytest
 
 from keras_seq.training import recipes
 
-ROOT = Path(__file__).resolve().parents[1]
 
-
-def run(*args):
-    env = {**os.environ, "TF_CPP_MIN_LOG_LEVEL": "3", "KERAS_SEQ_DATA": "/nonexistent"}
-    return subprocess.run([sys.executable, "-m", "keras_seq", *args], capture_output=True,
-                          text=True, cwd=ROOT, env=env, timeout=300)
+@pytest.fixture
+def run(cli):
+    """``run(*args)``: keras-seq with no data directory to fall back on, never failing."""
+    return lambda *args: cli(*args, env={"KERAS_SEQ_DATA": "/nonexistent"}, check=False,
+                             timeout=300)
 
 
 def assert_one_line_error(result, *fragments):
@@ -27,7 +21,7 @@ def assert_one_line_error(result, *fragments):
         assert fragment in lines[0], lines[0]
 
 
-def test_recipes_lists_every_recipe_with_one_line():
+def test_recipes_lists_every_recipe_with_one_line(run):
     result = run("recipes")
     assert result.returncode == 0
     names = [line.split()[0] for line in result.stdout.splitlines()]
@@ -35,16 +29,16 @@ def test_recipes_lists_every_recipe_with_one_line():
     assert {"dates", "names", "names-de-it", "sst2", "shakespeare", "spa-eng", "adding"} <= set(names)
 
 
-def test_unknown_recipe():
+def test_unknown_recipe(run):
     assert_one_line_error(run("train", "nope"), "Unknown recipe 'nope'", "dates")
 
 
-def test_unknown_set_key():
+def test_unknown_set_key(run):
     assert_one_line_error(run("train", "dates", "--set", "unitz=3"), "Unknown --set key 'unitz'",
                           "model.units")
 
 
-def test_ensemble_of_a_model_that_is_not_a_classifier():
+def test_ensemble_of_a_model_that_is_not_a_classifier(run):
     assert_one_line_error(run("train", "dates", "--set", "ensemble=2"), "train.ensemble",
                           "task 'seq2seq'")
 
@@ -56,18 +50,18 @@ def test_ensemble_of_a_model_that_is_not_a_classifier():
     (["--set", "reduce_lr_factor=2"], "Expected a number in (0, 1). Received: reduce_lr_factor=2"),
     (["--set", "steps_per_epoch=1.5"], "Received: steps_per_epoch=1.5"),
 ])
-def test_invalid_train_values(args, fragment, tmp_path):
+def test_invalid_train_values(args, fragment, tmp_path, run):
     result = run("train", "dates", "--run-dir", str(tmp_path / "run"), *args)
     assert_one_line_error(result, fragment)
     assert not (tmp_path / "run").exists()  # rejected before a run directory is made
 
 
-def test_data_dir_without_files(tmp_path):
+def test_data_dir_without_files(tmp_path, run):
     result = run("train", "names", "--data-dir", str(tmp_path))
     assert_one_line_error(result, "names")
 
 
-def test_test_data_in_wrong_layout(tmp_path, shared_data):
+def test_test_data_in_wrong_layout(tmp_path, shared_data, run):
     bogus = tmp_path / "names.txt"
     bogus.write_text("not a directory of <Language>.txt files\n")
     result = run("train", "names", "--data-dir", str(shared_data), "--test-data", str(bogus))

@@ -97,23 +97,12 @@ def test_chrono_initialisation_sets_gate_biases_from_log_uniform_timescales(cell
     assert 0.0 <= expected.min() and expected.max() <= np.log(horizon - 1.0)
 
 
-def test_evaluate_names_the_sub_runs_of_an_experiment_and_reproduces_one(tmp_path):
-    import os
-    import subprocess
-    import sys
-
+def test_evaluate_names_the_sub_runs_of_an_experiment_and_reproduces_one(tmp_path, cli):
     experiments.run(tiny_adding(), run_dir=tmp_path, verbose=0)
-
-    def evaluate(run_dir):
-        return subprocess.run([sys.executable, "-m", "keras_seq", "evaluate", str(run_dir)],
-                              capture_output=True, text=True,
-                              env={**os.environ, "TF_CPP_MIN_LOG_LEVEL": "3"})
-
-    top = evaluate(tmp_path)
+    top = cli("evaluate", str(tmp_path), check=False)
     assert top.returncode == 2 and "Traceback" not in top.stderr
     assert f"is an experiment of several runs; evaluate one of them: {tmp_path / 'gru-T6'}, " \
            f"{tmp_path / 'rnn-T6'}" in top.stderr
-    sub = evaluate(tmp_path / "gru-T6")
-    assert sub.returncode == 0, sub.stderr[-2000:]
+    sub = cli("evaluate", str(tmp_path / "gru-T6"))
     assert json.loads(sub.stdout)["test"]["mse"] == pytest.approx(
         json.loads((tmp_path / "gru-T6" / "metrics.json").read_text())["test"]["mse"], rel=1e-6)

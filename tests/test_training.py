@@ -20,17 +20,6 @@ TINY = [
 ]
 
 
-def keras_seq(*args, env=None, check=True, **kwargs):
-    full_env = {**os.environ, "TF_CPP_MIN_LOG_LEVEL": "3", **(env or {})}
-    result = subprocess.run(
-        [sys.executable, "-m", "keras_seq", *args], capture_output=True, text=True,
-        env=full_env, cwd=ROOT, **kwargs,
-    )
-    if check and result.returncode != 0:
-        raise AssertionError(f"keras-seq {args} failed:\n{result.stderr[-3000:]}")
-    return result
-
-
 def weights_of(run_dir):
     import keras
 
@@ -41,9 +30,9 @@ def weights_of(run_dir):
 
 
 @pytest.fixture(scope="module")
-def reference_run(tmp_path_factory):
+def reference_run(tmp_path_factory, cli):
     run_dir = tmp_path_factory.mktemp("runs") / "reference"
-    keras_seq("train", "dates", "--epochs", "3", "--run-dir", str(run_dir), "--quiet", *TINY)
+    cli("train", "dates", "--epochs", "3", "--run-dir", str(run_dir), "--quiet", *TINY)
     return run_dir
 
 
@@ -67,9 +56,9 @@ def test_run_directory_contents(reference_run):
     assert len(history) == 1 + 3
 
 
-def test_same_seed_same_metrics(reference_run, tmp_path):
+def test_same_seed_same_metrics(reference_run, tmp_path, cli):
     again = tmp_path / "again"
-    keras_seq("train", "dates", "--epochs", "3", "--run-dir", str(again), "--quiet", *TINY)
+    cli("train", "dates", "--epochs", "3", "--run-dir", str(again), "--quiet", *TINY)
     assert json.loads((again / "metrics.json").read_text())["test"] == json.loads(
         (reference_run / "metrics.json").read_text()
     )["test"]
@@ -77,7 +66,7 @@ def test_same_seed_same_metrics(reference_run, tmp_path):
         np.testing.assert_array_equal(a, b)
 
 
-def test_kill_minus_nine_then_resume_ends_like_uninterrupted_run(reference_run, tmp_path):
+def test_kill_minus_nine_then_resume_ends_like_uninterrupted_run(reference_run, tmp_path, cli):
     run_dir = tmp_path / "killed"
     cmd = [sys.executable, "-m", "keras_seq", "train", "dates", "--epochs", "3",
            "--run-dir", str(run_dir), "--quiet", *TINY]
@@ -97,7 +86,7 @@ def test_kill_minus_nine_then_resume_ends_like_uninterrupted_run(reference_run, 
     finished = json.loads(meta.read_text())["epoch"]
     assert finished >= 1
 
-    result = keras_seq(*cmd[3:])
+    result = cli(*cmd[3:])
     assert result.returncode == 0
     assert json.loads((run_dir / "metrics.json").read_text())["test"] == json.loads(
         (reference_run / "metrics.json").read_text()
@@ -165,9 +154,9 @@ def test_mirrored_two_replicas_train_like_one(tmp_path):
         np.testing.assert_allclose(a, b, atol=1e-5)
 
 
-def test_mixed_precision_run(tmp_path):
+def test_mixed_precision_run(tmp_path, cli):
     run_dir = tmp_path / "mixed"
-    keras_seq("train", "dates", "--epochs", "2", "--run-dir", str(run_dir), "--quiet",
+    cli("train", "dates", "--epochs", "2", "--run-dir", str(run_dir), "--quiet",
               "--mixed-precision", *TINY)
     assert json.loads((run_dir / "config.json").read_text())["mixed_precision"] is True
     metrics = json.loads((run_dir / "metrics.json").read_text())
@@ -175,13 +164,13 @@ def test_mixed_precision_run(tmp_path):
     assert (run_dir / "attention_0.png").is_file()  # greedy decoding ran in float16
 
 
-def test_language_model_run_directory(tmp_path):
+def test_language_model_run_directory(tmp_path, cli):
     play = tmp_path / "data" / "tinyshakespeare" / "input.txt"
     play.parent.mkdir(parents=True)
     play.write_text("".join(f"ROMEO:\nMy lord, line {i}.\n\nKING:\nGo, {i}.\n\n"
                             for i in range(300)))
     run_dir = tmp_path / "lm"
-    keras_seq("train", "shakespeare", "--data-dir", str(tmp_path / "data"), "--epochs", "2",
+    cli("train", "shakespeare", "--data-dir", str(tmp_path / "data"), "--epochs", "2",
               "--run-dir", str(run_dir), "--quiet", "--set", "units=16", "--set", "num_layers=1",
               "--set", "embedding_dim=8", "--set", "seq_length=20", "--set", "sample_length=30",
               "--set", "time_budget_s=none")
@@ -216,29 +205,31 @@ def test_default_run_dir_resumes_an_unfinished_run_with_the_same_settings(tmp_pa
 
 
 def test_an_explicit_run_dir_is_finished_or_resumed_only_with_the_same_settings(
-    reference_run, tmp_path
+    reference_run, tmp_path, cli
 ):
     history = (reference_run / "history.csv").read_text()
-    again = keras_seq("train", "dates", "--epochs", "3", "--run-dir", str(reference_run),
+    again = cli("train", "dates", "--epochs", "3", "--run-dir", str(reference_run),
                       "--quiet", *TINY)
     assert "is a finished run of these settings" in again.stderr
     assert json.loads(again.stdout)["test"] == json.loads(
         (reference_run / "metrics.json").read_text())["test"]
     assert (reference_run / "history.csv").read_text() == history  # not trained again
-    other = keras_seq("train", "dates", "--epochs", "3", "--run-dir", str(reference_run),
+    other = cli("train", "dates", "--epochs", "3", "--run-dir", str(reference_run),
                       "--seed", "1", "--quiet", *TINY, check=False)
     assert other.returncode == 2 and "Traceback" not in other.stderr
     assert "holds a run with other settings (differing in: seed)" in other.stderr
 
 
-def test_evaluate_reads_the_runs_vocabulary_also_with_other_test_data(reference_run, tmp_path):
+def test_evaluate_reads_the_runs_vocabulary_also_with_other_test_data(
+    reference_run, tmp_path, cli
+):
     import keras
 
     from keras_seq import models  # noqa: F401  (registers the model classes)
     from pipelines import names
     from pipelines.text import Vocabulary
 
-    printed = json.loads(keras_seq("evaluate", str(reference_run)).stdout)
+    printed = json.loads(cli("evaluate", str(reference_run)).stdout)
     assert printed["test"] == json.loads((reference_run / "metrics.json").read_text())["test"]
 
     data, test_dir = tmp_path / "data" / "names", tmp_path / "test"
@@ -255,7 +246,7 @@ def test_evaluate_reads_the_runs_vocabulary_also_with_other_test_data(reference_
     (test_dir / "Italian.txt").write_text("Rossi\nRusso\n")
     (test_dir / "Polish.txt").write_text("Nowak\n")
     run_dir = tmp_path / "run"
-    keras_seq("train", "names-de-it", "--data-dir", str(tmp_path / "data"), "--epochs", "2",
+    cli("train", "names-de-it", "--data-dir", str(tmp_path / "data"), "--epochs", "2",
               "--run-dir", str(run_dir), "--quiet", "--set", "units=8",
               "--set", "embedding_dim=4", "--set", "time_budget_s=none")
     vocab = Vocabulary.from_json(run_dir / "vocab_text.json")
@@ -265,7 +256,7 @@ def test_evaluate_reads_the_runs_vocabulary_also_with_other_test_data(reference_
                          languages=["German", "Italian"], lowercase=True).info.vocabulary
     assert rebuilt.tokens != vocab.tokens
 
-    printed = json.loads(keras_seq("evaluate", str(run_dir), "--data-dir", str(tmp_path / "data"),
+    printed = json.loads(cli("evaluate", str(run_dir), "--data-dir", str(tmp_path / "data"),
                                    "--test-data", str(test_dir)).stdout)["test"]
     test_names = german[:8] + ["Rossi", "Russo"]
     labels = np.array([0] * 8 + [1, 1])
