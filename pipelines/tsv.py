@@ -35,21 +35,20 @@ def read_labeled(
     if not _is_row(lines, header, label_at, num_labels):  # a header-less file starts with data
         _header(lines, what, header)
         rows = rows[1:]
-    columns = list(header)
     texts, labels, dropped = [], [], Counter(lines.dropped)
     for number, line in rows:
         if not line.strip():
             dropped["empty"] += 1
             continue
         fields = line.split("\t")
-        text = fields[text_at].strip() if len(fields) == len(columns) else ""
+        text = fields[text_at].strip() if len(fields) == len(header) else ""
         if not text:
             if strict:
                 raise bad_line(
                     lines.path,
                     number,
-                    f"expected {len(columns)} tab-separated "
-                    f"fields {list(columns)} with a non-empty {text_column}",
+                    f"expected {len(header)} tab-separated "
+                    f"fields {list(header)} with a non-empty {text_column}",
                     line,
                 )
             dropped["malformed"] += 1
