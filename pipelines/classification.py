@@ -12,6 +12,7 @@ from typing import Any
 import numpy as np
 import tensorflow as tf
 
+from pipelines import _checks
 from pipelines.batching import batched
 from pipelines.splits import SourceInfo, Splits, balanced_class_weight, sample_indices
 from pipelines.text import Vocabulary
@@ -42,6 +43,7 @@ def assemble(
             ``SourceInfo.vocabularies`` (evaluating a trained model); default: built on
             the training split.
     """
+    _checks.optional_positive_int("max_length", max_length)
     train_texts, train_labels = splits["train"]
     if not train_texts and not vocabularies:
         raise ValueError(

@@ -226,7 +226,10 @@ def load(
     """
     _checks.positive_int("batch_size", batch_size)
     fr = _checks.fractions("fractions", fractions)
-    if languages is not None and (isinstance(languages, str) or len(languages) < 2):
+    if languages is not None and (
+        not isinstance(languages, Sequence) or isinstance(languages, str) or len(languages) < 2
+        or not all(isinstance(lang, str) for lang in languages)
+    ):
         raise _checks.invalid("languages", "a sequence of at least two language names", languages)
     directory = locate_data(data_dir=data_dir, download=download, path=path)
     names, langs, dropped, _ = read_names_dir(directory, languages, strict=strict)

@@ -38,6 +38,37 @@ def test_unknown_set_key(run):
                           "model.units")
 
 
+@pytest.mark.parametrize("recipe,key", [
+    ("names-de-it", "vocab_size"), ("names-de-it", "num_classes"), ("dates", "tgt_vocab_size"),
+    ("names-de-it", "vocabularies"), ("dates", "data.seed"),
+])
+def test_set_keys_the_trainer_fills_in_are_unknown(recipe, key):
+    # The data gives these; a --set of one reached the model or the source as a second value
+    # (a TypeError traceback). They are also left out of the known keys that the error lists.
+    with pytest.raises(recipes.RecipeError, match=f"Unknown --set key '{key}'") as error:
+        recipes.apply_overrides(recipes.load(recipe), [f"{key}=3"])
+    known = str(error.value).split("Known keys: ")[1].split(", ")
+    assert "model.units" in known
+    assert not {"model.vocab_size", "model.num_classes", "data.vocabularies"} & set(known)
+
+
+@pytest.mark.parametrize("recipe,override,expected", [
+    ("names", "lowercase=7", "data.lowercase in recipe 'names'. Expected true or false. "
+                             "Received: lowercase=7"),
+    ("names", "drop_ambiguous=x", "Expected true or false or none. Received: drop_ambiguous='x'"),
+    ("dates", "model.input_feeding=1", "Expected true or false. Received: input_feeding=1"),
+])
+def test_set_of_a_flag_takes_only_a_bool(recipe, override, expected):
+    # A truthy non-bool passed `if flag:` unnoticed (lowercase=7 trained a lowercased model).
+    with pytest.raises(recipes.RecipeError) as error:
+        recipes.apply_overrides(recipes.load(recipe), [override])
+    assert expected in str(error.value)
+    flag = override.split("=")[0]
+    for value, parsed in (("true", True), ("false", False)):
+        assert recipes.apply_overrides(recipes.load(recipe), [f"{flag}={value}"])[
+            "model" if "input_feeding" in flag else "data"][flag.split(".")[-1]] is parsed
+
+
 def test_ensemble_of_a_model_that_is_not_a_classifier(run):
     assert_one_line_error(run("train", "dates", "--set", "ensemble=2"), "train.ensemble",
                           "task 'seq2seq'")

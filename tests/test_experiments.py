@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import csv
 import json
+import re
 
 import numpy as np
 import pytest
@@ -95,6 +96,18 @@ def test_chrono_initialisation_sets_gate_biases_from_log_uniform_timescales(cell
         np.testing.assert_array_equal(bias[0, units:], 0.0)
         np.testing.assert_array_equal(bias[1], 0.0)
     assert 0.0 <= expected.min() and expected.max() <= np.log(horizon - 1.0)
+
+
+@pytest.mark.parametrize("kwargs,fragment", [
+    ({"cell": "x"}, "argument `cell`. Expected one of"),  # was KeyError: 'x'
+    ({"chrono": "x"}, "argument `chrono`. Expected an integer >= 2"),  # was a TypeError
+    ({"seed": 0.5}, "argument `seed`. Expected an integer >= 0"),
+])
+def test_regressor_argument_errors(kwargs, fragment):
+    from keras_seq.training.builders import regressor
+
+    with pytest.raises(ValueError, match=re.escape(fragment)):
+        regressor(**{"units": 4, **kwargs})
 
 
 def test_evaluate_names_the_sub_runs_of_an_experiment_and_reproduces_one(tmp_path, cli):

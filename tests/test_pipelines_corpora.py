@@ -52,6 +52,13 @@ def test_sst2_validation_is_disjoint_from_train(tmp_path):
     assert not texts(s.train) & texts(s.validation)
 
 
+@pytest.mark.parametrize("max_length", ["x", 0, 2.5])
+def test_sst2_max_length_is_checked(tmp_path, max_length):
+    write_sst2(tmp_path)  # "x" reached a slice and failed there with a TypeError
+    with pytest.raises(ValueError, match=r"argument `max_length`. Expected a positive integer"):
+        sst2.load(data_dir=str(tmp_path), max_length=max_length)
+
+
 def test_sentence_roots_gather_each_phrase_under_its_longest_container():
     keys = ["a very good movie .", "very good", "good", "movie", "a dull film", "dull",
             "very good movie", "film ,"]

@@ -251,8 +251,9 @@ def test_argument_errors(tmp_path):
     write_names(tmp_path)
     with pytest.raises(ValueError, match=r"argument `fractions`. Expected three non-negative"):
         names.load(data_dir=str(tmp_path), fractions=(0.5, 0.2, 0.2))
-    with pytest.raises(ValueError, match=r"argument `languages`. Expected a sequence of at least"):
-        names.load(data_dir=str(tmp_path), languages="German")
+    for bad in ("German", 5, ("German", 7)):  # 5 (from --set languages=5) raised a TypeError
+        with pytest.raises(ValueError, match=r"argument `languages`. Expected a sequence of at"):
+            names.load(data_dir=str(tmp_path), languages=bad)
 
 
 def test_registry_and_split_helpers():

@@ -10,6 +10,8 @@ import numpy as np
 from keras_seq import layers
 
 RECURRENT = {"rnn": layers.SimpleRNN, "lstm": layers.LSTM, "gru": layers.GRU}
+# Model arguments that `build_model` takes from the data, never from the recipe.
+FROM_DATA = frozenset({"vocab_size", "num_classes", "src_vocab_size", "tgt_vocab_size"})
 
 
 def model_class(name: str):
@@ -67,6 +69,13 @@ def regressor(
     ``u ~ U(1, T - 1)`` per unit; GRU: update-gate bias ``log(u)`` (``z`` weighs the old
     state in Keras's GRU). SimpleRNN has no gate and is left as is.
     """
+    from keras_seq.models import _common
+
+    _common.check_cell(cell)
+    if chrono is not None:
+        _common.check_int_at_least("chrono", chrono, 2, "the longest dependency, in steps")
+    if seed is not None:
+        _common.check_int_at_least("seed", seed, 0)
     inputs = keras.Input((None, features))
     layer = RECURRENT[cell](units, num_layers=num_layers)
     model = keras.Model(inputs, keras.layers.Dense(1)(layer(inputs)), name=f"{cell}_regressor")

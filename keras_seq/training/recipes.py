@@ -87,17 +87,20 @@ def _sections(recipe: dict[str, Any]) -> tuple[str, ...]:
 
 def _settable(recipe: dict[str, Any], section: str) -> set[str]:
     """Keys a section accepts: those in the recipe, plus every keyword parameter of the
-    pipelines source (``data``) or of the model class (``model``)."""
+    pipelines source (``data``) or of the model class (``model``), less those the trainer
+    fills in itself (the data directory, seed, test data and vocabularies; the vocabulary
+    sizes and number of classes, which come from the data)."""
     keys = set(recipe[section])
     if section == "data":
         import pipelines
 
         keys |= _parameters(pipelines.get_source(recipe["source"]).load)
-        keys -= {"data_dir", "seed", "test_path"}
+        keys -= {"data_dir", "seed", "test_path", "vocabularies"}
     elif section == "model":
-        from keras_seq.training.builders import model_class
+        from keras_seq.training.builders import FROM_DATA, model_class
 
         keys |= _parameters(model_class(recipe["model"]["class"]))
+        keys -= FROM_DATA
     return keys
 
 
@@ -106,6 +109,41 @@ def _parameters(fn) -> set[str]:
         name for name, p in inspect.signature(fn).parameters.items()
         if p.kind in (p.POSITIONAL_OR_KEYWORD, p.KEYWORD_ONLY) and name != "self"
     }
+
+
+def _flags(recipe: dict[str, Any], section: str) -> dict[str, bool]:
+    """``{name: accepts None}`` of the section's parameters annotated as bool: the sources'
+    and classes' own checks cover their other arguments, but a truthy 7 passes ``if flag``."""
+    if section == "data":
+        import pipelines
+
+        fn = pipelines.get_source(recipe["source"]).load
+    elif section == "model":
+        from keras_seq.training.builders import model_class
+
+        fn = model_class(recipe["model"]["class"])
+    else:
+        return {}
+    annotations = {
+        name: p.annotation if isinstance(p.annotation, str) else getattr(
+            p.annotation, "__name__", str(p.annotation))
+        for name, p in inspect.signature(fn).parameters.items()
+    }
+    return {
+        name: "None" in text
+        for name, text in annotations.items()
+        if text.replace(" | None", "") == "bool"
+    }
+
+
+def _check_flag(recipe: dict[str, Any], section: str, key: str, value: Any) -> None:
+    flags = _flags(recipe, section)
+    if key in flags and not (isinstance(value, bool) or (value is None and flags[key])):
+        expected = "true or false" + (" or none" if flags[key] else "")
+        raise RecipeError(
+            f"Invalid --set value for {section}.{key} in recipe {recipe['name']!r}. Expected "
+            f"{expected}. Received: {key}={value!r}"
+        )
 
 
 def apply_overrides(recipe: dict[str, Any], overrides: list[str]) -> dict[str, Any]:
@@ -122,6 +160,7 @@ def apply_overrides(recipe: dict[str, Any], overrides: list[str]) -> dict[str, A
             section, field = key.split(".", 1)
             if section not in sections or field not in _settable(recipe, section):
                 raise RecipeError(_unknown(key, recipe))
+            _check_flag(recipe, section, field, value)
             recipe[section][field] = value
             continue
         owners = [s for s in sections if key in recipe[s]] or [
@@ -133,6 +172,7 @@ def apply_overrides(recipe: dict[str, Any], overrides: list[str]) -> dict[str, A
             raise RecipeError(
                 f"Ambiguous --set key {key!r}: it is in {owners}. Use e.g. {owners[0]}.{key}=..."
             )
+        _check_flag(recipe, owners[0], key, value)
         recipe[owners[0]][key] = value
     return recipe
 
