@@ -460,6 +460,17 @@ def _close(a: list[dict], b: list[dict]) -> bool:
     return True
 
 
+def test_cli_predict_prints_the_answer_without_the_tf1_loaders_notice(exports, cli):
+    # The TF1 loader (TF Serving's) is used on purpose; TensorFlow's notice that it is
+    # deprecated is printed once per process, so only a fresh process shows it.
+    run, out = exports["classification"]
+    texts = _texts(out)[:2]
+    result = cli("predict", str(out), *texts)
+    assert [line.split("\t")[1] for line in result.stdout.splitlines()] == _expected_readable(
+        "classification", run, out, texts)
+    assert "deprecated" not in result.stderr
+
+
 def test_predict_names_a_missing_metadata_and_a_bad_path(exports, tmp_path):
     lone = tmp_path / "model.tflite"
     shutil.copy(exports["classification"][1] / "model.tflite", lone)

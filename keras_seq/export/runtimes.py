@@ -54,8 +54,17 @@ class SavedModelSession:
         self.path = Path(path)
         self.graph = tf.Graph()
         self.session = tf.compat.v1.Session(graph=self.graph)
-        with self.graph.as_default():
-            meta = tf.compat.v1.saved_model.loader.load(self.session, ["serve"], str(self.path))
+        # TF Serving's loader on purpose, so its notice that TF2 code should use
+        # tf.saved_model.load is only noise in front of `keras-seq predict`'s output.
+        logger, level = tf.get_logger(), tf.get_logger().level
+        logger.setLevel("ERROR")
+        try:
+            with self.graph.as_default():
+                meta = tf.compat.v1.saved_model.loader.load(
+                    self.session, ["serve"], str(self.path)
+                )
+        finally:
+            logger.setLevel(level)
         self.signatures = dict(meta.signature_def)
 
     def __call__(self, name: str, feeds: Feeds) -> dict[str, np.ndarray]:
