@@ -478,6 +478,11 @@ def test_predict_names_a_missing_metadata_and_a_bad_path(exports, tmp_path):
         predict(lone, ["x"])
     with pytest.raises(ValueError, match=r"argument `texts`"):
         predict(exports["classification"][1], [])
+    for path in (exports["seq2seq"][1], exports["seq2seq"][1] / "model.tflite"):
+        # Was an answer for padding alone from the SavedModel, an id-0 feed error from TFLite.
+        with pytest.raises(ValueError, match=r"Expected texts that are not blank. Received: "
+                                             r"texts\[1\]=' '"):
+            predict(path, ["x", " "])
     with pytest.raises(ValueError, match=r"argument `model_name`"):
         predict(None, ["x"], server="http://127.0.0.1:1")
 

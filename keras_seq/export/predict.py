@@ -152,6 +152,12 @@ def predict(
     if not texts:
         raise ValueError("Invalid value for argument `texts`. Expected at least one text. "
                          "Received: texts=[]")
+    for i, text in enumerate(texts):
+        # A blank text has no tokens: TFLite's exact-length feed refuses it, while the
+        # SavedModel and ONNX would answer for a sequence of padding alone.
+        if not text.strip():
+            raise ValueError("Invalid value for argument `texts`. Expected texts that are not "
+                             f"blank. Received: texts[{i}]={text!r}")
     if server is not None:
         from keras_seq.export.serving_client import rest_predict
 
