@@ -119,6 +119,16 @@ def locate(
             return path
     shown = " or ".join(repr(str(p)) for p in searched)
     expected = f"{what} at {shown}" + (f" (files {pattern})" if pattern else "")
+    if explicit_dir is not None:
+        # --data-dir pointed inside the dataset (its folder or file): name the parent to use.
+        given = Path(explicit_dir)
+        for parent in list(given.parents)[: len(Path(relative).parts)]:
+            if _present(parent / relative, pattern):
+                raise DataUnavailableError(
+                    f"Could not find {expected}: --data-dir {str(given)!r} points inside the "
+                    f"dataset. Expected the directory that contains {relative!r}: "
+                    f"--data-dir {str(parent)!r}."
+                )
     hint = (
         f"Place it at {str(data_dir(explicit_dir) / relative)!r}, or point --data-dir / the "
         f"KERAS_SEQ_DATA environment variable at a directory containing {relative!r}."

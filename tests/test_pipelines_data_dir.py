@@ -75,6 +75,30 @@ def test_offline_error_for_each_file_source(tmp_path, module, relative):
     assert relative in str(err.value) and module.REMOTE.url in str(err.value)
 
 
+@pytest.mark.parametrize("module, relative, inside", [
+    (names, "names/German.txt", "names"),
+    (sst2, "sentiment/sst2/train.tsv", "sentiment/sst2"),
+    (shakespeare, "tinyshakespeare/input.txt", "tinyshakespeare/input.txt"),
+])
+def test_a_data_dir_inside_the_dataset_names_its_parent(tmp_path, monkeypatch, module,
+                                                        relative, inside):
+    path = tmp_path / "data" / relative
+    path.parent.mkdir(parents=True)
+    path.write_text("Müller\n")
+
+    def unexpected(url, timeout=None):
+        raise AssertionError("the hint must come before any download")
+
+    monkeypatch.setattr(download, "urlopen", unexpected)
+    with pytest.raises(pipelines.DataUnavailableError) as err:
+        module.load(data_dir=str(tmp_path / "data" / inside))
+    assert str(err.value).endswith(
+        f"points inside the dataset. Expected the directory that contains "
+        f"{str(Path(relative).parent if module is names else relative)!r}: "
+        f"--data-dir {str(tmp_path / 'data')!r}."
+    )
+
+
 def test_download_off_says_where_to_get_it(tmp_path):
     with pytest.raises(pipelines.DataUnavailableError, match="downloading is off. Get it from "
                        "https://dl.fbaipublicfiles.com/glue/data/SST-2.zip"):
