@@ -85,22 +85,35 @@ def _sections(recipe: dict[str, Any]) -> tuple[str, ...]:
     return SECTIONS + (("experiment",) if "experiment" in recipe else ())
 
 
-def _settable(recipe: dict[str, Any], section: str) -> set[str]:
-    """Keys a section accepts: those in the recipe, plus every keyword parameter of the
-    pipelines source (``data``) or of the model class (``model``), less those the trainer
-    fills in itself (the data directory, seed, test data and vocabularies; the vocabulary
-    sizes and number of classes, which come from the data)."""
-    keys = set(recipe[section])
+def _constructor(recipe: dict[str, Any], section: str):
+    """What a section's values are passed to: the pipelines source's ``load`` (``data``), the
+    model class (``model``); None for the other sections."""
     if section == "data":
         import pipelines
 
-        keys |= _parameters(pipelines.get_source(recipe["source"]).load)
-        keys -= {"data_dir", "seed", "test_path", "vocabularies"}
-    elif section == "model":
-        from keras_seq.training.builders import FROM_DATA, model_class
+        return pipelines.get_source(recipe["source"]).load
+    if section == "model":
+        from keras_seq.training.builders import model_class
 
-        keys |= _parameters(model_class(recipe["model"]["class"]))
-        keys -= FROM_DATA
+        return model_class(recipe["model"]["class"])
+    return None
+
+
+# The source arguments the trainer passes itself (the model's are `builders.FROM_DATA`: the
+# vocabulary sizes and number of classes, which come from the data).
+_DATA_FROM_TRAINER = frozenset({"data_dir", "seed", "test_path", "vocabularies"})
+
+
+def _settable(recipe: dict[str, Any], section: str) -> set[str]:
+    """Keys a section accepts: those in the recipe, plus every keyword parameter of its
+    constructor, less those the trainer fills in itself."""
+    from keras_seq.training.builders import FROM_DATA
+
+    keys = set(recipe[section])
+    constructor = _constructor(recipe, section)
+    if constructor is not None:
+        keys |= _parameters(constructor)
+        keys -= _DATA_FROM_TRAINER if section == "data" else FROM_DATA
     return keys
 
 
@@ -112,22 +125,15 @@ def _parameters(fn) -> set[str]:
 
 
 def _flags(recipe: dict[str, Any], section: str) -> dict[str, bool]:
-    """``{name: accepts None}`` of the section's parameters annotated as bool: the sources'
+    """``{name: accepts None}`` of the constructor's parameters annotated as bool: the sources'
     and classes' own checks cover their other arguments, but a truthy 7 passes ``if flag``."""
-    if section == "data":
-        import pipelines
-
-        fn = pipelines.get_source(recipe["source"]).load
-    elif section == "model":
-        from keras_seq.training.builders import model_class
-
-        fn = model_class(recipe["model"]["class"])
-    else:
+    constructor = _constructor(recipe, section)
+    if constructor is None:
         return {}
     annotations = {
         name: p.annotation if isinstance(p.annotation, str) else getattr(
             p.annotation, "__name__", str(p.annotation))
-        for name, p in inspect.signature(fn).parameters.items()
+        for name, p in inspect.signature(constructor).parameters.items()
     }
     return {
         name: "None" in text
@@ -160,20 +166,21 @@ def apply_overrides(recipe: dict[str, Any], overrides: list[str]) -> dict[str, A
             section, field = key.split(".", 1)
             if section not in sections or field not in _settable(recipe, section):
                 raise RecipeError(_unknown(key, recipe))
-            _check_flag(recipe, section, field, value)
-            recipe[section][field] = value
-            continue
-        owners = [s for s in sections if key in recipe[s]] or [
-            s for s in sections if key in _settable(recipe, s)
-        ]
-        if not owners:
-            raise RecipeError(_unknown(key, recipe))
-        if len(owners) > 1:
-            raise RecipeError(
-                f"Ambiguous --set key {key!r}: it is in {owners}. Use e.g. {owners[0]}.{key}=..."
-            )
-        _check_flag(recipe, owners[0], key, value)
-        recipe[owners[0]][key] = value
+        else:
+            field = key
+            owners = [s for s in sections if key in recipe[s]] or [
+                s for s in sections if key in _settable(recipe, s)
+            ]
+            if not owners:
+                raise RecipeError(_unknown(key, recipe))
+            if len(owners) > 1:
+                raise RecipeError(
+                    f"Ambiguous --set key {key!r}: it is in {owners}. "
+                    f"Use e.g. {owners[0]}.{key}=..."
+                )
+            section = owners[0]
+        _check_flag(recipe, section, field, value)
+        recipe[section][field] = value
     return recipe
 
 
