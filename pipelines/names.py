@@ -151,20 +151,17 @@ def _read_test_dir(
     """The names of a `test_path` directory. With a language subset, only those languages'
     files are read, so the source's whole directory (all 18 files) serves as test data."""
     directory = Path(path)
+    chosen = None
     if languages is not None and directory.is_dir():
-        present = [lang for lang in languages if (directory / f"{lang}.txt").is_file()]
-        if not present:
+        chosen = [lang for lang in languages if (directory / f"{lang}.txt").is_file()]
+        if not chosen:
             raise ValueError(
                 f"Invalid test data at {str(path)!r}. Expected <Language>.txt files for at least "
                 f"one of {list(languages)}. Received files for "
                 f"{sorted(p.stem for p in directory.glob('*.txt'))}."
             )
-        test_names, test_langs, test_dropped, _ = read_names_dir(
-            directory, present, strict=strict, allow_empty=True
-        )
-        return test_names, test_langs, test_dropped
     test_names, test_langs, test_dropped, _ = read_names_dir(
-        directory, None, strict=strict, allow_empty=True
+        directory, chosen, strict=strict, allow_empty=True
     )
     unknown = sorted(set(test_langs) - set(label_names))
     if unknown:
