@@ -16,6 +16,9 @@ Cleaning, each count reported in ``info.dropped``:
   duplicates stay, as in the tutorial, and always share a split).
 
 Splits: distinct names, stratified by language, seeded; a name is never in two splits.
+With a language subset, ``pretrain=True`` adds ``Splits.pretrain``: every file's names, labelled
+by all languages, less every name of the subset's validation and test splits (in any file), to
+pretrain the model on before it learns the subset.
 Element: ``(char_ids int32 [B, T], label int32 [B])``. ``info.class_weight`` balances the
 languages (Russian is ~47% of all names).
 """
@@ -61,6 +64,8 @@ REMOTE = Remote(
     members={"data/names/": "names/"},
     about="PyTorch tutorial 'Classifying Names with a Character-Level RNN'",
 )
+# (train, validation, test) shares of the distinct names of the pretraining corpus.
+PRETRAIN_FRACTIONS = (0.95, 0.05, 0.0)
 _VALID = re.compile(r"[^\W\d_]+(?:[ '\-][^\W\d_]+)*")
 _ARTIFACT = re.compile(r"to\s+the\s+first\s+page", re.IGNORECASE)
 
@@ -202,6 +207,7 @@ def load(
     drop_ambiguous: bool | None = None,
     download: bool = True,
     strict: bool = False,
+    pretrain: bool = False,
     vocabularies: Mapping[str, Vocabulary] | None = None,
 ) -> Splits:
     """Names by language as batched datasets.
@@ -220,6 +226,10 @@ def load(
             removed from train / validation). With `languages`, only those languages' files
             are read from it, and `drop_ambiguous` applies across both directories
             (``dropped["test_ambiguous"]``).
+        pretrain: with `languages`, also return ``Splits.pretrain``: the names of every file,
+            labelled by all languages, without any name of this split's validation or test
+            set, in a train split and a validation split (``PRETRAIN_FRACTIONS``). The
+            vocabulary is then built on that training split, which holds this one.
     """
     _checks.positive_int("batch_size", batch_size)
     fr = _checks.fractions("fractions", fractions)
@@ -228,6 +238,11 @@ def load(
         or not all(isinstance(lang, str) for lang in languages)
     ):
         raise _checks.invalid("languages", "a sequence of at least two language names", languages)
+    if pretrain and languages is None:
+        raise _checks.invalid(
+            "pretrain", "false without `languages` (it pretrains a language subset's model on "
+            "all languages)", pretrain
+        )
     directory = locate_data(data_dir=data_dir, download=download, path=path)
     names, langs, dropped, _ = read_names_dir(directory, languages, strict=strict)
     label_names = sorted(set(langs)) if languages is None else list(languages)
@@ -283,16 +298,44 @@ def load(
         deduplicate=deduplicate,
         drop_ambiguous=drop_ambiguous,
         test_path=test_path,
+        pretrain=pretrain,
     )
-    return assemble(
-        name="names",
-        splits=groups,
-        label_names=label_names,
-        vocab_options=dict(level="char", lowercase=lowercase),
-        batch_size=batch_size,
-        seed=seed,
-        dropped=dropped,
-        options=options,
-        extra={"directory": str(directory)},
-        vocabularies=vocabularies,
+    vocab_options = dict(level="char", lowercase=lowercase)
+    common = dict(name="names", vocab_options=vocab_options, batch_size=batch_size, seed=seed)
+    extra = {"directory": str(directory)}
+    if pretrain:
+        held_out = {
+            normalize(n, lowercase) for part in ("validation", "test") for n in groups[part][0]
+        }
+        corpus, corpus_labels = _pretraining_corpus(directory, held_out, lowercase, seed, strict)
+        if not vocabularies:
+            vocabularies = {"text": Vocabulary.build(corpus["train"][0], **vocab_options)}
+        extra["pretrain_counts"] = {k: len(v[0]) for k, v in corpus.items()}
+    splits = assemble(
+        splits=groups, label_names=label_names, dropped=dropped, options=options, extra=extra,
+        vocabularies=vocabularies, **common,
     )
+    if pretrain:
+        related = assemble(
+            splits={**corpus, "test": ([], [])}, label_names=corpus_labels, dropped=Counter(),
+            options={"pretrain_for": label_names}, vocabularies=splits.info.vocabularies,
+            **common,
+        )
+        splits.pretrain = Splits(related.train, related.validation, None, related.info)
+    return splits
+
+
+def _pretraining_corpus(
+    directory: Path, held_out: set[str], lowercase: bool, seed: int, strict: bool
+) -> tuple[dict[str, tuple[list[str], list[int]]], list[str]]:
+    """``({"train": (names, labels), "validation": ...}, languages)``: every file's names
+    whose key is not in `held_out`, labelled by all languages, split by PRETRAIN_FRACTIONS."""
+    names, langs, _, _ = read_names_dir(directory, strict=strict)
+    keys = [normalize(n, lowercase) for n in names]
+    names, langs, keys = select([k not in held_out for k in keys], names, langs, keys)
+    label_names = sorted(set(langs))
+    labels = [label_names.index(g) for g in langs]
+    split = assign_splits(keys, PRETRAIN_FRACTIONS, seed, strata=labels)
+    groups = by_split(names, labels, split)
+    del groups["test"]
+    return groups, label_names

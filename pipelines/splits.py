@@ -119,12 +119,18 @@ class SourceInfo:
 
 @dataclass
 class Splits:
-    """Batched datasets of a source and its metadata. `test` may be `None` (shakespeare)."""
+    """Batched datasets of a source and its metadata. `test` may be `None` (shakespeare).
+
+    `pretrain`: a larger related task to train the model on first (its own train and
+    validation splits and labels, encoded with this task's vocabulary), or None; e.g.
+    ``names.load(languages=..., pretrain=True)``: every language's names.
+    """
 
     train: tf.data.Dataset
     validation: tf.data.Dataset
     test: tf.data.Dataset | None
     info: SourceInfo
+    pretrain: Splits | None = None
 
 
 def assign_splits(

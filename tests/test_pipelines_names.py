@@ -269,3 +269,42 @@ def test_registry_and_split_helpers():
     assert all(len(v) == 1 for v in by_key.values())
     np.testing.assert_array_equal(
         split, pipelines.splits.assign_splits(["a", "b", "a", "c"] * 5, (0.4, 0.3, 0.3), 0))
+
+
+def test_pretrain_corpus_is_every_language_less_the_held_out_names(tmp_path):
+    other = with_test_dir(tmp_path, German="Nowak\nZimmermann\n")  # Nowak: Polish here
+    s = names.load(data_dir=str(tmp_path / "a"), languages=("German", "Italian"),
+                   pretrain=True, test_path=str(other), fractions=(0.7, 0.3, 0.0), seed=1,
+                   lowercase=True)
+    p = s.pretrain
+    assert p.info.labels == ["German", "Italian", "Polish"] and p.test is None
+    assert p.info.vocabulary is s.info.vocabulary  # one vocabulary for both tasks
+    assert s.info.extra["pretrain_counts"] == {k: p.info.counts[k] for k in ("train", "validation")}
+
+    vocab = s.info.vocabulary
+    held = {n for part in (s.validation, s.test) for n, _ in examples(part, vocab)}
+    assert {"nowak", "zimmermann"} <= held and len(held) > 2
+    clean = [(n, lang) for lang, lines in
+             (("German", GERMAN), ("Italian", ITALIAN), ("Polish", POLISH)) for n in lines]
+    held_ids = {ids for part in (s.validation, s.test) for ids, _ in id_examples(part)}
+    encoded = [(tuple(vocab.encode([n]).to_list()[0]), p.info.labels.index(lang))
+               for n, lang in clean]
+    expected = Counter(e for e in encoded if e[0] not in held_ids)
+    assert Counter(id_examples(p.train) + id_examples(p.validation)) == expected
+    # The task's training names are part of it, with their languages ("Rossi", dropped from
+    # the task as ambiguous, in both).
+    trained = [(n, s.info.labels[y]) for n, y in examples(s.train, vocab)]
+    corpus = [(n, p.info.labels[y]) for part in (p.train, p.validation)
+              for n, y in examples(part, vocab)]
+    assert trained and all(example in corpus for example in trained)
+    assert "ń" in vocab.tokens  # built on the corpus, whose Polish names the task lacks
+    assert "ń" not in names.load(data_dir=str(tmp_path / "a"), languages=("German", "Italian"),
+                                 test_path=str(other), lowercase=True).info.vocabulary.tokens
+
+
+def test_pretrain_needs_a_language_subset(tmp_path):
+    write_names(tmp_path)
+    with pytest.raises(ValueError, match=r"argument `pretrain`. Expected false without "
+                                         r"`languages`.*Received: pretrain=True"):
+        names.load(data_dir=str(tmp_path), pretrain=True)
+    assert names.load(data_dir=str(tmp_path), languages=("German", "Polish")).pretrain is None

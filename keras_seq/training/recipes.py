@@ -32,6 +32,7 @@ TRAIN_DEFAULTS: dict[str, Any] = {
     "stop_below": None,  # stop once the monitored value is at or below this (task solved)
     "ema_momentum": None,  # e.g. 0.99: validate, checkpoint and keep an EMA of the weights
     "ensemble": 1,  # N > 1: train N classifiers (seeds seed..seed+N-1) and average them
+    "pretrain_epochs": 10,  # epochs on the source's pretraining task, when it has one
 }
 
 
@@ -204,6 +205,7 @@ _TRAIN_CHECKS: dict[str, tuple[str, Any]] = {
     "time_budget_s": ("none or a number > 0", lambda v: v is None or (_number(v) and v > 0)),
     "ema_momentum": ("none or a number in (0, 1)", lambda v: v is None or (
         _number(v) and 0 < v < 1)),
+    "pretrain_epochs": ("a positive integer", _positive_int),
 }  # train.ensemble: ensembles.check
 
 

@@ -22,6 +22,8 @@ from keras_seq.training import distribute, evaluation, reports
 from keras_seq.training.builders import build_model, compile_model
 
 BACKUP = "backup"
+SEED_STATES = "seed_states.json"  # in the backup: the layers' random states by epoch
+PRETRAIN = "pretrain"  # the sub-directory of a pretraining phase (`Splits.pretrain`)
 
 
 # The run settings besides the recipe that change what a run computes (config.json has them).
@@ -110,30 +112,15 @@ def train(
         first = next(iter(splits.train))
         model(first[0], training=False)  # build before BackupAndRestore restores weights
     distribute.patch_multiworker_fit(model, scope)
-
-    hp = recipe["train"]
-    steps = hp["steps_per_epoch"] or _count_batches(splits.train)
-    resumed_epoch = _backup_epoch(run_dir / BACKUP)
-    # One endless stream whose order is fixed by the seed: a resumed run skips the batches
-    # of the epochs it already finished, so it sees exactly the batches the killed run saw.
-    train_stream = splits.train.repeat().skip(resumed_epoch * steps)
     if not distribute.is_chief(scope):
         verbose = 0
-    model.fit(
-        train_stream,
-        epochs=hp["epochs"],
-        steps_per_epoch=steps,
-        validation_data=splits.validation,
-        validation_steps=hp["validation_steps"],
-        class_weight=info.class_weight if recipe["task"] == "classification" and hp.get(
-            "class_weight") else None,
-        callbacks=callbacks(run_dir, hp, started, resumed_epoch),
-        shuffle=False,  # the pipelines shuffle, seeded
-        verbose=verbose,
-    )
-    best = run_dir / "checkpoints" / "best.weights.h5"
-    if best.exists():
-        model.load_weights(best)
+
+    hp = recipe["train"]
+    if splits.pretrain is not None:
+        pretrain(recipe, splits.pretrain, model, run_dir / PRETRAIN, scope, started, verbose)
+    class_weight = hp.get("class_weight") and recipe["task"] == "classification"
+    fit(model, splits, hp, run_dir, started, verbose,
+        class_weight=info.class_weight if class_weight else None)
     model.save(run_dir / "model.keras")
 
     metrics = {"recipe": recipe["name"], "test": evaluate(model, recipe, splits)}
@@ -142,6 +129,71 @@ def train(
     reports.write_all(run_dir, model, recipe, splits, metrics)
     write_metrics(run_dir, metrics)
     return metrics
+
+
+def fit(
+    model, splits, hp: dict[str, Any], run_dir: Path, started: float, verbose: int | str,
+    class_weight: dict[int, float] | None = None,
+) -> None:
+    """``model.fit`` on `splits` with `callbacks` in `run_dir`, resumed from its backup, and
+    then the best checkpoint's weights loaded."""
+    steps = hp["steps_per_epoch"] or _count_batches(splits.train)
+    resumed_epoch = _backup_epoch(run_dir / BACKUP)
+    # One endless stream whose order is fixed by the seed: a resumed run skips the batches
+    # of the epochs it already finished, so it sees exactly the batches the killed run saw.
+    train_stream = splits.train.repeat().skip(resumed_epoch * steps)
+    model.fit(
+        train_stream,
+        epochs=hp["epochs"],
+        steps_per_epoch=steps,
+        validation_data=splits.validation,
+        validation_steps=hp["validation_steps"],
+        class_weight=class_weight,
+        callbacks=callbacks(run_dir, hp, started, resumed_epoch),
+        shuffle=False,  # the pipelines shuffle, seeded
+        verbose=verbose,
+    )
+    best = run_dir / "checkpoints" / "best.weights.h5"
+    if best.exists():
+        model.load_weights(best)
+
+
+def pretrain(
+    recipe: dict[str, Any], related, model, run_dir: Path, scope, started: float,
+    verbose: int | str,
+) -> None:
+    """Train a copy of `model` with its own head on the `related` task (``Splits.pretrain``)
+    for ``train.pretrain_epochs``, in `run_dir` (checkpoints, backup, history, TensorBoard),
+    and then copy every layer but the head into `model`.
+
+    A finished pretraining (its weights in ``run_dir/model.weights.h5``) is loaded, not
+    repeated, when a killed run resumes; a killed pretraining resumes from its backup."""
+    with scope.scope():
+        pretrained = build_model(recipe, related.info)
+        pretrained(next(iter(related.train))[0], training=False)
+    done = run_dir / "model.weights.h5"
+    if done.exists():
+        pretrained.load_weights(done)
+    else:
+        with scope.scope():
+            compile_model(pretrained, recipe)
+        run_dir.mkdir(parents=True, exist_ok=True)
+        if verbose:
+            counts = ", ".join(f"{k} {v}" for k, v in related.info.counts.items() if v)
+            print(f"Pretraining on {len(related.info.labels)} classes ({counts}) in {run_dir}")
+        hp = {**recipe["train"], "epochs": recipe["train"]["pretrain_epochs"],
+              "stop_below": None}
+        fit(pretrained, related, hp, run_dir, started, verbose)
+        pretrained.save_weights(done)
+    transfer_weights(pretrained, model)
+
+
+def transfer_weights(source: keras.Model, target: keras.Model, skip=("head",)) -> None:
+    """Copy the weights of each of `target`'s layers, by name, from `source`, except `skip`."""
+    layers = {layer.name: layer for layer in source.layers}
+    for layer in target.layers:
+        if layer.name not in skip and layer.weights:
+            layer.set_weights(layers[layer.name].get_weights())
 
 
 def evaluate(model, recipe: dict[str, Any], splits) -> dict[str, Any]:
@@ -170,7 +222,8 @@ def callbacks(
     ckpt = run_dir / "checkpoints"
     ckpt.mkdir(exist_ok=True)
     monitor = hp["monitor"]
-    best, wait = _best_so_far(run_dir / "history.csv", monitor, resumed_epoch)
+    finished = _finished_values(run_dir / "history.csv", monitor, resumed_epoch)
+    best, wait = _best_so_far(finished, monitor)
     best_ckpt = keras.callbacks.ModelCheckpoint(
         str(ckpt / "best.weights.h5"), monitor=monitor, save_best_only=True,
         save_weights_only=True, initial_value_threshold=best,
@@ -179,6 +232,8 @@ def callbacks(
         # The CSV row of an epoch is written before its backup: a kill in between re-runs
         # that epoch and its row is written again (read_history keeps the last one).
         keras.callbacks.CSVLogger(str(run_dir / "history.csv"), append=True),
+        # Before the backup for the same reason: a resumed run finds the states of its epoch.
+        SeedStateBackup(run_dir / BACKUP / SEED_STATES, resumed_epoch),
         keras.callbacks.BackupAndRestore(str(run_dir / BACKUP), save_freq="epoch"),
         # With an EMA of the weights (`ema_momentum`), validation and both checkpoints see
         # the averaged weights; the backup, written before the swap, keeps the raw ones.
@@ -188,10 +243,12 @@ def callbacks(
         keras.callbacks.ModelCheckpoint(str(ckpt / "last.weights.h5"), save_weights_only=True),
         best_ckpt,
         ResumableEarlyStopping(
-            monitor=monitor, patience=hp["early_stopping_patience"], resume=(best, wait)
+            monitor=monitor, mode=_mode(monitor), patience=hp["early_stopping_patience"],
+            resume=(best, wait),
         ),
-        keras.callbacks.ReduceLROnPlateau(
-            monitor=monitor, patience=hp["reduce_lr_patience"], factor=hp["reduce_lr_factor"]
+        ResumableReduceLROnPlateau(
+            monitor=monitor, mode=_mode(monitor), patience=hp["reduce_lr_patience"],
+            factor=hp["reduce_lr_factor"], finished=finished,
         ),
         keras.callbacks.TerminateOnNaN(),
         keras.callbacks.TensorBoard(str(run_dir / "tensorboard"), write_graph=False),
@@ -217,18 +274,88 @@ class ResumableEarlyStopping(keras.callbacks.EarlyStopping):
             self.best, self.wait = best, wait
 
 
-def _best_so_far(history: Path, monitor: str, epochs_done: int) -> tuple[float | None, int]:
-    """Best monitored value over the finished epochs and the epochs since it (its patience)."""
+class ResumableReduceLROnPlateau(keras.callbacks.ReduceLROnPlateau):
+    """ReduceLROnPlateau that starts a resumed run with the wait, best and cooldown of the
+    killed one, by replaying the monitored values of the `finished` epochs. The reduced
+    learning rate itself is in the optimizer state that BackupAndRestore restores."""
+
+    def __init__(self, *, finished: list[float], **kwargs) -> None:
+        super().__init__(**kwargs)
+        self._finished = finished
+        self._replaying = False
+
+    def on_train_begin(self, logs=None):
+        super().on_train_begin(logs)
+        self._replaying = True
+        try:
+            for epoch, value in enumerate(self._finished):
+                self.on_epoch_end(epoch, {self.monitor: value})
+        finally:
+            self._replaying = False
+
+    def _reduce_optimizer_lr(self, optimizer, epoch, name=""):
+        if self._replaying:
+            return True  # min_lr is 0: the killed run reduced the rate here
+        return super()._reduce_optimizer_lr(optimizer, epoch, name)
+
+
+class SeedStateBackup(keras.callbacks.Callback):
+    """Keeps the layers' random states (the ``SeedGenerator`` of each dropout) with the backup.
+
+    Weight files, and so BackupAndRestore, leave them out, so a resumed run would draw the
+    dropout masks of its first epoch again. Their values after each finished epoch are
+    written to `path` (JSON, by epoch); a run resumed after epoch k takes those of epoch k."""
+
+    def __init__(self, path: Path, resumed_epoch: int = 0) -> None:
+        super().__init__()
+        self.path, self.resumed_epoch = Path(path), resumed_epoch
+
+    def _states(self) -> list:
+        return [v for v in self.model.variables if v.path.endswith("seed_generator_state")]
+
+    def _saved(self) -> dict[str, list]:
+        return json.loads(self.path.read_text()) if self.path.exists() else {}
+
+    def on_train_begin(self, logs=None):
+        if self.resumed_epoch:
+            saved = self._saved().get(str(self.resumed_epoch))
+            if saved is None:
+                raise RuntimeError(
+                    f"Cannot resume with the same random states: {self.path} has none for "
+                    f"epoch {self.resumed_epoch}."
+                )
+            for variable, value in zip(self._states(), saved, strict=True):
+                variable.assign(np.asarray(value, dtype=variable.dtype))
+
+    def on_epoch_end(self, epoch, logs=None):
+        saved = self._saved()
+        saved[str(epoch + 1)] = [np.asarray(v).tolist() for v in self._states()]
+        self.path.parent.mkdir(parents=True, exist_ok=True)
+        partial = self.path.with_suffix(".partial")
+        partial.write_text(json.dumps(saved))
+        partial.replace(self.path)
+
+
+def _mode(monitor: str) -> str:
+    return "max" if any(k in monitor for k in ("acc", "f1", "bleu")) else "min"
+
+
+def _finished_values(history: Path, monitor: str, epochs_done: int) -> list[float]:
+    """The monitored value of each epoch a resumed run has finished, from history.csv."""
     if epochs_done == 0 or not history.exists():
-        return None, 0
-    values = [
+        return []
+    return [
         float(row[monitor])
         for epoch, row in sorted(reports.history_rows(history).items())
         if epoch < epochs_done and row.get(monitor) not in (None, "")
     ]
+
+
+def _best_so_far(values: list[float], monitor: str) -> tuple[float | None, int]:
+    """Best monitored value over the finished epochs and the epochs since it (its patience)."""
     if not values:
         return None, 0
-    sign = -1.0 if "acc" in monitor or "f1" in monitor or "bleu" in monitor else 1.0
+    sign = -1.0 if _mode(monitor) == "max" else 1.0
     best_index = min(range(len(values)), key=lambda i: sign * values[i])
     return values[best_index], len(values) - 1 - best_index
 
