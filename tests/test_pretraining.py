@@ -1,5 +1,5 @@
-"""Pretraining on a source's related task (`Splits.pretrain`): the phase, its weights and its
-resume after kill -9."""
+"""Pretraining on a source's related task (`Splits.pretrain`), and exact resume after kill -9:
+the dropout random states and the learning-rate reduction state, in either phase."""
 
 from __future__ import annotations
 
@@ -148,3 +148,56 @@ def test_kill_minus_nine_in_either_phase_then_resume_ends_like_uninterrupted_run
         (reference / "metrics.json").read_text())["test"]
     for a, b in zip(_model_weights(run_dir), _model_weights(reference), strict=True):
         np.testing.assert_array_equal(a, b)
+
+
+def _compiled_model(learning_rate=0.1, dropout=0.0):
+    keras.utils.set_random_seed(0)
+    model = keras.Sequential([keras.Input((3,)), keras.layers.Dense(2),
+                              keras.layers.Dropout(dropout)])
+    model.compile(optimizer=keras.optimizers.Adam(learning_rate), loss="mse")
+    return model
+
+
+def test_reduce_lr_on_plateau_resumes_with_the_killed_runs_wait_best_and_cooldown():
+    # Reductions after epochs 3 and 5 (0.89995 is within min_delta of 0.9: no improvement).
+    values = [1.0, 0.9, 0.95, 0.96, 0.97, 0.89995, 0.99]
+    plain = keras.callbacks.ReduceLROnPlateau(patience=2, factor=0.5, cooldown=1)
+    plain.set_model(_compiled_model())
+    plain.on_train_begin()
+    for epoch, value in enumerate(values):
+        plain.on_epoch_end(epoch, {"val_loss": value})
+    assert float(plain.model.optimizer.learning_rate) == pytest.approx(0.025)
+
+    resumed = runner.ResumableReduceLROnPlateau(patience=2, factor=0.5, cooldown=1,
+                                                finished=values)
+    resumed.set_model(_compiled_model(learning_rate=0.025))  # as BackupAndRestore restores it
+    resumed.on_train_begin()
+    assert (resumed.best, resumed.wait, resumed.cooldown_counter) == (
+        plain.best, plain.wait, plain.cooldown_counter)
+    assert float(resumed.model.optimizer.learning_rate) == pytest.approx(0.025)  # untouched
+    for callback in (plain, resumed):  # the plateau goes on: both reduce at the same epoch
+        callback.on_epoch_end(len(values), {"val_loss": 0.995})
+    assert float(resumed.model.optimizer.learning_rate) == pytest.approx(0.0125)
+    assert float(plain.model.optimizer.learning_rate) == pytest.approx(0.0125)
+
+
+def test_seed_states_are_restored_for_the_epoch_a_run_resumes_after(tmp_path):
+    x, y = np.ones((8, 3), "float32"), np.zeros((8, 2), "float32")
+    path = tmp_path / "backup" / runner.SEED_STATES
+    trained = _compiled_model(dropout=0.5)
+    trained.fit(x, y, epochs=2, batch_size=4, verbose=0,
+                callbacks=[runner.SeedStateBackup(path)])
+    saved = json.loads(path.read_text())
+    assert sorted(saved) == ["1", "2"] and saved["1"] != saved["2"]  # dropout drew masks
+
+    def states(model):
+        return [np.asarray(v) for v in model.variables if "seed_generator" in v.path]
+
+    fresh = _compiled_model(dropout=0.5)
+    restore = runner.SeedStateBackup(path, resumed_epoch=2)
+    restore.set_model(fresh)
+    restore.on_train_begin()
+    np.testing.assert_array_equal(states(fresh), states(trained))
+    restore.resumed_epoch = 3
+    with pytest.raises(RuntimeError, match="has none for epoch 3"):
+        restore.on_train_begin()
