@@ -57,3 +57,27 @@ def _cli(*args, env=None, check=True, **kwargs):
     if check and result.returncode != 0:
         raise AssertionError(f"keras-seq {args} failed:\n{result.stderr[-3000:]}")
     return result
+
+
+def kill_after_an_epoch(args, backup, timeout=240):
+    """Start ``python -m keras_seq ARGS`` (a training run) and ``kill -9`` it once the
+    BackupAndRestore directory `backup` records a finished epoch; return that epoch."""
+    import json
+    import signal
+    import time
+
+    proc = subprocess.Popen(
+        [sys.executable, "-m", "keras_seq", *args], cwd=ROOT,
+        env={**os.environ, "TF_CPP_MIN_LOG_LEVEL": "3"},
+        stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL,
+    )
+    meta = Path(backup) / "training_metadata.json"
+    deadline = time.time() + timeout
+    while time.time() < deadline and proc.poll() is None:
+        if meta.exists() and json.loads(meta.read_text() or "{}").get("epoch", 0) >= 1:
+            break
+        time.sleep(0.01)
+    assert proc.poll() is None, "training finished before it could be killed"
+    proc.send_signal(signal.SIGKILL)
+    proc.wait()
+    return json.loads(meta.read_text())["epoch"]

@@ -4,23 +4,18 @@ the dropout random states and the learning-rate reduction state, in either phase
 from __future__ import annotations
 
 import json
-import os
-import signal
-import subprocess
-import sys
 import time
-from pathlib import Path
 
 import keras
 import numpy as np
 import pytest
 import tensorflow as tf
+from conftest import kill_after_an_epoch
 
 from keras_seq.models import SequenceClassifier
 from keras_seq.training import recipes, runner
 from keras_seq.training.builders import build_model, compile_model
 
-ROOT = Path(__file__).resolve().parents[1]
 ENDINGS = {"German": "berg", "Italian": "ini", "Polish": "ski"}
 
 
@@ -100,10 +95,9 @@ def test_pretraining_fits_the_related_task_and_is_reused_once_finished(tmp_path)
         np.testing.assert_array_equal(np.asarray(a), np.asarray(b))
 
 
-def _train_command(data_dir, run_dir, *overrides):
-    return [sys.executable, "-m", "keras_seq", "train", "names-de-it", "--data-dir",
-            str(data_dir), "--run-dir", str(run_dir), "--epochs", "3", "--quiet",
-            *as_flags(tiny("pretrain_epochs=3", "units=8", *overrides))]
+def _train_args(data_dir, run_dir, *overrides):
+    return ["train", "names-de-it", "--data-dir", str(data_dir), "--run-dir", str(run_dir),
+            "--epochs", "3", "--quiet", *as_flags(tiny("pretrain_epochs=3", "units=8", *overrides))]
 
 
 def _model_weights(run_dir):
@@ -120,30 +114,20 @@ def test_kill_minus_nine_in_either_phase_then_resume_ends_like_uninterrupted_run
     data_dir = names_dir(tmp_path / "data" / "names", per_language=400)
     reference = tmp_path / "reference"
     extra = ["pretrain=false"] if phase == "no-pretraining" else []
-    cli(*_train_command(data_dir, reference, *extra)[3:])
+    cli(*_train_args(data_dir, reference, *extra))
     pretrain_history = reference / runner.PRETRAIN / "history.csv"
     assert (len(pretrain_history.read_text().splitlines()) == 1 + 3) if not extra else (
         not pretrain_history.exists())
 
     run_dir = tmp_path / "killed"
-    cmd = _train_command(data_dir, run_dir, *extra)
-    backup = run_dir / (runner.PRETRAIN if phase == "pretrain" else "") / runner.BACKUP
-    meta = backup / "training_metadata.json"
-    proc = subprocess.Popen(cmd, cwd=ROOT, env={**os.environ, "TF_CPP_MIN_LOG_LEVEL": "3"},
-                            stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
-    deadline = time.time() + 240
-    while time.time() < deadline and proc.poll() is None:
-        if meta.exists() and json.loads(meta.read_text() or "{}").get("epoch", 0) >= 1:
-            break
-        time.sleep(0.01)
-    assert proc.poll() is None, "training finished before it could be killed"
-    proc.send_signal(signal.SIGKILL)
-    proc.wait()
+    args = _train_args(data_dir, run_dir, *extra)
+    phase_dir = run_dir / (runner.PRETRAIN if phase == "pretrain" else "")
+    assert kill_after_an_epoch(args, phase_dir / runner.BACKUP) >= 1
     assert not (run_dir / "metrics.json").exists()
     pretrained = run_dir / runner.PRETRAIN / "model.weights.h5"
     assert pretrained.exists() == (phase == "fine-tune")
 
-    cli(*cmd[3:])
+    cli(*args)
     assert json.loads((run_dir / "metrics.json").read_text())["test"] == json.loads(
         (reference / "metrics.json").read_text())["test"]
     for a, b in zip(_model_weights(run_dir), _model_weights(reference), strict=True):

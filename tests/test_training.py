@@ -2,15 +2,14 @@
 
 import json
 import os
-import signal
 import socket
 import subprocess
 import sys
-import time
 from pathlib import Path
 
 import numpy as np
 import pytest
+from conftest import kill_after_an_epoch
 
 ROOT = Path(__file__).resolve().parents[1]
 # A tiny dates seq2seq: ~1 s per epoch on 2 cores.
@@ -68,25 +67,12 @@ def test_same_seed_same_metrics(reference_run, tmp_path, cli):
 
 def test_kill_minus_nine_then_resume_ends_like_uninterrupted_run(reference_run, tmp_path, cli):
     run_dir = tmp_path / "killed"
-    cmd = [sys.executable, "-m", "keras_seq", "train", "dates", "--epochs", "3",
-           "--run-dir", str(run_dir), "--quiet", *TINY]
-    env = {**os.environ, "TF_CPP_MIN_LOG_LEVEL": "3"}
-    proc = subprocess.Popen(cmd, cwd=ROOT, env=env, stdout=subprocess.DEVNULL,
-                            stderr=subprocess.DEVNULL)
-    meta = run_dir / "backup" / "training_metadata.json"
-    deadline = time.time() + 240
-    while time.time() < deadline and proc.poll() is None:
-        if meta.exists() and json.loads(meta.read_text() or "{}").get("epoch", 0) >= 1:
-            break
-        time.sleep(0.02)
-    assert proc.poll() is None, "training finished before it could be killed"
-    proc.send_signal(signal.SIGKILL)
-    proc.wait()
+    args = ["train", "dates", "--epochs", "3", "--run-dir", str(run_dir), "--quiet", *TINY]
+    finished = kill_after_an_epoch(args, run_dir / "backup")
     assert not (run_dir / "metrics.json").exists()
-    finished = json.loads(meta.read_text())["epoch"]
     assert finished >= 1
 
-    result = cli(*cmd[3:])
+    result = cli(*args)
     assert result.returncode == 0
     assert json.loads((run_dir / "metrics.json").read_text())["test"] == json.loads(
         (reference_run / "metrics.json").read_text()
