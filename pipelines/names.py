@@ -310,7 +310,6 @@ def load(
         corpus, corpus_labels = _pretraining_corpus(directory, held_out, lowercase, seed, strict)
         if not vocabularies:
             vocabularies = {"text": Vocabulary.build(corpus["train"][0], **vocab_options)}
-        extra["pretrain_counts"] = {k: len(v[0]) for k, v in corpus.items()}
     splits = assemble(
         splits=groups, label_names=label_names, dropped=dropped, options=options, extra=extra,
         vocabularies=vocabularies, **common,

@@ -279,7 +279,6 @@ def test_pretrain_corpus_is_every_language_less_the_held_out_names(tmp_path):
     p = s.pretrain
     assert p.info.labels == ["German", "Italian", "Polish"] and p.test is None
     assert p.info.vocabulary is s.info.vocabulary  # one vocabulary for both tasks
-    assert s.info.extra["pretrain_counts"] == {k: p.info.counts[k] for k in ("train", "validation")}
 
     vocab = s.info.vocabulary
     held = {n for part in (s.validation, s.test) for n, _ in examples(part, vocab)}

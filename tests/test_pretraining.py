@@ -75,11 +75,13 @@ def test_pretraining_fits_the_related_task_and_is_reused_once_finished(tmp_path)
     runner.pretrain(recipe, splits.pretrain, model, phase, strategy, time.time(), verbose=0)
     history = (phase / "history.csv").read_text().splitlines()
     assert len(history) == 1 + 2 and (phase / "checkpoints" / "best.weights.h5").is_file()
+    info = json.loads((phase / "info.json").read_text())
+    assert info["labels"] == sorted(ENDINGS) and info["counts"]["train"] > 0
 
     # The model now holds the pretrained (3-language) model's weights, except its head.
     pretrained = build_model(recipe, splits.pretrain.info)
     pretrained(next(iter(splits.pretrain.train))[0])
-    pretrained.load_weights(phase / "model.weights.h5")
+    pretrained.load_weights(phase / runner.PRETRAINED)
     assert pretrained.head.kernel.shape[-1] == 3 and model.head.kernel.shape[-1] == 2
     for name in ("embedding", "bidirectional", "attention_pooling"):
         for a, b in zip(model.get_layer(name).weights, pretrained.get_layer(name).weights,
@@ -124,7 +126,7 @@ def test_kill_minus_nine_in_either_phase_then_resume_ends_like_uninterrupted_run
     phase_dir = run_dir / (runner.PRETRAIN if phase == "pretrain" else "")
     assert kill_after_an_epoch(args, phase_dir / runner.BACKUP) >= 1
     assert not (run_dir / "metrics.json").exists()
-    pretrained = run_dir / runner.PRETRAIN / "model.weights.h5"
+    pretrained = run_dir / runner.PRETRAIN / runner.PRETRAINED
     assert pretrained.exists() == (phase == "fine-tune")
 
     cli(*args)

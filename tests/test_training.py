@@ -186,6 +186,11 @@ def test_default_run_dir_resumes_an_unfinished_run_with_the_same_settings(tmp_pa
     changed = recipes.apply_overrides(recipe, ["units=7"])
     assert runner.resolve_run_dir(changed, None, root=tmp_path, seed=0) != killed
     assert runner.resolve_run_dir(recipe, None, root=tmp_path, seed=1) != killed
+    (killed / runner.BACKUP).rmdir()  # killed after its pretraining phase finished
+    (killed / runner.PRETRAIN).mkdir()
+    assert runner.resolve_run_dir(recipe, None, root=tmp_path, seed=0) != killed
+    (killed / runner.PRETRAIN / runner.PRETRAINED).write_bytes(b"")
+    assert runner.resolve_run_dir(recipe, None, root=tmp_path, seed=0) == killed
     (killed / "metrics.json").write_text("{}")  # finished: never resumed
     assert runner.resolve_run_dir(recipe, None, root=tmp_path, seed=0) != killed
 

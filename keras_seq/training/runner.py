@@ -24,6 +24,7 @@ from keras_seq.training.builders import build_model, compile_model
 BACKUP = "backup"
 SEED_STATES = "seed_states.json"  # in the backup: the layers' random states by epoch
 PRETRAIN = "pretrain"  # the sub-directory of a pretraining phase (`Splits.pretrain`)
+PRETRAINED = "model.weights.h5"  # in it: the weights of a finished pretraining
 
 
 # The run settings besides the recipe that change what a run computes (config.json has them).
@@ -39,10 +40,10 @@ def resolve_run_dir(
         return Path(run_dir)
     base = Path(root) / recipe["name"]
     for candidate in sorted(base.glob("*/"), reverse=True):
-        # Started: a backup of its own, or a sub-run (ensemble member, experiment run) with
-        # a backup or finished.
+        # Started: a backup of its own, or a sub-run (ensemble member, experiment run,
+        # pretraining phase) with a backup or finished.
         started = (candidate / BACKUP).is_dir() or any(
-            any(candidate.glob(f"*/{name}")) for name in (BACKUP, "metrics.json")
+            any(candidate.glob(f"*/{name}")) for name in (BACKUP, "metrics.json", PRETRAINED)
         )
         if started and not (candidate / "metrics.json").exists():
             if differences(candidate, recipe, **settings) == []:
@@ -166,18 +167,18 @@ def pretrain(
     for ``train.pretrain_epochs``, in `run_dir` (checkpoints, backup, history, TensorBoard),
     and then copy every layer but the head into `model`.
 
-    A finished pretraining (its weights in ``run_dir/model.weights.h5``) is loaded, not
+    A finished pretraining (its weights in ``run_dir/PRETRAINED``) is loaded, not
     repeated, when a killed run resumes; a killed pretraining resumes from its backup."""
     with scope.scope():
         pretrained = build_model(recipe, related.info)
         pretrained(next(iter(related.train))[0], training=False)
-    done = run_dir / "model.weights.h5"
+    done = run_dir / PRETRAINED
     if done.exists():
         pretrained.load_weights(done)
     else:
         with scope.scope():
             compile_model(pretrained, recipe)
-        run_dir.mkdir(parents=True, exist_ok=True)
+        related.info.save(run_dir)  # its labels, counts and vocabulary
         if verbose:
             counts = ", ".join(f"{k} {v}" for k, v in related.info.counts.items() if v)
             print(f"Pretraining on {len(related.info.labels)} classes ({counts}) in {run_dir}")
