@@ -302,7 +302,6 @@ def load(
     )
     vocab_options = dict(level="char", lowercase=lowercase)
     common = dict(name="names", vocab_options=vocab_options, batch_size=batch_size, seed=seed)
-    extra = {"directory": str(directory)}
     if pretrain:
         held_out = {
             normalize(n, lowercase) for part in ("validation", "test") for n in groups[part][0]
@@ -311,8 +310,8 @@ def load(
         if not vocabularies:
             vocabularies = {"text": Vocabulary.build(corpus["train"][0], **vocab_options)}
     splits = assemble(
-        splits=groups, label_names=label_names, dropped=dropped, options=options, extra=extra,
-        vocabularies=vocabularies, **common,
+        splits=groups, label_names=label_names, dropped=dropped, options=options,
+        extra={"directory": str(directory)}, vocabularies=vocabularies, **common,
     )
     if pretrain:
         related = assemble(

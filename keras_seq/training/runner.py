@@ -3,8 +3,10 @@
 The run directory holds the resolved config, vocabularies, the model (``model.keras``), the
 metrics, logs and plots; see the README's "Run directory" section. Training is ``model.fit``
 with gradient clipping, checkpoints (best and last), BackupAndRestore (a killed run resumes
-from its last finished epoch with the same data order, so it ends where an uninterrupted run
-ends), early stopping, LR reduction, NaN termination, TensorBoard and a CSV log.
+from its last finished epoch with the same data order and dropout random states, so it ends
+where an uninterrupted run ends), early stopping, LR reduction, NaN termination, TensorBoard and a CSV log. A source
+that offers a related task (``Splits.pretrain``) has the model trained on it first, the same
+way, in ``pretrain/``.
 """
 
 from __future__ import annotations
@@ -182,8 +184,9 @@ def pretrain(
         if verbose:
             counts = ", ".join(f"{k} {v}" for k, v in related.info.counts.items() if v)
             print(f"Pretraining on {len(related.info.labels)} classes ({counts}) in {run_dir}")
+        # One pass over the related task per epoch, whatever the task's own steps.
         hp = {**recipe["train"], "epochs": recipe["train"]["pretrain_epochs"],
-              "stop_below": None}
+              "steps_per_epoch": None, "validation_steps": None, "stop_below": None}
         fit(pretrained, related, hp, run_dir, started, verbose)
         pretrained.save_weights(done)
     transfer_weights(pretrained, model)
