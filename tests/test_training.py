@@ -91,25 +91,43 @@ def _free_ports(n):
     return ports
 
 
-def test_multiworker_two_processes_end_with_identical_weights(tmp_path):
+def _names_data(root):
+    from test_pretraining import names_dir
+
+    return str(names_dir(root / "data" / "names"))
+
+
+MULTIWORKER = {
+    "adding": (lambda tmp: [
+        "adding", "--set", "num_train=256", "--set", "num_validation=64", "--set", "num_test=64",
+        "--set", "units=8", "--set", "lengths=[20]", "--set", "cells=['gru']",
+        "--set", "experiment.time_budget_s=none"], "gru-T20"),
+    # Both phases of a pretrained run (each model's fit needs the multi-worker patch).
+    "names-de-it": (lambda tmp: [
+        "names-de-it", "--data-dir", _names_data(tmp), "--set", "pretrain_epochs=2",
+        "--set", "units=4", "--set", "embedding_dim=4", "--set", "time_budget_s=none"], ""),
+}
+
+
+@pytest.mark.parametrize("recipe", sorted(MULTIWORKER))
+def test_multiworker_two_processes_end_with_identical_weights(tmp_path, recipe):
+    args, sub_run = MULTIWORKER[recipe]
+    args = args(tmp_path)
     workers = [f"127.0.0.1:{p}" for p in _free_ports(2)]
     procs = []
     for index in range(2):
         tf_config = {"cluster": {"worker": workers}, "task": {"type": "worker", "index": index}}
         env = {**os.environ, "TF_CPP_MIN_LOG_LEVEL": "3", "TF_CONFIG": json.dumps(tf_config)}
         procs.append(subprocess.Popen(
-            [sys.executable, "-m", "keras_seq", "train", "adding", "--strategy", "multiworker",
-             "--run-dir", str(tmp_path / f"worker{index}"), "--quiet", "--epochs", "2",
-             "--set", "num_train=256", "--set", "num_validation=64", "--set", "num_test=64",
-             "--set", "units=8", "--set", "lengths=[20]", "--set", "cells=['gru']",
-             "--set", "experiment.time_budget_s=none"],
+            [sys.executable, "-m", "keras_seq", "train", *args, "--strategy", "multiworker",
+             "--run-dir", str(tmp_path / f"worker{index}"), "--quiet", "--epochs", "2"],
             cwd=ROOT, env=env, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True,
         ))
     for proc in procs:
         _, err = proc.communicate(timeout=300)
         assert proc.returncode == 0, err[-3000:]
-    a = weights_of(tmp_path / "worker0" / "gru-T20")
-    b = weights_of(tmp_path / "worker1" / "gru-T20")
+    a = weights_of(tmp_path / "worker0" / sub_run)
+    b = weights_of(tmp_path / "worker1" / sub_run)
     assert len(a) == len(b) > 0
     for x, y in zip(a, b, strict=True):
         np.testing.assert_array_equal(x, y)

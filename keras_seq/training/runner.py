@@ -180,6 +180,7 @@ def pretrain(
     else:
         with scope.scope():
             compile_model(pretrained, recipe)
+        distribute.patch_multiworker_fit(pretrained, scope)
         related.info.save(run_dir)  # its labels, counts and vocabulary
         if verbose:
             counts = ", ".join(f"{k} {v}" for k, v in related.info.counts.items() if v)
