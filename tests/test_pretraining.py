@@ -19,8 +19,9 @@ from keras_seq.training.builders import build_model, compile_model
 ENDINGS = {"German": "berg", "Italian": "ini", "Polish": "ski"}
 
 
-def names_dir(root, per_language=40):
-    """Three languages of made-up names, told apart by their endings."""
+def names_data(root, per_language=40):
+    """Write `root` (``<data dir>/names``): three languages of made-up names, told apart by
+    their endings. Returns the data dir."""
     rng = np.random.default_rng(0)
     root.mkdir(parents=True)
     letters = list("abdeklmnorstuvz")
@@ -58,7 +59,7 @@ def test_transfer_weights_copies_every_layer_but_the_head():
 
 
 def test_pretraining_fits_the_related_task_and_is_reused_once_finished(tmp_path):
-    data_dir = names_dir(tmp_path / "data" / "names")
+    data_dir = names_data(tmp_path / "data" / "names")
     recipe = recipes.apply_overrides(recipes.load("names-de-it"), tiny("pretrain_epochs=2"))
     splits = runner.load_splits(recipe, data_dir=str(data_dir), seed=0)
     assert splits.pretrain.info.labels == sorted(ENDINGS)
@@ -113,7 +114,7 @@ def _model_weights(run_dir):
 def test_kill_minus_nine_in_either_phase_then_resume_ends_like_uninterrupted_run(
     tmp_path, cli, phase
 ):
-    data_dir = names_dir(tmp_path / "data" / "names", per_language=400)
+    data_dir = names_data(tmp_path / "data" / "names", per_language=400)
     reference = tmp_path / "reference"
     extra = ["pretrain=false"] if phase == "no-pretraining" else []
     cli(*_train_args(data_dir, reference, *extra))

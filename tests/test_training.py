@@ -92,9 +92,9 @@ def _free_ports(n):
 
 
 def _names_data(root):
-    from test_pretraining import names_dir
+    from test_pretraining import names_data
 
-    return str(names_dir(root / "data" / "names"))
+    return str(names_data(root / "data" / "names"))
 
 
 MULTIWORKER = {
