@@ -168,6 +168,23 @@ def test_reduce_lr_on_plateau_resumes_with_the_killed_runs_wait_best_and_cooldow
     assert float(plain.model.optimizer.learning_rate) == pytest.approx(0.0125)
 
 
+def test_early_stopping_resumes_with_the_killed_runs_best_and_patience():
+    values = [1.0, 0.8, 0.9, 0.8, 0.85]  # best 0.8 at epoch 1; 0.8 again is no improvement
+    plain = keras.callbacks.EarlyStopping(patience=4)
+    plain.set_model(_compiled_model())
+    plain.on_train_begin()
+    for epoch, value in enumerate(values):
+        plain.on_epoch_end(epoch, {"val_loss": value})
+    resumed = runner.ResumableEarlyStopping(patience=4, finished=values)
+    resumed.set_model(_compiled_model())
+    resumed.on_train_begin()
+    assert (resumed.best, resumed.wait) == (plain.best, plain.wait) == (0.8, 3)
+    assert not resumed.model.stop_training
+    for callback in (plain, resumed):  # both stop after the same next epoch
+        callback.on_epoch_end(len(values), {"val_loss": 0.9})
+        assert callback.model.stop_training
+
+
 def test_seed_states_are_restored_for_the_epoch_a_run_resumes_after(tmp_path):
     x, y = np.ones((8, 3), "float32"), np.zeros((8, 2), "float32")
     path = tmp_path / "backup" / runner.SEED_STATES

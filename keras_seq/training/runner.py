@@ -4,9 +4,9 @@ The run directory holds the resolved config, vocabularies, the model (``model.ke
 metrics, logs and plots; see the README's "Run directory" section. Training is ``model.fit``
 with gradient clipping, checkpoints (best and last), BackupAndRestore (a killed run resumes
 from its last finished epoch with the same data order and dropout random states, so it ends
-where an uninterrupted run ends), early stopping, LR reduction, NaN termination, TensorBoard and a CSV log. A source
-that offers a related task (``Splits.pretrain``) has the model trained on it first, the same
-way, in ``pretrain/``.
+where an uninterrupted run ends), early stopping, LR reduction, NaN termination, TensorBoard
+and a CSV log. A source that offers a related task (``Splits.pretrain``) has the model
+trained on it first, the same way, in ``pretrain/``.
 """
 
 from __future__ import annotations
@@ -220,18 +220,20 @@ def evaluate(model, recipe: dict[str, Any], splits) -> dict[str, Any]:
 def callbacks(
     run_dir: Path, hp: dict[str, Any], started: float, resumed_epoch: int = 0
 ) -> list[keras.callbacks.Callback]:
-    """The training callbacks. On resume, the best value seen so far and the early-stopping
-    patience are restored from history.csv, so best-checkpoint selection and stopping are
-    the same as in an uninterrupted run (BackupAndRestore restores weights, optimizer state
-    and the epoch; Keras does not restore other callbacks' state)."""
+    """The training callbacks. On resume, the finished epochs' values in history.csv give the
+    best checkpoint's threshold and are replayed into early stopping and LR reduction, and
+    the dropout random states come back with the backup, so a resumed run ends like an
+    uninterrupted one (BackupAndRestore restores weights, optimizer state and the epoch;
+    Keras does not restore other callbacks' state)."""
     ckpt = run_dir / "checkpoints"
     ckpt.mkdir(exist_ok=True)
     monitor = hp["monitor"]
     finished = _finished_values(run_dir / "history.csv", monitor, resumed_epoch)
-    best, wait = _best_so_far(finished, monitor)
+    mode = _mode(monitor)
     best_ckpt = keras.callbacks.ModelCheckpoint(
         str(ckpt / "best.weights.h5"), monitor=monitor, save_best_only=True,
-        save_weights_only=True, initial_value_threshold=best,
+        save_weights_only=True,
+        initial_value_threshold=(max if mode == "max" else min)(finished, default=None),
     )
     result = [
         # The CSV row of an epoch is written before its backup: a kill in between re-runs
@@ -248,11 +250,11 @@ def callbacks(
         keras.callbacks.ModelCheckpoint(str(ckpt / "last.weights.h5"), save_weights_only=True),
         best_ckpt,
         ResumableEarlyStopping(
-            monitor=monitor, mode=_mode(monitor), patience=hp["early_stopping_patience"],
-            resume=(best, wait),
+            monitor=monitor, mode=mode, patience=hp["early_stopping_patience"],
+            finished=finished,
         ),
         ResumableReduceLROnPlateau(
-            monitor=monitor, mode=_mode(monitor), patience=hp["reduce_lr_patience"],
+            monitor=monitor, mode=mode, patience=hp["reduce_lr_patience"],
             factor=hp["reduce_lr_factor"], finished=finished,
         ),
         keras.callbacks.TerminateOnNaN(),
@@ -265,24 +267,12 @@ def callbacks(
     return result
 
 
-class ResumableEarlyStopping(keras.callbacks.EarlyStopping):
-    """EarlyStopping that starts from a restored (best, wait) after a resume."""
-
-    def __init__(self, *, resume: tuple[float | None, int], **kwargs) -> None:
-        super().__init__(**kwargs)
-        self._resume = resume
-
-    def on_train_begin(self, logs=None):
-        super().on_train_begin(logs)
-        best, wait = self._resume
-        if best is not None:
-            self.best, self.wait = best, wait
-
-
-class ResumableReduceLROnPlateau(keras.callbacks.ReduceLROnPlateau):
-    """ReduceLROnPlateau that starts a resumed run with the wait, best and cooldown of the
-    killed one, by replaying the monitored values of the `finished` epochs. The reduced
-    learning rate itself is in the optimizer state that BackupAndRestore restores."""
+class _ReplaysFinishedEpochs:
+    """Mixin for the Keras callbacks whose state follows the monitored values (wait, best,
+    cooldown): a resumed run feeds the values of its `finished` epochs through
+    ``on_epoch_end`` at the start of training, so it goes on with the killed run's state
+    (Keras does not restore other callbacks' state; BackupAndRestore restores weights,
+    optimizer and epoch)."""
 
     def __init__(self, *, finished: list[float], **kwargs) -> None:
         super().__init__(**kwargs)
@@ -297,6 +287,15 @@ class ResumableReduceLROnPlateau(keras.callbacks.ReduceLROnPlateau):
                 self.on_epoch_end(epoch, {self.monitor: value})
         finally:
             self._replaying = False
+
+
+class ResumableEarlyStopping(_ReplaysFinishedEpochs, keras.callbacks.EarlyStopping):
+    """EarlyStopping that resumes with the killed run's best value and patience."""
+
+
+class ResumableReduceLROnPlateau(_ReplaysFinishedEpochs, keras.callbacks.ReduceLROnPlateau):
+    """ReduceLROnPlateau that resumes with the killed run's wait, best and cooldown. The
+    reduced learning rate itself is in the optimizer state that BackupAndRestore restores."""
 
     def _reduce_optimizer_lr(self, optimizer, epoch, name=""):
         if self._replaying:
@@ -354,15 +353,6 @@ def _finished_values(history: Path, monitor: str, epochs_done: int) -> list[floa
         for epoch, row in sorted(reports.history_rows(history).items())
         if epoch < epochs_done and row.get(monitor) not in (None, "")
     ]
-
-
-def _best_so_far(values: list[float], monitor: str) -> tuple[float | None, int]:
-    """Best monitored value over the finished epochs and the epochs since it (its patience)."""
-    if not values:
-        return None, 0
-    sign = -1.0 if _mode(monitor) == "max" else 1.0
-    best_index = min(range(len(values)), key=lambda i: sign * values[i])
-    return values[best_index], len(values) - 1 - best_index
 
 
 class StopBelow(keras.callbacks.Callback):
