@@ -84,7 +84,8 @@ def check_file(path: str | os.PathLike, what: str) -> Path:
 def read_lines(path: str | os.PathLike, what: str, *, strict: bool = False) -> Lines:
     """Read a UTF-8 text file as lines (LF or CRLF, a UTF-8 BOM removed).
 
-    Lines that are not valid UTF-8 are dropped and counted under ``"non_utf8"``, or with
+    Lines that are not valid UTF-8, or hold NUL characters (UTF-16 text decodes as UTF-8 with
+    a NUL in every other place), are dropped and counted under ``"non_utf8"``, or with
     ``strict=True`` raise a `ValueError` naming the file, line and byte offset. Empty lines
     are kept (callers decide).
     """
@@ -93,32 +94,40 @@ def read_lines(path: str | os.PathLike, what: str, *, strict: bool = False) -> L
     if data.startswith(b"\xef\xbb\xbf"):
         data = data[3:]
     out = Lines(path)
-    try:
-        texts = data.decode("utf-8").split("\n")
-        if texts and texts[-1] == "":
-            texts.pop()
-        out.texts = [t[:-1] if t.endswith("\r") else t for t in texts]
-        out.numbers = list(range(1, len(out.texts) + 1))
-        return out
-    except UnicodeDecodeError:
-        pass
+    if b"\x00" not in data:
+        try:
+            texts = data.decode("utf-8").split("\n")
+            if texts and texts[-1] == "":
+                texts.pop()
+            out.texts = [t[:-1] if t.endswith("\r") else t for t in texts]
+            out.numbers = list(range(1, len(out.texts) + 1))
+            return out
+        except UnicodeDecodeError:
+            pass
     raw = data.split(b"\n")
     if raw and raw[-1] == b"":
         raw.pop()
     for number, line in enumerate(raw, start=1):
-        try:
-            text = line.decode("utf-8")
-        except UnicodeDecodeError as err:
+        problem = _encoding_problem(line)
+        if problem:
             if strict:
-                raise ValueError(
-                    f"{str(path)!r}, line {number}: not valid UTF-8 (byte 0x{line[err.start]:02x} "
-                    f"at column {err.start + 1}). Expected UTF-8 text."
-                ) from None
+                raise ValueError(f"{str(path)!r}, line {number}: {problem}. Expected UTF-8 text.")
             out.dropped["non_utf8"] += 1
             continue
+        text = line.decode("utf-8")
         out.numbers.append(number)
         out.texts.append(text[:-1] if text.endswith("\r") else text)
     return out
+
+
+def _encoding_problem(line: bytes) -> str | None:
+    """Why `line` is not UTF-8 text, or None."""
+    try:
+        line.decode("utf-8")
+    except UnicodeDecodeError as err:
+        return f"not valid UTF-8 (byte 0x{line[err.start]:02x} at column {err.start + 1})"
+    nul = line.find(b"\x00")
+    return None if nul < 0 else f"a NUL byte at column {nul + 1} (UTF-16 text?)"
 
 
 def bad_line(path: Path, number: int, problem: str, line: str) -> ValueError:

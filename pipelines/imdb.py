@@ -81,7 +81,7 @@ def read_acl_dir(path: str | Path) -> tuple[list[str], list[int], Counter]:
     for label, sub in ((0, "neg"), (1, "pos")):
         for file in sorted((path / sub).glob("*.txt")):
             try:
-                text = file.read_bytes().decode("utf-8").strip()
+                text = file.read_bytes().decode("utf-8-sig").strip()
             except UnicodeDecodeError:
                 dropped["non_utf8"] += 1
                 continue

@@ -153,7 +153,7 @@ def load(
     if vocabularies:
         vocab = vocabularies["text"]
     else:
-        vocab = Vocabulary.build([segments["train"]], level="char")
+        vocab = Vocabulary.build([segments["train"]], level="char", lowercase=lowercase)
     datasets, counts, windows = {}, {}, {}
     for split, segment in segments.items():
         if not segment:

@@ -173,12 +173,14 @@ def load(
     groups["test"] = (test_texts, test_labels)
     extra: dict = {"directory": str(folder), "test_file": str(test_file)}
     if (folder / "test.tsv").is_file():
-        unlabeled, _ = read_column(
+        unlabeled, unlabeled_dropped = read_column(
             folder / "test.tsv",
             what="GLUE's unlabeled SST-2 test file",
             header=("index", "sentence"),
             column="sentence",
+            strict=strict,
         )
+        dropped.update({f"unlabeled_test_{k}": v for k, v in unlabeled_dropped.items()})
         extra["unlabeled_test"] = unlabeled
     options = dict(
         validation_fraction=vf,

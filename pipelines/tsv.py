@@ -2,11 +2,14 @@
 
 from __future__ import annotations
 
+import re
 from collections import Counter
 from collections.abc import Sequence
 from pathlib import Path
 
 from pipelines.files import bad_line, read_lines
+
+_INTEGER = re.compile(r"-?[0-9]+")  # ASCII digits: str.isdigit() also takes "²"
 
 
 def read_labeled(
@@ -54,7 +57,7 @@ def read_labeled(
             dropped["malformed"] += 1
             continue
         raw_label = fields[label_at].strip()
-        label = int(raw_label) if raw_label.lstrip("-").isdigit() else -1
+        label = int(raw_label) if _INTEGER.fullmatch(raw_label) else -1
         if not 0 <= label < num_labels:
             if strict:
                 raise bad_line(

@@ -28,17 +28,36 @@ def write_sst2(root, train_extra=b"", dev_rows=None):
 
 
 # ------------------------------------------------------------------------------------- sst2
+def _without_bad_train_rows(folder):
+    """A copy of `folder` whose train.tsv is well formed (strict then stops at test.tsv)."""
+    clean = folder.parent / "clean"
+    clean.mkdir()
+    for name in ("train.tsv", "dev.tsv", "test.tsv"):
+        data = (folder / name).read_bytes()
+        if name == "train.tsv":
+            data = data[: data.index(b"no tab here")]
+        (clean / name).write_bytes(data)
+    return clean
+
+
 def test_sst2_counts_dropped_rows_and_unlabeled_test(tmp_path):
-    bad = b"no tab here\nbroken \t2\nword \tpositive\nbad \xff bytes \t1\n\n"
-    write_sst2(tmp_path, train_extra=bad)
+    bad = ("no tab here\nbroken \t2\nword \tpositive\nsquared \t\u00b2\nminus \t--1\n"
+           "utf-16 \x00\t1\n").encode() + b"bad \xff bytes \t1\n\n"
+    folder = write_sst2(tmp_path, train_extra=bad)
+    with open(folder / "test.tsv", "ab") as f:
+        f.write(b"2\tbad \xff\n3\n4\tfine again\n")
     s = sst2.load(data_dir=str(tmp_path), batch_size=8, validation_fraction=0.25)
     info = s.info
     assert info.labels == ["negative", "positive"]
-    assert info.dropped == {"bad_label": 2, "empty": 1, "malformed": 1, "non_utf8": 1}
+    assert info.dropped == {"bad_label": 4, "empty": 1, "malformed": 1, "non_utf8": 2,
+                            "unlabeled_test_non_utf8": 1, "unlabeled_test_malformed": 1}
     assert info.counts["test"] == 3
     assert info.counts["train"] + info.counts["validation"] == 40
     assert info.counts["validation"] == 10
-    assert info.extra["unlabeled_test"] == ["uneasy mishmash .", "great fun"]
+    assert info.extra["unlabeled_test"] == ["uneasy mishmash .", "great fun", "fine again"]
+    with pytest.raises(ValueError, match=r"test.tsv', line 4: not valid UTF-8 \(byte 0xff"):
+        sst2.load(data_dir=str(tmp_path), validation_fraction=0.25, strict=True,
+                  path=str(_without_bad_train_rows(folder)))
     x, y = next(iter(s.train))
     assert x.dtype.name == "int32" and y.dtype.name == "int32" and x.shape[0] == y.shape[0]
 
@@ -311,6 +330,24 @@ def test_shakespeare_test_path_and_bad_input(tmp_path):
     with pytest.raises(ValueError, match=r"argument `validation_fraction`. Expected a float in "
                        r"\(0, 1\). Received: validation_fraction=0"):
         shakespeare.load(data_dir=str(tmp_path), validation_fraction=0)
+    # A UTF-16 file decodes as UTF-8 with NULs: every line is refused, not read as text.
+    utf16 = tmp_path / "utf16.txt"
+    utf16.write_text("ROMEO:\nBut soft, what light\n" * 5, encoding="utf-16")
+    with pytest.raises(ValueError, match=r"holds only whitespace \(dropped: \{'non_utf8': \d+\}"):
+        shakespeare.read_text(utf16)
+    utf16.write_text("ROMEO:\n", encoding="utf-16-le")  # no byte-order mark
+    with pytest.raises(ValueError, match=r"utf16.txt', line 1: a NUL byte at column 2 "
+                       r"\(UTF-16 text\?\). Expected UTF-8 text."):
+        shakespeare.read_text(utf16, strict=True)
+
+
+def test_shakespeare_lowercase_vocabulary_lowercases(tmp_path):
+    write_play(tmp_path / "tinyshakespeare" / "input.txt")
+    vocab = shakespeare.load(data_dir=str(tmp_path), seq_length=10, lowercase=True).info.vocabulary
+    assert vocab.lowercase and not any(t.isupper() for t in vocab.tokens[4:])  # after reserved
+    np.testing.assert_array_equal(vocab.encode(["ROMEO"]).to_list(),
+                                  vocab.encode(["romeo"]).to_list())
+    assert 1 not in vocab.encode(["ROMEO"]).to_list()[0]  # no capital is out of vocabulary
 
 
 # ------------------------------------------------------------- a trained run's vocabularies

@@ -53,7 +53,8 @@ def test_imdb_text_standardization():
 
 def test_imdb_acl_test_path(tmp_path):
     root = tmp_path / "aclImdb" / "test"
-    for sub, texts in (("pos", [b"great fun", b"loved it"]), ("neg", [b"awful", b"bad \xff"])):
+    for sub, texts in (("pos", [b"great fun", b"\xef\xbb\xbfloved it\r\n"]),
+                       ("neg", [b"awful", b"bad \xff"])):
         (root / sub).mkdir(parents=True)
         for i, t in enumerate(texts):
             (root / sub / f"{i}_1.txt").write_bytes(t)
