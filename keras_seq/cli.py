@@ -155,12 +155,15 @@ def cmd_train(args) -> int:
     )
     run_dir = runner.resolve_run_dir(recipe, args.run_dir, **settings)
     differs = runner.differences(run_dir, recipe, **settings)
-    if differs:
+    finished = (run_dir / "metrics.json").is_file()
+    # A run that stopped before any training worth keeping (e.g. refused data or model
+    # settings) leaves only its config: a corrected command takes the directory over.
+    if differs and (finished or runner.has_started(run_dir)):
         raise UsageError(
             f"--run-dir {run_dir} holds a run with other settings (differing in: "
             f"{', '.join(differs)}); choose another directory, or delete it to start over"
         )
-    if differs == [] and (run_dir / "metrics.json").is_file():
+    if differs == [] and finished:
         print(f"{run_dir} is a finished run of these settings: its metrics follow (delete the "
               "directory to train again).", file=sys.stderr)
         metrics = json.loads((run_dir / "metrics.json").read_text())
@@ -211,7 +214,8 @@ def cmd_evaluate(args) -> int:
     # training split (ids are ranked by frequency), and the model would read wrong ids.
     splits = runner.load_splits(
         recipe, data_dir=args.data_dir or recipe.get("data_dir"), seed=recipe.get("seed", 0),
-        test_data=args.test_data, vocabularies=SourceInfo.load_vocabularies(run_dir),
+        test_data=args.test_data or recipe.get("test_data"),
+        vocabularies=SourceInfo.load_vocabularies(run_dir),
     )
     model = keras.saving.load_model(run_dir / "model.keras", safe_mode=True)
     metrics = runner.evaluate(model, recipe, splits)

@@ -80,11 +80,53 @@ def test_ensemble_of_a_model_that_is_not_a_classifier(run):
     (["--set", "learning_rate=-0.1"], "Expected a number > 0. Received: learning_rate=-0.1"),
     (["--set", "reduce_lr_factor=2"], "Expected a number in (0, 1). Received: reduce_lr_factor=2"),
     (["--set", "steps_per_epoch=1.5"], "Received: steps_per_epoch=1.5"),
+    # These failed only after training: at evaluation, or after the first epoch.
+    (["--set", "max_decode_length=0"], "train.max_decode_length in recipe 'dates'. Expected a "
+                                       "positive integer. Received: max_decode_length=0"),
+    (["--set", "stop_below=abc"], "Expected none or a number. Received: stop_below='abc'"),
+    (["--set", "monitor=7"], "Expected the name of a logged value, e.g. 'val_loss'. "
+                             "Received: monitor=7"),
 ])
 def test_invalid_train_values(args, fragment, tmp_path, run):
     result = run("train", "dates", "--run-dir", str(tmp_path / "run"), *args)
     assert_one_line_error(result, fragment)
     assert not (tmp_path / "run").exists()  # rejected before a run directory is made
+
+
+@pytest.mark.parametrize("override,expected", [
+    ("experiment.cells=['gru', 'lsmt']", "experiment.cells in recipe 'adding'. Expected a "
+                                         "non-empty list of cells: 'lstm', 'gru', 'rnn'"),
+    ("experiment.lengths=[100, 0]", "Expected a non-empty list of positive integers. "
+                                    "Received: lengths=[100, 0]"),
+    ("experiment.time_budget_s=-1", "Expected none or a number > 0"),
+])
+def test_experiment_grid_is_checked_before_any_run(override, expected):
+    # A misspelt cell failed only when its run came, after the runs before it had trained.
+    recipe = recipes.apply_overrides(recipes.load("adding"), [override])
+    with pytest.raises(recipes.RecipeError) as error:
+        recipes.check_train(recipe)
+    assert expected in str(error.value)
+
+
+@pytest.mark.parametrize("key", ["length", "data.length", "cell", "model.cell"])
+def test_set_of_a_key_the_experiment_grid_sets_is_refused(key):
+    # The grid sets these for each run, so a --set of one was silently ignored.
+    with pytest.raises(recipes.RecipeError) as error:
+        recipes.apply_overrides(recipes.load("adding"), [f"{key}=7"])
+    field = key.split(".")[-1]
+    assert (f"the experiment sets {field} for each of its runs. Set "
+            f"experiment.{field}s instead.") in str(error.value)
+    assert recipes.apply_overrides(recipes.load("dates"), ["units=7"])  # not an experiment
+
+
+def test_a_run_refused_before_training_does_not_hold_its_directory(tmp_path, run):
+    # The first attempt writes config.json and is refused at the model; the corrected
+    # command was then refused as "a run with other settings".
+    for units in ("-3", "-4"):
+        result = run("train", "dates", "--run-dir", str(tmp_path / "run"), "--set",
+                     f"units={units}")
+        assert_one_line_error(result, f"Received: units={units}")
+    assert (tmp_path / "run" / "config.json").is_file()
 
 
 def test_data_dir_without_files(tmp_path, run):

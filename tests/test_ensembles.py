@@ -176,5 +176,9 @@ def test_the_default_run_dir_resumes_an_ensemble_killed_between_members(tmp_path
     (killed / "member-0").mkdir(parents=True)
     (killed / "config.json").write_text(json.dumps({**recipe, "seed": 0}))
     assert runner.resolve_run_dir(recipe, None, root=tmp_path, seed=0) != killed  # not started
+    # Killed in member-0's pretraining phase, after its first epoch.
+    (killed / "member-0" / runner.PRETRAIN / runner.BACKUP).mkdir(parents=True)
+    assert runner.resolve_run_dir(recipe, None, root=tmp_path, seed=0) == killed
+    (killed / "member-0" / runner.PRETRAIN / runner.BACKUP).rmdir()
     (killed / "member-0" / "metrics.json").write_text("{}")  # one member finished
     assert runner.resolve_run_dir(recipe, None, root=tmp_path, seed=0) == killed

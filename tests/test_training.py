@@ -191,7 +191,7 @@ def test_language_model_run_directory(tmp_path, cli):
         assert body.startswith(prompt) and len(body) >= len(prompt) + 30  # 30 tokens
 
 
-def test_default_run_dir_resumes_an_unfinished_run_with_the_same_settings(tmp_path):
+def test_default_run_dir_resumes_an_unfinished_run_with_the_same_settings(tmp_path, capsys):
     from keras_seq.training import recipes, runner
 
     recipe = recipes.load("dates")
@@ -200,7 +200,10 @@ def test_default_run_dir_resumes_an_unfinished_run_with_the_same_settings(tmp_pa
     killed = tmp_path / "dates" / "20260101-000000"
     (killed / runner.BACKUP).mkdir(parents=True)
     (killed / "config.json").write_text(json.dumps({**recipe, "seed": 0}))
+    capsys.readouterr()
     assert runner.resolve_run_dir(recipe, None, root=tmp_path, seed=0) == killed
+    said = capsys.readouterr()  # on stderr: stdout stays the run's JSON metrics
+    assert said.out == "" and said.err == f"Resuming the unfinished run {killed}\n"
     changed = recipes.apply_overrides(recipe, ["units=7"])
     assert runner.resolve_run_dir(changed, None, root=tmp_path, seed=0) != killed
     assert runner.resolve_run_dir(recipe, None, root=tmp_path, seed=1) != killed
@@ -275,3 +278,25 @@ def test_evaluate_reads_the_runs_vocabulary_also_with_other_test_data(
     assert printed["accuracy"] == np.mean(probs.argmax(-1) == labels)
     assert printed["loss"] == pytest.approx(-np.mean(np.log(probs[np.arange(10), labels])),
                                             rel=1e-5)
+
+    # A run trained with --test-data is evaluated on that test data by default.
+    with_test = tmp_path / "run-with-test-data"
+    cli("train", "names-de-it", "--data-dir", str(tmp_path / "data"), "--epochs", "2",
+        "--run-dir", str(with_test), "--test-data", str(test_dir), "--quiet",
+        "--set", "units=8", "--set", "embedding_dim=4", "--set", "time_budget_s=none")
+    printed = json.loads(cli("evaluate", str(with_test)).stdout)["test"]
+    assert printed == json.loads((with_test / "metrics.json").read_text())["test"]
+    assert printed["examples"] == 10
+
+
+def test_a_monitor_the_model_does_not_log_is_refused_after_the_first_epoch():
+    # It trained on with warnings: no best checkpoint, no early stopping, no LR reduction.
+    from keras_seq.training import runner
+
+    logs = {"loss": 1.0, "val_loss": 1.0}
+    with pytest.raises(ValueError, match=r"train.monitor. Expected a value the model logs, one "
+                       r"of loss, val_loss. Received: monitor='val_accuracy'"):
+        runner.RequireMonitor("val_accuracy").on_epoch_end(0, logs)
+    runner.RequireMonitor("val_loss").on_epoch_end(0, logs)
+    runner.RequireMonitor("val_loss").on_epoch_end(0, {"loss": 1.0})  # no validation data
+    assert runner._mode("val_exact_match") == "max" and runner._mode("val_loss") == "min"

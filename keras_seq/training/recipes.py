@@ -163,6 +163,13 @@ def apply_overrides(recipe: dict[str, Any], overrides: list[str]) -> dict[str, A
         key, raw = item.split("=", 1)
         key = key.strip()
         value = parse_value(raw)
+        grid = _grid_keys(recipe)
+        if key in grid or key.split(".", 1)[-1] in grid and key.split(".", 1)[0] in SECTIONS:
+            field = key.split(".", 1)[-1]
+            raise RecipeError(
+                f"Invalid --set {key!r} for recipe {recipe['name']!r}: the experiment sets "
+                f"{field} for each of its runs. Set experiment.{grid[field]} instead."
+            )
         if "." in key:
             section, field = key.split(".", 1)
             if section not in sections or field not in _settable(recipe, section):
@@ -206,19 +213,50 @@ _TRAIN_CHECKS: dict[str, tuple[str, Any]] = {
     "ema_momentum": ("none or a number in (0, 1)", lambda v: v is None or (
         _number(v) and 0 < v < 1)),
     "pretrain_epochs": ("a positive integer", _positive_int),
+    "stop_below": ("none or a number", lambda v: v is None or _number(v)),
+    "monitor": ("the name of a logged value, e.g. 'val_loss'", lambda v: isinstance(v, str)
+                and v != ""),
+    "max_decode_length": ("a positive integer", _positive_int),  # seq2seq recipes
 }  # train.ensemble: ensembles.check
+
+_EXPERIMENT_CHECKS: dict[str, tuple[str, Any]] = {
+    "cells": ("a non-empty list of cells: 'lstm', 'gru', 'rnn'", lambda v: isinstance(
+        v, list) and v != [] and all(c in _cell_types() for c in v)),
+    "lengths": ("a non-empty list of positive integers", lambda v: isinstance(v, list)
+                and v != [] and all(_positive_int(n) for n in v)),
+    "time_budget_s": ("none or a number > 0", lambda v: v is None or (_number(v) and v > 0)),
+}
 
 
 def check_train(recipe: dict[str, Any]) -> None:
     """Reject a ``[train]`` value the training loop would misread (``epochs=0`` would skip
     training and still write a run), naming the field, what it takes and what it got."""
-    for key, (expected, ok) in _TRAIN_CHECKS.items():
-        value = recipe["train"].get(key, TRAIN_DEFAULTS[key])
-        if not ok(value):
-            raise RecipeError(
-                f"Invalid value for train.{key} in recipe {recipe['name']!r}. Expected "
-                f"{expected}. Received: {key}={value!r}"
-            )
+    sections = [("train", _TRAIN_CHECKS)]
+    if "experiment" in recipe:
+        sections.append(("experiment", _EXPERIMENT_CHECKS))
+    for section, checks in sections:
+        for key, (expected, ok) in checks.items():
+            if key not in recipe[section] and key not in TRAIN_DEFAULTS:
+                continue  # an optional key the recipe does not use
+            value = recipe[section].get(key, TRAIN_DEFAULTS.get(key))
+            if not ok(value):
+                raise RecipeError(
+                    f"Invalid value for {section}.{key} in recipe {recipe['name']!r}. "
+                    f"Expected {expected}. Received: {key}={value!r}"
+                )
+
+
+def _cell_types() -> tuple[str, ...]:
+    from keras_seq.models._common import CELL_TYPES
+
+    return CELL_TYPES
+
+
+def _grid_keys(recipe: dict[str, Any]) -> dict[str, str]:
+    """``{field: experiment key}`` of the data and model fields an experiment's grid sets."""
+    if "experiment" not in recipe:
+        return {}
+    return {recipe["experiment"].get("length_key", "length"): "lengths", "cell": "cells"}
 
 
 def _unknown(key: str, recipe: dict[str, Any]) -> str:

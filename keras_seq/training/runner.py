@@ -12,6 +12,7 @@ trained on it first, the same way, in ``pretrain/``.
 from __future__ import annotations
 
 import json
+import sys
 import time
 from pathlib import Path
 from typing import Any
@@ -42,16 +43,19 @@ def resolve_run_dir(
         return Path(run_dir)
     base = Path(root) / recipe["name"]
     for candidate in sorted(base.glob("*/"), reverse=True):
-        # Started: a backup of its own, or a sub-run (ensemble member, experiment run,
-        # pretraining phase) with a backup or finished.
-        started = (candidate / BACKUP).is_dir() or any(
-            any(candidate.glob(f"*/{name}")) for name in (BACKUP, "metrics.json", PRETRAINED)
-        )
-        if started and not (candidate / "metrics.json").exists():
+        if has_started(candidate) and not (candidate / "metrics.json").exists():
             if differences(candidate, recipe, **settings) == []:
-                print(f"Resuming the unfinished run {candidate}")
+                print(f"Resuming the unfinished run {candidate}", file=sys.stderr)
                 return candidate
     return base / time.strftime("%Y%m%d-%H%M%S")
+
+
+def has_started(run_dir: Path) -> bool:
+    """Whether `run_dir` holds training to keep: a backup, or a finished sub-run (ensemble
+    member, experiment run, pretraining phase, or one of a member's), at any depth."""
+    return (run_dir / BACKUP).is_dir() or any(
+        any(run_dir.rglob(f"*/{name}")) for name in (BACKUP, "metrics.json", PRETRAINED)
+    )
 
 
 def differences(run_dir: Path, recipe: dict[str, Any], **settings) -> list[str] | None:
@@ -231,11 +235,12 @@ def callbacks(
     finished = _finished_values(run_dir / "history.csv", monitor, resumed_epoch)
     mode = _mode(monitor)
     best_ckpt = keras.callbacks.ModelCheckpoint(
-        str(ckpt / "best.weights.h5"), monitor=monitor, save_best_only=True,
+        str(ckpt / "best.weights.h5"), monitor=monitor, mode=mode, save_best_only=True,
         save_weights_only=True,
         initial_value_threshold=(max if mode == "max" else min)(finished, default=None),
     )
     result = [
+        RequireMonitor(monitor),
         # The CSV row of an epoch is written before its backup: a kill in between re-runs
         # that epoch and its row is written again (read_history keeps the last one).
         keras.callbacks.CSVLogger(str(run_dir / "history.csv"), append=True),
@@ -341,7 +346,27 @@ class SeedStateBackup(keras.callbacks.Callback):
 
 
 def _mode(monitor: str) -> str:
-    return "max" if any(k in monitor for k in ("acc", "f1", "bleu")) else "min"
+    return "max" if any(k in monitor for k in ("acc", "f1", "bleu", "match")) else "min"
+
+
+class RequireMonitor(keras.callbacks.Callback):
+    """Refuse a ``train.monitor`` the model does not log, after the first epoch (the logged
+    names are known then), instead of training on without checkpoints or early stopping.
+    A run whose validation split is empty (tiny data) logs no ``val_`` value at all; Keras's
+    callbacks warn about that, as before."""
+
+    def __init__(self, monitor: str) -> None:
+        super().__init__()
+        self.monitor = monitor
+
+    def on_epoch_end(self, epoch, logs=None):
+        logs = logs or {}
+        validated = any(k.startswith("val_") for k in logs)
+        if self.monitor not in logs and (validated or not self.monitor.startswith("val_")):
+            raise ValueError(
+                f"Invalid value for train.monitor. Expected a value the model logs, one of "
+                f"{', '.join(sorted(logs or {}))}. Received: monitor={self.monitor!r}"
+            )
 
 
 def _finished_values(history: Path, monitor: str, epochs_done: int) -> list[float]:
