@@ -31,8 +31,6 @@ from collections import Counter
 from collections.abc import Mapping, Sequence
 from pathlib import Path
 
-import numpy as np
-
 from pipelines import _checks
 from pipelines.classification import assemble, by_split
 from pipelines.download import Remote, locate
@@ -230,9 +228,9 @@ def load(
             (``dropped["test_ambiguous"]``).
         pretrain: with `languages`, also return ``Splits.pretrain``: the names of every file,
             labelled by all languages, without any name of this split's validation or test
-            set, in a train split and a validation split (``PRETRAIN_FRACTIONS``; this
-            split's training names are all in its train split). The vocabulary is then built
-            on that training split, which holds this one.
+            set, in a train split and a validation split (``PRETRAIN_FRACTIONS``). The
+            vocabulary is then built on that training split, plus any character of this
+            split's training names that it lacks.
     """
     _checks.positive_int("batch_size", batch_size)
     fr = _checks.fractions("fractions", fractions)
@@ -309,12 +307,12 @@ def load(
         held_out = {
             normalize(n, lowercase) for part in ("validation", "test") for n in groups[part][0]
         }
-        trained = {normalize(n, lowercase) for n in groups["train"][0]}
-        corpus, corpus_labels = _pretraining_corpus(
-            directory, held_out, trained, lowercase, seed, strict
-        )
+        corpus, corpus_labels = _pretraining_corpus(directory, held_out, lowercase, seed, strict)
         if not vocabularies:
-            vocabularies = {"text": Vocabulary.build(corpus["train"][0], **vocab_options)}
+            # Some of this split's training names may be in the corpus's validation split:
+            # characters only they have are added.
+            built = Vocabulary.build(corpus["train"][0], **vocab_options)
+            vocabularies = {"text": built.extended(groups["train"][0])}
     splits = assemble(
         splits=groups, label_names=label_names, dropped=dropped, options=options,
         extra={"directory": str(directory)}, vocabularies=vocabularies, **common,
@@ -330,20 +328,16 @@ def load(
 
 
 def _pretraining_corpus(
-    directory: Path, held_out: set[str], trained: set[str], lowercase: bool, seed: int,
-    strict: bool,
+    directory: Path, held_out: set[str], lowercase: bool, seed: int, strict: bool
 ) -> tuple[dict[str, tuple[list[str], list[int]]], list[str]]:
     """``({"train": (names, labels), "validation": ...}, languages)``: every file's names
-    whose key is not in `held_out`, labelled by all languages, split by PRETRAIN_FRACTIONS,
-    except that the keys in `trained` (the task's training names) are all in its train split,
-    so that a vocabulary built on it knows every character the task trains on."""
+    whose key is not in `held_out`, labelled by all languages, split by PRETRAIN_FRACTIONS."""
     names, langs, _, _ = read_names_dir(directory, strict=strict)
     keys = [normalize(n, lowercase) for n in names]
     names, langs, keys = select([k not in held_out for k in keys], names, langs, keys)
     label_names = sorted(set(langs))
     labels = [label_names.index(g) for g in langs]
     split = assign_splits(keys, PRETRAIN_FRACTIONS, seed, strata=labels)
-    split = np.where([k in trained for k in keys], 0, split)
     groups = by_split(names, labels, split)
     del groups["test"]
     return groups, label_names

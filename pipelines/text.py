@@ -220,6 +220,16 @@ class Vocabulary:
             replacements=replacements,
         )
 
+    def extended(self, texts: Iterable[str]) -> Vocabulary:
+        """This vocabulary plus the tokens of `texts` that it lacks, after its own, so every
+        id it gives stays the same."""
+        known = set(self.tokens)
+        found = Vocabulary.build(texts, **self._split_options()).tokens[NUM_SPECIAL:]
+        missing = [t for t in found if t not in known]
+        if not missing:
+            return self
+        return Vocabulary([*self.tokens[NUM_SPECIAL:], *missing], **self._split_options())
+
     def _split_options(self) -> dict[str, Any]:
         return dict(
             level=self.level,

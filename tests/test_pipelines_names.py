@@ -291,15 +291,35 @@ def test_pretrain_corpus_is_every_language_less_the_held_out_names(tmp_path):
     expected = Counter(e for e in encoded if e[0] not in held_ids)
     assert Counter(id_examples(p.train) + id_examples(p.validation)) == expected
     # The task's training names are part of it, with their languages ("Rossi", dropped from
-    # the task as ambiguous, in both), all in its train split, which the vocabulary is built
-    # on: no training name of the task meets an unknown character.
+    # the task as ambiguous, in both).
     trained = [(n, s.info.labels[y]) for n, y in examples(s.train, vocab)]
-    corpus = [(n, p.info.labels[y]) for n, y in examples(p.train, vocab)]
+    corpus = [(n, p.info.labels[y]) for part in (p.train, p.validation)
+              for n, y in examples(part, vocab)]
     assert trained and all(example in corpus for example in trained)
-    assert all(1 not in ids for ids, _ in id_examples(s.train))
     assert "ń" in vocab.tokens  # built on the corpus, whose Polish names the task lacks
     assert "ń" not in names.load(data_dir=str(tmp_path / "a"), languages=("German", "Italian"),
                                  test_path=str(other), lowercase=True).info.vocabulary.tokens
+
+
+def test_pretrain_vocabulary_knows_every_character_the_task_trains_on(tmp_path):
+    # The vocabulary is built on the corpus's train split; a task training name that fell
+    # in the corpus's validation split took characters only it has to the OOV id.
+    write_names(tmp_path)
+    with open(tmp_path / "names" / "Italian.txt", "a", encoding="utf-8") as f:
+        f.write("Giùgovaz\n")
+    missed = 0
+    for seed in range(100):
+        s = names.load(data_dir=str(tmp_path), languages=("German", "Italian"), pretrain=True,
+                       fractions=(0.8, 0.2, 0.0), seed=seed)
+        vocab = s.info.vocabulary
+        in_train = "Giùgovaz" in {n for n, _ in examples(s.train, vocab)}
+        in_corpus_train = "Giùgovaz" in {n for n, _ in examples(s.pretrain.train, vocab)}
+        missed += in_train and not in_corpus_train
+        assert all(1 not in ids for ids, _ in id_examples(s.train)), seed
+        assert ("ù" in vocab.tokens) == (in_train or in_corpus_train), seed
+        if missed:
+            break
+    assert missed  # the case arose
 
 
 def test_pretrain_needs_a_language_subset(tmp_path):

@@ -30,6 +30,13 @@ def test_ties_broken_by_token_text_and_build_is_deterministic():
     assert a == b
 
 
+def test_extended_appends_the_missing_tokens_and_keeps_every_id():
+    vocab = Vocabulary.build(["abb", "bcc", "cc"], level="char", lowercase=True)
+    wider = vocab.extended(["d", "Ea", "e"])
+    assert wider.tokens == (*vocab.tokens, "e", "d") and wider.lowercase  # by frequency
+    assert vocab.extended(["cab"]) is vocab
+
+
 def test_max_tokens_and_min_count():
     texts = ["a a a b b c"]
     assert Vocabulary.build(texts, level="word", max_tokens=2).tokens[4:] == ("a", "b")
