@@ -245,3 +245,42 @@ def test_weight_layout_matches_keras_names():
     ours, reference = twins("gru")
     assert [w.shape for w in ours.weights] == [w.shape for w in reference.weights]
     assert [w.name for w in ours.weights] == [w.name for w in reference.weights]
+
+
+def test_bidirectional_stateful_equals_keras_across_calls_and_resets(rng):
+    # It failed on its first call (the cells were built twice).
+    reference = keras.layers.Bidirectional(keras.layers.LSTM(U, stateful=True))
+    ours = layers.Bidirectional(layers.LSTM(U, stateful=True))
+    x = rng.normal(size=(B, T, D)).astype("float32")
+    reference(x)
+    ours(x)
+    ours.set_weights(reference.get_weights())
+    reference.reset_state()
+    ours.reset_state()
+    first = np.asarray(ours(x[:, :3]))
+    np.testing.assert_allclose(first, reference(x[:, :3]), atol=FWD_TOL)
+    np.testing.assert_allclose(ours(x[:, 3:]), reference(x[:, 3:]), atol=FWD_TOL)  # carried
+    ours.reset_state()
+    np.testing.assert_allclose(ours(x[:, :3]), first, atol=FWD_TOL)
+
+
+def test_stateful_float64_and_integer_inputs_as_keras(rng):
+    # Both failed: float32 state variables under a float64 layer, and int inputs multiplied
+    # by float kernels (keras.layers promote them).
+    x = rng.normal(size=(B, T, D))
+    reference, ours = keras.layers.GRU(U, stateful=True, dtype="float64"), layers.GRU(
+        U, stateful=True, dtype="float64")
+    reference(x)
+    ours(x)
+    ours.set_weights(reference.get_weights())
+    for layer in (reference, ours):
+        layer.reset_state()
+    for chunk in (x[:, :3], x[:, 3:]):
+        got = ours(chunk)
+        assert got.dtype == "float64"
+        np.testing.assert_allclose(got, reference(chunk), atol=1e-12)
+    ints = rng.integers(-3, 4, size=(B, T, D)).astype("int32")
+    ours, reference = twins("lstm")
+    assert max_diff(ours(ints), reference(ints)) < FWD_TOL
+    bidirectional = layers.Bidirectional(layers.LSTM(U))
+    np.testing.assert_array_equal(bidirectional(ints), bidirectional(ints.astype("float32")))

@@ -8,7 +8,7 @@ import keras
 import tensorflow as tf
 
 from keras_seq import _validate
-from keras_seq.layers.recurrent import RecurrentLayer
+from keras_seq.layers.recurrent import RecurrentLayer, as_float
 
 __all__ = ["Bidirectional"]
 
@@ -98,12 +98,18 @@ class Bidirectional(keras.layers.Layer):
                     # Deeper levels read both directions of the level below.
                     cell.build((shape[0], dim if k == 0 else 2 * sub.units))
             if sub.stateful:
-                sub.build(shape)
+                sub.build_states(shape)
             sub.built = True
+
+    def reset_state(self) -> None:
+        for sub in (self.forward_layer, self.backward_layer):
+            sub.reset_state()
+
+    reset_states = reset_state
 
     def call(self, sequences, initial_state=None, mask=None, training=False):
         fwd_layer, bwd_layer = self.forward_layer, self.backward_layer
-        sequences = tf.convert_to_tensor(sequences)
+        sequences = as_float(sequences, self.compute_dtype)
         fwd_layer._check_inputs(sequences, mask)
         if mask is not None:
             mask = tf.cast(mask, tf.bool)

@@ -90,6 +90,12 @@ def run_cell(
     )
 
 
+def as_float(sequences, dtype) -> tf.Tensor:
+    """`sequences` as a tensor; integer ones cast to `dtype` (as keras.layers' RNNs take them)."""
+    sequences = tf.convert_to_tensor(sequences)
+    return sequences if sequences.dtype.is_floating else tf.cast(sequences, dtype)
+
+
 class RecurrentLayer(keras.layers.Layer):
     """Base runner. Subclasses set ``cell_class``."""
 
@@ -161,20 +167,29 @@ class RecurrentLayer(keras.layers.Layer):
         for k, cell in enumerate(self.cells):
             cell.build((shape[0], dim if k == 0 else self.units))
         if self.stateful:
-            if shape[0] is None:
-                raise ValueError(
-                    "When using `stateful=True` the batch size must be static. "
-                    f"Received: inputs.shape={shape}"
-                )
-            # Not tracked as weights (as keras.layers.RNN): get/set_weights stay Keras's.
-            object.__setattr__(
-                self,
-                "states",
-                [
-                    keras.Variable(tf.zeros((shape[0], size)), trainable=False, name="rnn_state")
-                    for size in self.state_sizes
-                ],
+            self.build_states(shape)
+
+    def build_states(self, sequences_shape) -> None:
+        """The state variables of a stateful layer, for the batch size of `sequences_shape`."""
+        shape = tuple(sequences_shape)
+        if shape[0] is None:
+            raise ValueError(
+                "When using `stateful=True` the batch size must be static. "
+                f"Received: inputs.shape={shape}"
             )
+        # Not tracked as weights (as keras.layers.RNN): get/set_weights stay Keras's.
+        object.__setattr__(
+            self,
+            "states",
+            [
+                keras.Variable(
+                    tf.zeros((shape[0], size), dtype=self.variable_dtype),
+                    trainable=False,
+                    name="rnn_state",
+                )
+                for size in self.state_sizes
+            ],
+        )
 
     def reset_state(self) -> None:
         for v in self.states or []:
@@ -184,7 +199,7 @@ class RecurrentLayer(keras.layers.Layer):
 
     # -- call -------------------------------------------------------------------------------
     def call(self, sequences, initial_state=None, mask=None, training=False):
-        sequences = tf.convert_to_tensor(sequences)
+        sequences = as_float(sequences, self.compute_dtype)
         self._check_inputs(sequences, mask)
         batch = tf.shape(sequences)[0]
         states = self._initial_states(initial_state, batch, sequences.dtype)
