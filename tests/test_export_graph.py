@@ -403,3 +403,30 @@ def test_tflite_op_names_lists_builtins_and_flex_ops():
 def test_invalid_arguments(call, match):
     with pytest.raises(ValueError, match=match):
         call(tf.zeros([B, T, D]), tf.zeros([B, U]))
+
+
+def test_lstm_tflite_fused_cell_state_is_not_clipped():
+    """TensorFlow's LSTM fusion sets cell_clip = 10 on the fused op; Keras does not clip."""
+    from keras_seq.export.tflite import unclip_lstm_cells
+
+    steps = 22
+    ref = keras.layers.LSTM(U, return_sequences=True)
+    ref(np.zeros((1, steps, 1), "float32"))
+    kernel, bias = np.zeros((1, 4 * U), "float32"), np.zeros(4 * U, "float32")
+    bias[: 2 * U] = 10.0  # input and forget gates ~1: c adds the candidate at every step
+    kernel[0, 2 * U : 3 * U] = 5.0  # candidate tanh(5 x) ~ x = +-1
+    ref.set_weights([kernel, np.zeros((U, 4 * U), "float32"), bias])
+    x = keras.Input((steps, 1), batch_size=1, name="x")
+    layer = WrappedRecurrent("lstm", [w.shape for w in ref.get_weights()],
+                             return_sequences=True, return_state=False, options={})
+    model = keras.Model(x, layer(x))
+    layer.set_weights(ref.get_weights())
+    clipped = _to_tflite(model, [tf.TensorSpec([1, steps, 1], tf.float32, name="x")])
+    assert tflite_op_names(clipped).count("UNIDIRECTIONAL_SEQUENCE_LSTM") == 1
+    # c climbs to 12 and comes back down to 2; clipped at 10, it comes down to 0.
+    feed = {"x": np.concatenate([np.ones(12), -np.ones(10)]).reshape(1, steps, 1).astype("float32")}
+    expected = np.asarray(ref(feed["x"]))
+    assert np.abs(_tflite_runner(clipped)(feed)[0] - expected).max() > 0.4
+    _assert_close(_tflite_runner(unclip_lstm_cells(clipped))(feed), [expected])
+    plain = _to_tflite(*_case("gru", batch=B)[::2])
+    assert unclip_lstm_cells(plain) is plain  # nothing to change

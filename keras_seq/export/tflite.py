@@ -41,7 +41,7 @@ from typing import Any
 from keras_seq.export.job import ExportJob
 from keras_seq.export.registry import Exporter, register_exporter
 
-__all__ = ["QUANTIZE", "TFLiteExporter", "convert", "tflite_ops"]
+__all__ = ["QUANTIZE", "TFLiteExporter", "convert", "tflite_ops", "unclip_lstm_cells"]
 
 QUANTIZE = ("none", "dynamic", "float16", "int8")
 
@@ -51,6 +51,26 @@ def tflite_ops(model_bytes: bytes) -> list[str]:
     from keras_seq.ops.inspect import tflite_op_names
 
     return tflite_op_names(model_bytes)
+
+
+def unclip_lstm_cells(model_bytes: bytes) -> bytes:
+    """`model_bytes` with the cell clip of every ``UNIDIRECTIONAL_SEQUENCE_LSTM`` removed.
+
+    TensorFlow's fusion of a Keras LSTM sets ``cell_clip = 10`` on the fused op (Keras does
+    not clip): a trained cell state beyond +-10 then gives other outputs than the Keras model.
+    A clip of 0 is no clip. Files without the fused op come back unchanged."""
+    from tensorflow.lite.python import schema_py_generated as schema
+    from tensorflow.lite.tools import flatbuffer_utils
+
+    model = flatbuffer_utils.convert_bytearray_to_object(bytearray(model_bytes))
+    changed = False
+    for subgraph in model.subgraphs or []:
+        for op in subgraph.operators or []:
+            options = op.builtinOptions
+            if isinstance(options, schema.UnidirectionalSequenceLSTMOptionsT) and options.cellClip:
+                options.cellClip = 0.0
+                changed = True
+    return bytes(flatbuffer_utils.convert_object_to_bytearray(model)) if changed else model_bytes
 
 
 def _trace(job: ExportJob, directory: Path) -> list[str]:
@@ -98,6 +118,8 @@ def convert(saved_model_dir: Path, names: list[str], quantize: str, job: ExportJ
             )
         converter.representative_dataset = lambda: _representative(job, names)
     model = converter.convert()
+    if quantize != "int8":  # int8 kernels scale the cell state by the clip
+        model = unclip_lstm_cells(model)
     foreign = sorted({op for op in tflite_ops(model) if op.startswith("Flex") or not op.isupper()})
     if foreign:
         raise ValueError(
