@@ -96,8 +96,9 @@ def build_parser() -> argparse.ArgumentParser:
     p.set_defaults(func=cmd_verify)
 
     p = sub.add_parser("predict", help="run an exported model on text")
-    p.add_argument("path")
-    p.add_argument("texts", nargs="+")
+    p.add_argument("path", help="an export directory or artifact; may be left out with "
+                   "--server and --model")
+    p.add_argument("texts", nargs="*")
     p.add_argument("--json", action="store_true")
     p.add_argument("--server", default=None, help="TF Serving REST base URL")
     p.add_argument("--model", default=None, help="model name on the server")
@@ -253,7 +254,12 @@ def cmd_verify(args) -> int:
 def cmd_predict(args) -> int:
     from keras_seq import export
 
-    results = export.predict(args.path, args.texts, server=args.server, model_name=args.model)
+    path, texts = args.path, args.texts
+    if args.server and args.model and not Path(path).exists():
+        path, texts = None, [path, *texts]  # `predict --server URL --model NAME TEXT...`
+    if not texts:
+        raise UsageError("expected at least one TEXT after PATH")
+    results = export.predict(path, texts, server=args.server, model_name=args.model)
     for item in results:
         print(json.dumps(item, ensure_ascii=False) if args.json else _plain(item))
     return 0

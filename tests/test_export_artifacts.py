@@ -565,6 +565,21 @@ def test_predict_through_the_tf_serving_rest_contract(exports, serving, task):
         predict(None, texts, server=serving, model_name="absent")
 
 
+def test_predict_command_without_a_path_sends_every_text_to_the_server(exports, serving, capsys):
+    from keras_seq import cli
+
+    _, out = exports["classification"]
+    texts = _texts(out)[:2]
+    # The first text was taken as PATH and silently left out of the request.
+    assert cli.main(["predict", "--server", serving, "--model", out.name, *texts, "--json"]) == 0
+    remote = [json.loads(line) for line in capsys.readouterr().out.splitlines()]
+    assert [r["input"] for r in remote] == texts
+    assert _close(remote, predict(out, texts))
+    # An unreachable server was a URLError traceback.
+    assert cli.main(["predict", "--server", "http://127.0.0.1:1", "--model", "names", "x"]) == 2
+    assert "error: Cannot reach TF Serving at http://127.0.0.1:1" in capsys.readouterr().err
+
+
 # -- versions, atomicity, make export ---------------------------------------------------------
 
 
@@ -592,6 +607,33 @@ def test_versions_are_explicit_and_exports_atomic(exports, tmp_path, monkeypatch
     assert sorted(str(p.relative_to(out)) for p in out.rglob("*")) == snapshot
     assert not list(out.parent.glob(".staging-*"))
     assert 'name: "names"' in (out.parent / "models.config").read_text()
+
+
+def test_a_partial_export_of_another_model_does_not_leave_the_old_ones_artifacts(
+    exports, tmp_path
+):
+    # They stayed: metadata named the new model while TF Serving and `predict DIR` served the
+    # old SavedModel, and `predict model.onnx` failed with a KeyError traceback.
+    run, _ = exports["classification"]
+    out = tmp_path / "exported" / "names"
+    export_run(run, out, formats=["saved_model", "onnx"], parity_examples=0)
+    metadata = json.loads((out / "metadata.json").read_text())
+    metadata["source_run"]["model_sha256"] = "0" * 64  # as if another model were exported
+    (out / "metadata.json").write_text(json.dumps(metadata))
+    snapshot = sorted(str(p.relative_to(out)) for p in out.rglob("*"))
+    with pytest.raises(ValueError, match=r"holds saved_model, onnx of another model \(.*\); "
+                       r"export it in those formats too, or into another directory"):
+        export_run(run, out, formats=["tflite"], parity_examples=0)
+    assert sorted(str(p.relative_to(out)) for p in out.rglob("*")) == snapshot
+    export_run(run, out, formats=["saved_model", "onnx", "tflite"], version=2, parity_examples=0)
+    assert sorted(json.loads((out / "metadata.json").read_text())["artifacts"]) == [
+        "onnx", "saved_model", "tflite"]
+    metadata = json.loads((out / "metadata.json").read_text())
+    del metadata["artifacts"]["onnx"]
+    (out / "metadata.json").write_text(json.dumps(metadata))
+    with pytest.raises(FileNotFoundError, match=r"model.onnx is not an artifact of .*: its "
+                       r"metadata.json lists saved_model, tflite"):
+        predict(out / "model.onnx", ["Kim"])
 
 
 def test_export_stops_when_a_float_artifact_differs_from_keras(exports, tmp_path, monkeypatch):

@@ -201,9 +201,15 @@ def export_run(
     metadata = base_metadata(bundle, graphs, name, model_digest(bundle.run_dir))
     if (out / "metadata.json").is_file():  # keep other formats' entries from the same model
         previous = read_metadata(out)
+        kept = {k: v for k, v in previous.get("artifacts", {}).items() if k not in formats}
         if previous["source_run"].get("model_sha256") == metadata["source_run"]["model_sha256"]:
-            metadata["artifacts"] = {k: v for k, v in previous.get("artifacts", {}).items()
-                                     if k not in formats}
+            metadata["artifacts"] = kept
+        elif kept:  # they would stay beside this model's, served and predicted as if current
+            raise ValueError(
+                f"Invalid value for argument `formats`. {out} holds {', '.join(kept)} of "
+                f"another model ({previous['source_run'].get('path')}); export it in those "
+                f"formats too, or into another directory. Received: formats={list(formats)!r}"
+            )
     client = make_client(metadata)
     texts = [s["input"] for s in bundle.samples]
     feeds = _record_feeds(client, graphs, texts[:32]) if quantize == "int8" else {}

@@ -108,6 +108,12 @@ def _local(path: Path, texts: Sequence[str]) -> list[dict[str, Any]]:
         raise FileNotFoundError(
             f"{path.name} needs {METADATA_FILE} in {path.parent} (vocabulary and labels)"
         )
+    listed = {".tflite": "tflite", ".onnx": "onnx"}.get(path.suffix)
+    if listed and listed not in metadata["artifacts"]:
+        raise FileNotFoundError(
+            f"{path.name} is not an artifact of {export_dir}: its {METADATA_FILE} lists "
+            f"{', '.join(metadata['artifacts']) or 'none'} (a file left by another export?)"
+        )
     if path.suffix == ".tflite":
         run = tflite_runner(path)
     elif path.suffix == ".onnx":

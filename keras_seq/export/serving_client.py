@@ -64,6 +64,9 @@ def rest_predict(
         except (ValueError, AttributeError):
             message = ""
         raise ServingError(f"TF Serving at {url} answered HTTP {err.code}: {message}") from None
+    except (urllib.error.URLError, OSError) as err:  # refused, unresolvable, timed out
+        reason = getattr(err, "reason", err)
+        raise ServingError(f"Cannot reach TF Serving at {url}: {reason}") from None
     if "error" in payload:
         raise ServingError(f"TF Serving at {url} answered: {payload['error']}")
     predictions = payload.get("predictions")
@@ -107,7 +110,12 @@ def grpc_predict(
     )
     with grpc.insecure_channel(target) as channel:
         stub = prediction_service_pb2_grpc.PredictionServiceStub(channel)
-        response = stub.Predict(request, timeout)
+        try:
+            response = stub.Predict(request, timeout)
+        except grpc.RpcError as err:
+            raise ServingError(
+                f"TF Serving at {target} answered gRPC {err.code().name}: {err.details()}"
+            ) from None
     outputs = {k: tf.make_ndarray(v) for k, v in response.outputs.items()}
     rows = []
     for i in range(len(texts)):
