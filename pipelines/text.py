@@ -282,6 +282,11 @@ class Vocabulary:
         ids = self.tokenizer(strings)
         return _add_markers(ids, add_start, add_end)
 
+    @property
+    def separator(self) -> str:
+        """What joins tokens into text: nothing between characters, a space between words."""
+        return "" if self.level == "char" else " "
+
     def split(self, texts: Sequence[str]) -> list[list[str]]:
         """Tokens of each text under this vocabulary's standardization, before any id lookup.
 
@@ -333,7 +338,7 @@ class Vocabulary:
         `stop_at_end=False`; OOV (1) shows as ``[UNK]``. Word tokens are joined by one space.
         """
         rows = _rows(ids)
-        sep = "" if self.level == "char" else " "
+        sep = self.separator
         texts = []
         for row in rows:
             out = []

@@ -57,12 +57,63 @@ def test_a_word_outside_the_vocabulary_is_a_miss_not_a_matching_unk(vocab):
     metrics = _evaluate(references, vocab)
     # The ids round-trip exactly (both sides say [UNK]), so exact match stays perfect ...
     assert metrics["exact_match"] == 1.0
-    # ... but BLEU compares with the real word and must count the [UNK] as wrong.
-    expected = sacrebleu.corpus_bleu(
-        ["where is the [UNK] ?", "tom is here ."], [["where is the zebra ?", "tom is here ."]]
-    ).score
-    assert metrics["bleu"] == pytest.approx(expected)
-    assert metrics["bleu"] < 90.0
+    # ... but BLEU compares with the real word and must count the [UNK] as one wrong word
+    # (sacrebleu's tokenizer would make "[UNK]" three tokens).
+    refs = [["where is the zebra ?", "tom is here ."]]
+    expected = sacrebleu.corpus_bleu(["where is the qqq ?", "tom is here ."], refs).score
+    assert metrics["bleu"] == pytest.approx(expected) and metrics["bleu"] < 90.0
+    assert metrics["bleu"] > sacrebleu.corpus_bleu(["where is the [UNK] ?", "tom is here ."],
+                                                   refs).score
+
+
+def test_bleu_of_character_outputs_joins_the_references_as_characters():
+    # References were joined with spaces, outputs without: perfect outputs scored BLEU 2.
+    chars = Vocabulary.build(["2021-01-03", "1999-12-31"], level="char")
+    metrics = _evaluate(["2021-01-03", "1999-12-31"], chars)
+    assert metrics["exact_match"] == 1.0 and metrics["bleu"] == pytest.approx(100.0)
+
+
+class Unfinished(Oracle):
+    """Outputs the target without its END: decoding stopped at `max_length`."""
+
+    def translate(self, src, max_length, method):
+        rows = self.targets[np.asarray(src)[:, 0]]
+        return tf.constant(rows[:, 1:max_length + 1]), None
+
+
+def test_an_output_without_end_is_not_an_exact_match():
+    # Cut at max_length = the reference's length, it equalled the reference and scored 1.0.
+    chars = Vocabulary.build(["2021-01-03"], level="char")
+    ids = chars.encode(["2021-01-03"], add_start=True, add_end=True).to_tensor().numpy()
+    dataset = tf.data.Dataset.from_tensors(((np.zeros([1, 1], np.int64), ids[:, :-1]), ids[:, 1:]))
+    metrics = evaluation.seq2seq(Unfinished(ids, chars.size), dataset, chars, max_length=10)
+    assert metrics["exact_match"] == 0.0
+    assert evaluation.seq2seq(Oracle(ids, chars.size), dataset, chars, max_length=11)[
+        "exact_match"] == 1.0
+
+
+class CostByPosition(Oracle):
+    """The target token at position t costs t + 1 nats."""
+
+    def __call__(self, inputs, training=False):
+        _, tgt_in = inputs
+        steps = np.asarray(tgt_in).shape[1]
+        cost = -(np.arange(steps, dtype="float32") + 1)[None, :, None]
+        return tf.constant(np.broadcast_to(cost, (*np.asarray(tgt_in).shape, self.vocab_size)))
+
+
+def test_seq2seq_loss_is_the_mean_over_all_target_tokens_whatever_the_batches(vocab):
+    # It was the mean of the batches' means: a short last batch counted as much as a full one.
+    texts = ["Tom is here.", "Where is the cat?", "Tom is the cat.", "Where?", "Here."]
+    ids = vocab.encode(texts, add_start=True, add_end=True).to_tensor().numpy()
+    src = np.arange(len(texts))[:, None]
+    keep = ids[:, 1:] != 0
+    expected = float((keep * (np.arange(keep.shape[1]) + 1)).sum() / keep.sum())
+    for batch in (2, 5):
+        dataset = tf.data.Dataset.from_tensor_slices(((src, ids[:, :-1]), ids[:, 1:])).batch(batch)
+        loss = evaluation.seq2seq(CostByPosition(ids, vocab.size), dataset, vocab,
+                                  max_length=ids.shape[1])["loss"]
+        assert loss == pytest.approx(expected, rel=1e-6), batch
 
 
 def test_references_must_match_the_number_of_examples(vocab):

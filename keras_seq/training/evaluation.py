@@ -9,6 +9,9 @@ import numpy as np
 import tensorflow as tf
 
 END, PAD = 3, 0
+# An unknown word in a decoded output is one BLEU token that matches nothing: sacrebleu's 13a
+# tokenizer would split "[UNK]" into three ASCII punctuation and letter tokens.
+BLEU_UNKNOWN = "\u2047"
 Z95 = 1.959963984540054  # the standard normal's 97.5% quantile
 
 
@@ -69,13 +72,14 @@ def classification(model, dataset: tf.data.Dataset, num_classes: int) -> dict[st
     }
 
 
-def _until_end(row: np.ndarray) -> list[int]:
+def _until_end(row: np.ndarray) -> tuple[list[int], bool]:
+    """The tokens before END (or padding), and whether the row has one (a finished output)."""
     out = []
     for token in row.tolist():
         if token in (END, PAD):
-            break
+            return out, True
         out.append(int(token))
-    return out
+    return out, False
 
 
 def seq2seq(
@@ -91,21 +95,26 @@ def seq2seq(
     `references` are the raw target texts in the dataset's order. They are standardized the
     way the vocabulary splits text, but never mapped to ids, so a word the vocabulary lacks
     counts as a miss in BLEU (decoding the target ids would turn it into a matching
-    ``[UNK]``). Exact match compares ids, where both sides share the vocabulary.
+    ``[UNK]``); an ``[UNK]`` in an output is one token there (`BLEU_UNKNOWN`). Exact match
+    compares ids, where both sides share the vocabulary; an output that reached `max_length`
+    without END is not a match. `loss` is the mean over all target tokens.
     """
     exact, total, hyps = 0, 0, []
-    losses = []
+    nll, tokens_scored = 0.0, 0
     for (src, tgt_in), tgt_out in dataset:
         tokens, _ = model.translate(src, max_length=max_length, method="greedy")
         tokens, tgt = np.asarray(tokens), np.asarray(tgt_out)
-        log_probs = model((src, tgt_in), training=False)  # Seq2Seq returns log-probabilities
-        losses.append(_masked_nll(np.asarray(log_probs), tgt))
+        log_probs = np.asarray(model((src, tgt_in), training=False))  # log-probabilities
+        keep = tgt != PAD
+        nll -= float(np.take_along_axis(log_probs, tgt[..., None], axis=-1)[..., 0][keep].sum())
+        tokens_scored += int(keep.sum())
         for hyp, ref in zip(tokens, tgt, strict=True):
-            h = _until_end(hyp)
-            exact += h == _until_end(ref)
+            h, finished = _until_end(hyp)
+            exact += finished and h == _until_end(ref)[0]
             total += 1
             hyps.append(h)
-    metrics = {"exact_match": exact / max(total, 1), "loss": float(np.mean(losses)), "examples": total}
+    metrics = {"exact_match": exact / max(total, 1), "loss": nll / max(tokens_scored, 1),
+               "examples": total}
     if references is not None:
         import sacrebleu
 
@@ -114,15 +123,12 @@ def seq2seq(
                 f"Expected one reference per test example ({total}), but received "
                 f"references={len(references)}."
             )
-        refs = [" ".join(tokens) for tokens in target_vocabulary.split(references)]
-        metrics["bleu"] = float(sacrebleu.corpus_bleu(target_vocabulary.decode(hyps), [refs]).score)
+        sep = target_vocabulary.separator
+        refs = [sep.join(tokens) for tokens in target_vocabulary.split(references)]
+        unknown = target_vocabulary.id_to_token(1)
+        outputs = [h.replace(unknown, BLEU_UNKNOWN) for h in target_vocabulary.decode(hyps)]
+        metrics["bleu"] = float(sacrebleu.corpus_bleu(outputs, [refs]).score)
     return metrics
-
-
-def _masked_nll(log_probs: np.ndarray, targets: np.ndarray) -> float:
-    keep = targets != PAD
-    picked = np.take_along_axis(log_probs, targets[..., None], axis=-1)[..., 0]
-    return float(-picked[keep].mean())
 
 
 def language_model(model, dataset: tf.data.Dataset) -> dict[str, Any]:
