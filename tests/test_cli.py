@@ -129,6 +129,40 @@ def test_a_run_refused_before_training_does_not_hold_its_directory(tmp_path, run
     assert (tmp_path / "run" / "config.json").is_file()
 
 
+@pytest.mark.parametrize("tf_config,fragment", [
+    ("{bad", "not JSON"),
+    ("[]", '"cluster" must map each job to a list of "host:port" strings'),
+    ('{"cluster": {"worker": "h:1"}, "task": {"type": "worker", "index": 0}}', '"cluster" must'),
+    ('{"cluster": {"worker": ["h:1"]}, "task": {"type": "ps"}}', '"task" must have a "type" of '
+                                                                 "the cluster (worker)"),
+    ('{"cluster": {"worker": ["h:1"]}, "task": {"type": "worker", "index": -1}}',
+     '"task.index" must be an integer in [0, 1)'),
+])
+def test_invalid_tf_config_is_one_line_naming_it(tf_config, fragment, monkeypatch):
+    # These were tracebacks from TensorFlow or from is_chief, some after the data had loaded.
+    from keras_seq.training import distribute
+
+    monkeypatch.setenv("TF_CONFIG", tf_config)
+    with pytest.raises(ValueError) as error:
+        distribute.tf_config()
+    assert f"Invalid TF_CONFIG for --strategy multiworker: {fragment}" in str(error.value)
+    assert f"Received: TF_CONFIG={tf_config!r}" in str(error.value)
+
+
+def test_the_chief_task_reports():
+    from keras_seq.training import distribute
+
+    def config(cluster, kind, index):
+        return {"cluster": cluster, "task": {"type": kind, "index": index}}
+
+    workers = {"worker": ["a:1", "b:1"]}
+    assert distribute.is_chief_task(config(workers, "worker", 0))
+    assert not distribute.is_chief_task(config(workers, "worker", 1))
+    with_chief = {"chief": ["c:1"], **workers}  # worker 0 is not the chief then
+    assert distribute.is_chief_task(config(with_chief, "chief", 0))
+    assert not distribute.is_chief_task(config(with_chief, "worker", 0))
+
+
 def test_data_dir_without_files(tmp_path, run):
     result = run("train", "names", "--data-dir", str(tmp_path))
     assert_one_line_error(result, "names")

@@ -133,6 +133,16 @@ def test_multiworker_two_processes_end_with_identical_weights(tmp_path, recipe):
         np.testing.assert_array_equal(x, y)
 
 
+def test_multiworker_with_one_worker_trains(tmp_path, cli):
+    # It stopped at the first batch: Keras takes one worker's local mean, so the [1]-shaped
+    # logs of the multi-worker patch reached TensorBoard ("Expected scalar shape").
+    (worker,) = [f"127.0.0.1:{p}" for p in _free_ports(1)]
+    tf_config = {"cluster": {"worker": [worker]}, "task": {"type": "worker", "index": 0}}
+    result = cli("train", "dates", "--strategy", "multiworker", "--run-dir", str(tmp_path / "r"),
+                 "--quiet", "--epochs", "1", *TINY, env={"TF_CONFIG": json.dumps(tf_config)})
+    assert json.loads(result.stdout)["replicas"] == 1
+
+
 def _with_cpus(n: int, *args):
     """`keras-seq ARGS` in a process whose CPU is split into `n` logical devices."""
     code = ("import sys, tensorflow as tf; cpu = tf.config.list_physical_devices('CPU')[0]; "

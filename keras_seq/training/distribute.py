@@ -29,22 +29,59 @@ def _new_strategy(name: str) -> tf.distribute.Strategy:
         devices = tf.config.list_logical_devices("GPU") or tf.config.list_logical_devices("CPU")
         return tf.distribute.MirroredStrategy([d.name for d in devices])
     if name == "multiworker":
-        if "TF_CONFIG" not in os.environ:
-            raise ValueError(
-                "--strategy multiworker needs the TF_CONFIG environment variable "
-                '(e.g. {"cluster": {"worker": ["host1:12345", "host2:12345"]}, '
-                '"task": {"type": "worker", "index": 0}})'
-            )
+        tf_config()
         return tf.distribute.MultiWorkerMirroredStrategy()
     raise ValueError(f"Unknown --strategy {name!r}. Expected one of {', '.join(STRATEGIES)}")
 
 
+_EXAMPLE = ('{"cluster": {"worker": ["host1:12345", "host2:12345"]}, '
+            '"task": {"type": "worker", "index": 0}}')
+
+
+def tf_config() -> dict:
+    """The TF_CONFIG environment variable, checked: a cluster of ``host:port`` lists and a task
+    of it. ValueError naming TF_CONFIG otherwise (TensorFlow's own errors are tracebacks)."""
+    raw = os.environ.get("TF_CONFIG")
+    if raw is None:
+        raise ValueError(f"--strategy multiworker needs the TF_CONFIG environment variable "
+                         f"(e.g. {_EXAMPLE})")
+
+    def invalid(why: str) -> ValueError:
+        return ValueError(f"Invalid TF_CONFIG for --strategy multiworker: {why}. Expected JSON "
+                          f"such as {_EXAMPLE}. Received: TF_CONFIG={raw!r}")
+
+    try:
+        config = json.loads(raw)
+    except ValueError:
+        raise invalid("not JSON") from None
+    cluster = config.get("cluster") if isinstance(config, dict) else None
+    if not isinstance(cluster, dict) or not cluster or not all(
+        isinstance(hosts, list) and hosts and all(isinstance(h, str) for h in hosts)
+        for hosts in cluster.values()
+    ):
+        raise invalid('"cluster" must map each job to a list of "host:port" strings')
+    task = config.get("task")
+    if not isinstance(task, dict) or task.get("type") not in cluster:
+        raise invalid(f'"task" must have a "type" of the cluster ({", ".join(cluster)})')
+    index, size = task.get("index", 0), len(cluster[task["type"]])
+    if isinstance(index, bool) or not isinstance(index, int) or not 0 <= index < size:
+        raise invalid(f'"task.index" must be an integer in [0, {size})')
+    return config
+
+
 def is_chief(strategy: tf.distribute.Strategy) -> bool:
-    """Worker 0 (or the only process) writes reports; the others train silently."""
+    """The chief (or, without one, worker 0; or the only process) writes reports; the others
+    train silently."""
     if not isinstance(strategy, tf.distribute.MultiWorkerMirroredStrategy):
         return True
-    task = json.loads(os.environ["TF_CONFIG"]).get("task", {})
-    return task.get("type", "worker") in ("worker", "chief") and int(task.get("index", 0)) == 0
+    return is_chief_task(tf_config())
+
+
+def is_chief_task(config: dict) -> bool:
+    """Whether TF_CONFIG's task is the cluster's chief: ``chief`` 0, or worker 0 without one."""
+    task = config["task"]
+    chief = "chief" if "chief" in config["cluster"] else "worker"
+    return task["type"] == chief and task.get("index", 0) == 0
 
 
 def patch_multiworker_fit(model, strategy: tf.distribute.Strategy) -> None:
@@ -58,7 +95,11 @@ def patch_multiworker_fit(model, strategy: tf.distribute.Strategy) -> None:
     2. Each step's logged scalars are reduced with ``strategy.reduce("MEAN", v, axis=0)``,
        which fails on 0-d values; the steps return them as ``[1]`` tensors (same mean).
     """
-    if not isinstance(strategy, tf.distribute.MultiWorkerMirroredStrategy):
+    # One worker: Keras takes the local mean, not strategy.reduce, and the [1] values of
+    # workaround 2 would reach the callbacks (TensorBoard refuses them).
+    if not isinstance(strategy, tf.distribute.MultiWorkerMirroredStrategy) or not (
+        strategy.extended._in_multi_worker_mode()
+    ):
         return
     for name in ("train_step", "test_step"):
         step = getattr(model, name)
