@@ -11,6 +11,7 @@ from __future__ import annotations
 import http.client
 import os
 import shutil
+import tempfile
 import urllib.request
 import zipfile
 from dataclasses import dataclass, field
@@ -55,9 +56,15 @@ def fetch(remote: Remote, root: Path) -> None:
                     total=total, unit="B", unit_scale=True, desc=PurePosixPath(remote.url).name
                 ) as bar,
             ):
+                received = 0
                 while chunk := response.read(1 << 16):
                     f.write(chunk)
                     bar.update(len(chunk))
+                    received += len(chunk)
+        # A connection closed early is not an error to read(): a short file would be cached
+        # as the dataset for good.
+        if received == 0 or (total is not None and received != total):
+            raise ValueError(f"the download was cut short: {received} of {total or '?'} bytes")
         if remote.members is None:
             target = root / remote.target
             target.parent.mkdir(parents=True, exist_ok=True)
@@ -69,26 +76,40 @@ def fetch(remote: Remote, root: Path) -> None:
 
 
 def _extract(archive: Path, root: Path, members: dict[str, str]) -> None:
-    extracted = 0
-    with zipfile.ZipFile(archive) as zf:
-        for info in zf.infolist():
-            if info.is_dir():
-                continue
-            for prefix, layout in members.items():
-                if not info.filename.startswith(prefix):
+    """Extract `members` (``{archive prefix or file: layout path}``; a prefix ends with "/")
+    into a staging folder, then move each layout folder into `root` whole: a failed or killed
+    extraction leaves nothing that looks like a dataset. Every named file must be there."""
+    staging = Path(tempfile.mkdtemp(prefix=".extract-", dir=root))
+    try:
+        found: set[str] = set()
+        with zipfile.ZipFile(archive) as zf:
+            for info in zf.infolist():
+                if info.is_dir():
                     continue
-                relative = PurePosixPath(layout + info.filename[len(prefix) :])
-                if ".." in relative.parts or relative.is_absolute():
-                    continue
-                target = root.joinpath(*relative.parts)
-                target.parent.mkdir(parents=True, exist_ok=True)
-                tmp = target.with_name(target.name + ".part")
-                with zf.open(info) as src, open(tmp, "wb") as dst:
-                    shutil.copyfileobj(src, dst)
-                os.replace(tmp, target)
-                extracted += 1
-    if extracted == 0:
-        raise ValueError(f"the archive has no member under {sorted(members)}")
+                for prefix, layout in members.items():
+                    if not info.filename.startswith(prefix):
+                        continue
+                    relative = PurePosixPath(layout + info.filename[len(prefix) :])
+                    if ".." in relative.parts or relative.is_absolute():
+                        continue
+                    target = staging.joinpath(*relative.parts)
+                    target.parent.mkdir(parents=True, exist_ok=True)
+                    with zf.open(info) as src, open(target, "wb") as dst:
+                        shutil.copyfileobj(src, dst)
+                    found.add(prefix)
+        missing = sorted(set(members) - found)
+        if missing:
+            raise ValueError(f"the archive has no member {' or '.join(missing)}")
+        folders = {PurePosixPath(layout if layout.endswith("/") else PurePosixPath(layout).parent)
+                   for layout in members.values()}
+        for folder in sorted(folders):
+            source, destination = staging.joinpath(*folder.parts), root.joinpath(*folder.parts)
+            destination.parent.mkdir(parents=True, exist_ok=True)
+            if destination.exists():  # a dataset folder of the cache, being replaced
+                shutil.rmtree(destination)
+            os.replace(source, destination)
+    finally:
+        shutil.rmtree(staging, ignore_errors=True)
 
 
 def _present(path: Path, pattern: str | None) -> bool:

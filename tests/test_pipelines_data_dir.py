@@ -137,8 +137,44 @@ def test_download_of_plain_file(tmp_path, monkeypatch):
 def test_archive_without_expected_member(tmp_path, monkeypatch):
     payload = zip_bytes({"other/file.txt": "x"})
     monkeypatch.setattr(download, "urlopen", lambda url, timeout=None: FakeResponse(payload))
-    with pytest.raises(pipelines.DataUnavailableError, match="has no member under"):
+    with pytest.raises(pipelines.DataUnavailableError, match="has no member spa-eng/"):
         translation.load(data_dir=str(tmp_path / "empty"))
+
+
+def test_an_archive_missing_a_named_file_leaves_no_dataset(tmp_path, monkeypatch):
+    # SST-2 without dev.tsv passed: only train.tsv was looked for.
+    payload = zip_bytes({"SST-2/train.tsv": "sentence\tlabel\ngood \t1\n",
+                         "SST-2/test.tsv": "index\tsentence\n0\tfine\n"})
+    monkeypatch.setattr(download, "urlopen", lambda url, timeout=None: FakeResponse(payload))
+    with pytest.raises(pipelines.DataUnavailableError, match="has no member SST-2/dev.tsv"):
+        sst2.load(data_dir=str(tmp_path / "empty"))
+    assert not (tmp_path / "cache" / "data" / "sentiment").exists()
+
+
+def test_a_failed_extraction_leaves_no_partial_dataset(tmp_path, monkeypatch):
+    # A bad member after good ones left those in the cache: the next run took one language.
+    lines = "\n".join(f"Name{chr(97 + i)}" for i in range(20)) + "\n"
+    payload = bytearray(zip_bytes({"data/names/Arabic.txt": lines,
+                                   "data/names/Chinese.txt": lines.lower()}))
+    at = payload.rindex(lines.lower().encode())
+    payload[at] ^= 0xFF  # the second member's CRC no longer matches
+    monkeypatch.setattr(download, "urlopen",
+                        lambda url, timeout=None: FakeResponse(bytes(payload)))
+    with pytest.raises(pipelines.DataUnavailableError, match="BadZipFile"):
+        names.load(data_dir=str(tmp_path / "empty"))
+    assert list((tmp_path / "cache" / "data").iterdir()) == []
+
+
+@pytest.mark.parametrize("body", [b"", b"Line 1 of the play.\n"])
+def test_a_download_cut_short_is_not_cached(tmp_path, monkeypatch, body):
+    # read() does not fail when the server closes early: the short file was cached for good.
+    response = FakeResponse(body)
+    response.headers = {"Content-Length": "1000000"}
+    monkeypatch.setattr(download, "urlopen", lambda url, timeout=None: response)
+    with pytest.raises(pipelines.DataUnavailableError,
+                       match=rf"cut short: {len(body)} of 1000000 bytes"):
+        shakespeare.load(data_dir=str(tmp_path / "empty"))
+    assert not (tmp_path / "cache" / "data" / "tinyshakespeare").exists()
 
 
 def test_corrupt_archive(tmp_path, monkeypatch):
