@@ -33,7 +33,9 @@ export: install  ## export the latest run of every trained recipe into exported/
 	$(VENV)/bin/keras-seq export --all-latest runs --out exported
 
 verify: install  ## compare every exported artifact with its Keras model
-	for d in exported/*/; do [ -f "$$d/metadata.json" ] && $(VENV)/bin/keras-seq verify "$$d"; done
+	@status=0; for d in exported/*/; do \
+	  if [ -f "$$d/metadata.json" ]; then $(VENV)/bin/keras-seq verify "$$d" || status=1; fi; \
+	done; exit $$status
 
 bench: install  ## speed and pipeline benchmarks (figures, not gates)
 	$(PY) benchmarks/speed.py

@@ -78,7 +78,7 @@ def base_metadata(bundle: Any, graphs: Any, name: str, digest: str) -> dict[str,
             "metrics": bundle.metrics,
         },
         "parity": {},
-        "created": _dt.datetime.now(_dt.timezone.utc).isoformat(timespec="seconds"),
+        "created": _dt.datetime.now(_dt.UTC).isoformat(timespec="seconds"),
     }
 
 

@@ -11,10 +11,9 @@ from __future__ import annotations
 import ast
 import copy
 import inspect
+import tomllib
 from importlib import resources
 from typing import Any
-
-import tomllib
 
 SECTIONS = ("data", "model", "train")
 
