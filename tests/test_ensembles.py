@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+import re
 
 import keras
 import numpy as np
@@ -42,6 +43,17 @@ def test_ensemble_is_the_mean_of_its_members_probabilities(tmp_path):
 def test_ensemble_names_a_bad_members_argument(bad):
     with pytest.raises(ValueError, match=r"argument `members`.*non-empty sequence of keras.Model"):
         Ensemble(bad)
+
+
+@pytest.mark.parametrize("other,name", [((50, 3), "vocab_size=[10, 50]"),
+                                        ((10, 4), "num_classes=[3, 4]")])
+def test_ensemble_refuses_members_that_disagree(other, name):
+    # Accepted before: ids >= 10 then failed in the small member, and 3 vs 4 classes at the
+    # first call with a shape error.
+    members = [SequenceClassifier(10, 3, units=4), SequenceClassifier(*other, units=4)]
+    with pytest.raises(ValueError, match=rf"Expected members with one `\w+`. Received: "
+                                         rf"{re.escape(name)}"):
+        Ensemble(members)
 
 
 def names_dir(root):

@@ -58,6 +58,10 @@ def test_top_k_and_temperature():
     np.testing.assert_array_equal(cold.numpy(), greedy.numpy())  # T -> 0 is argmax
     hot = model.generate(PROMPT, length=20, temperature=50.0, seed=2).numpy()
     assert len(np.unique(hot)) > len(np.unique(greedy.numpy()))  # flatter: more distinct
+    # The padding mask was scaled by the temperature too: at 1e10 it drew id 0.
+    for top_k in (None, 8):
+        flat = model.generate(np.full((64, 1), 2), 20, temperature=1e10, top_k=top_k, seed=0)
+        assert 0 not in flat.numpy()
 
 
 def test_batched_prompts_and_padding():
@@ -133,7 +137,10 @@ def test_constructor_errors(kwargs, match):
     "kwargs, match",
     [
         (dict(length=0), r"argument `length`. Expected a positive integer"),
-        (dict(length=3, temperature=-1.0), r"argument `temperature`. Expected a float >= 0"),
+        (dict(length=3, temperature=-1.0), r"argument `temperature`. Expected a finite float >= 0"),
+        # NaN passed `< 0` and drew id V (outside the vocabulary); inf drew padding.
+        (dict(length=3, temperature=float("nan")), r"Expected a finite float >= 0"),
+        (dict(length=3, temperature=float("inf")), r"Expected a finite float >= 0"),
         (dict(length=3, top_k=0), r"argument `top_k`. Expected None or an integer in \[1, "),
         (dict(length=3, top_k=17), r"argument `top_k`. Expected None or an integer in \[1, "),
     ],

@@ -43,6 +43,13 @@ class Ensemble(_common.TaskModel):
                 f"keras.Model. Received: members={members!r}"
             )
         self.members = list(members)
+        for name in ("vocab_size", "num_classes"):  # the same ids in, the same classes out
+            values = [getattr(m, name, None) for m in self.members]
+            if len(set(values)) > 1:
+                raise ValueError(
+                    f"Invalid value for argument `members`. Expected members with one "
+                    f"`{name}`. Received: {name}={values}"
+                )
         self.built = all(m.built for m in self.members)  # trained members come built
 
     def build(self, input_shape: Any = None) -> None:

@@ -158,11 +158,11 @@ class LanguageModel(_common.TaskModel):
             ``return_logits=True`` also ``logits [B, length, V]`` (before temperature).
         """
         _common.positive_int("length", length)
-        if isinstance(temperature, bool) or not isinstance(temperature, (int, float)) or (
-            temperature < 0
+        if isinstance(temperature, bool) or not isinstance(temperature, (int, float)) or not (
+            0 <= temperature < float("inf")
         ):
             raise ValueError(
-                "Invalid value for argument `temperature`. Expected a float >= 0. "
+                "Invalid value for argument `temperature`. Expected a finite float >= 0. "
                 f"Received: temperature={temperature!r}"
             )
         if top_k is not None:
@@ -241,6 +241,8 @@ class LanguageModel(_common.TaskModel):
         if top_k is not None:
             kth = tf.math.top_k(scaled, k=top_k).values[:, -1:]  # (B, 1)
             scaled = tf.where(scaled < kth, _NEG, scaled)
+        # Again after the temperature, which scales the mask too (a huge one brings it near 0).
+        scaled = tf.where(not_pad, scaled, _NEG)
         step_seed = tf.random.experimental.stateless_fold_in(seed, tf.cast(t, tf.int64))
         return tf.random.stateless_categorical(scaled, 1, seed=step_seed, dtype=tf.int32)[:, 0]
 
