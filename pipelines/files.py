@@ -108,26 +108,27 @@ def read_lines(path: str | os.PathLike, what: str, *, strict: bool = False) -> L
     if raw and raw[-1] == b"":
         raw.pop()
     for number, line in enumerate(raw, start=1):
-        problem = _encoding_problem(line)
+        text, problem = _decode_line(line)
         if problem:
             if strict:
                 raise ValueError(f"{str(path)!r}, line {number}: {problem}. Expected UTF-8 text.")
             out.dropped["non_utf8"] += 1
             continue
-        text = line.decode("utf-8")
         out.numbers.append(number)
         out.texts.append(text[:-1] if text.endswith("\r") else text)
     return out
 
 
-def _encoding_problem(line: bytes) -> str | None:
-    """Why `line` is not UTF-8 text, or None."""
+def _decode_line(line: bytes) -> tuple[str, str | None]:
+    """``(text, None)``, or ``("", why the line is not UTF-8 text)``."""
     try:
-        line.decode("utf-8")
+        text = line.decode("utf-8")
     except UnicodeDecodeError as err:
-        return f"not valid UTF-8 (byte 0x{line[err.start]:02x} at column {err.start + 1})"
+        return "", f"not valid UTF-8 (byte 0x{line[err.start]:02x} at column {err.start + 1})"
     nul = line.find(b"\x00")
-    return None if nul < 0 else f"a NUL byte at column {nul + 1} (UTF-16 text?)"
+    if nul >= 0:
+        return "", f"a NUL byte at column {nul + 1} (UTF-16 text?)"
+    return text, None
 
 
 def bad_line(path: Path, number: int, problem: str, line: str) -> ValueError:

@@ -234,15 +234,13 @@ class LanguageModel(_common.TaskModel):
         """Draw one token per row from ``logits [B, V]``; never the padding id."""
         logits = tf.cast(logits, tf.float32)
         not_pad = tf.not_equal(tf.range(tf.shape(logits)[-1]), _common.PAD_ID)[None, :]
-        logits = tf.where(not_pad, logits, _NEG)
         if greedy:
-            return tf.argmax(logits, axis=-1, output_type=tf.int32)
-        scaled = logits / temperature
+            return tf.argmax(tf.where(not_pad, logits, _NEG), axis=-1, output_type=tf.int32)
+        # Masked after the temperature, which would scale the mask too (a huge one to ~0).
+        scaled = tf.where(not_pad, logits / temperature, _NEG)
         if top_k is not None:
             kth = tf.math.top_k(scaled, k=top_k).values[:, -1:]  # (B, 1)
             scaled = tf.where(scaled < kth, _NEG, scaled)
-        # Again after the temperature, which scales the mask too (a huge one brings it near 0).
-        scaled = tf.where(not_pad, scaled, _NEG)
         step_seed = tf.random.experimental.stateless_fold_in(seed, tf.cast(t, tf.int64))
         return tf.random.stateless_categorical(scaled, 1, seed=step_seed, dtype=tf.int32)[:, 0]
 

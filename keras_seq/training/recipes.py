@@ -156,15 +156,15 @@ def apply_overrides(recipe: dict[str, Any], overrides: list[str]) -> dict[str, A
     """Apply ``key=value`` overrides; unknown keys are an error naming the known ones."""
     recipe = copy.deepcopy(recipe)
     sections = _sections(recipe)
+    grid = _grid_keys(recipe)
     for item in overrides:
         if "=" not in item:
             raise RecipeError(f"Invalid --set {item!r}. Expected KEY=VALUE, e.g. units=256.")
         key, raw = item.split("=", 1)
         key = key.strip()
         value = parse_value(raw)
-        grid = _grid_keys(recipe)
-        if key in grid or key.split(".", 1)[-1] in grid and key.split(".", 1)[0] in SECTIONS:
-            field = key.split(".", 1)[-1]
+        prefix, _, field = key.rpartition(".")
+        if field in grid and (prefix == "" or prefix in SECTIONS):
             raise RecipeError(
                 f"Invalid --set {key!r} for recipe {recipe['name']!r}: the experiment sets "
                 f"{field} for each of its runs. Set experiment.{grid[field]} instead."
@@ -199,16 +199,17 @@ def _number(v: Any) -> bool:
     return isinstance(v, (int, float)) and not isinstance(v, bool)
 
 
+_NONE_OR_POSITIVE = ("none or a number > 0", lambda v: v is None or (_number(v) and v > 0))
 _TRAIN_CHECKS: dict[str, tuple[str, Any]] = {
     "epochs": ("a positive integer", _positive_int),
     "learning_rate": ("a number > 0", lambda v: _number(v) and v > 0),
-    "clipnorm": ("none or a number > 0", lambda v: v is None or (_number(v) and v > 0)),
+    "clipnorm": _NONE_OR_POSITIVE,
     "early_stopping_patience": ("an integer >= 0", lambda v: v == 0 or _positive_int(v)),
     "reduce_lr_patience": ("an integer >= 0", lambda v: v == 0 or _positive_int(v)),
     "reduce_lr_factor": ("a number in (0, 1)", lambda v: _number(v) and 0 < v < 1),
     "steps_per_epoch": ("none or a positive integer", lambda v: v is None or _positive_int(v)),
     "validation_steps": ("none or a positive integer", lambda v: v is None or _positive_int(v)),
-    "time_budget_s": ("none or a number > 0", lambda v: v is None or (_number(v) and v > 0)),
+    "time_budget_s": _NONE_OR_POSITIVE,
     "ema_momentum": ("none or a number in (0, 1)", lambda v: v is None or (
         _number(v) and 0 < v < 1)),
     "pretrain_epochs": ("a positive integer", _positive_int),
@@ -223,21 +224,21 @@ _EXPERIMENT_CHECKS: dict[str, tuple[str, Any]] = {
         v, list) and v != [] and all(c in _cell_types() for c in v)),
     "lengths": ("a non-empty list of positive integers", lambda v: isinstance(v, list)
                 and v != [] and all(_positive_int(n) for n in v)),
-    "time_budget_s": ("none or a number > 0", lambda v: v is None or (_number(v) and v > 0)),
+    "time_budget_s": _NONE_OR_POSITIVE,
 }
 
 
 def check_train(recipe: dict[str, Any]) -> None:
     """Reject a ``[train]`` value the training loop would misread (``epochs=0`` would skip
     training and still write a run), naming the field, what it takes and what it got."""
-    sections = [("train", _TRAIN_CHECKS)]
+    sections = [("train", _TRAIN_CHECKS, TRAIN_DEFAULTS)]
     if "experiment" in recipe:
-        sections.append(("experiment", _EXPERIMENT_CHECKS))
-    for section, checks in sections:
+        sections.append(("experiment", _EXPERIMENT_CHECKS, {}))
+    for section, checks, defaults in sections:
         for key, (expected, ok) in checks.items():
-            if key not in recipe[section] and key not in TRAIN_DEFAULTS:
+            if key not in recipe[section] and key not in defaults:
                 continue  # an optional key the recipe does not use
-            value = recipe[section].get(key, TRAIN_DEFAULTS.get(key))
+            value = recipe[section].get(key, defaults.get(key))
             if not ok(value):
                 raise RecipeError(
                     f"Invalid value for {section}.{key} in recipe {recipe['name']!r}. "

@@ -365,7 +365,7 @@ class RequireMonitor(keras.callbacks.Callback):
         if self.monitor not in logs and (validated or not self.monitor.startswith("val_")):
             raise ValueError(
                 f"Invalid value for train.monitor. Expected a value the model logs, one of "
-                f"{', '.join(sorted(logs or {}))}. Received: monitor={self.monitor!r}"
+                f"{', '.join(sorted(logs))}. Received: monitor={self.monitor!r}"
             )
 
 
