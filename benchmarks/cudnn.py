@@ -150,6 +150,7 @@ def make_fixtures(path: Path, names: list[str]) -> None:
         for key, value in grad_module.state_dict().items():
             arrays[prefix + "grad." + key] = value.numpy()
     arrays["cases"] = np.array(json.dumps({name: CASES[name] for name in names}))
+    Path(path).parent.mkdir(parents=True, exist_ok=True)
     np.savez_compressed(path, **arrays)
     print(f"wrote {len(names)} cases to {path}")
 

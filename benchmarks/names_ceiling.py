@@ -34,6 +34,7 @@ def write_split(data_dir: str, path: str) -> None:
     groups = by_split(names, labels, split)
     out = {k: {"names": list(v[0]), "labels": [int(i) for i in v[1]]} for k, v in groups.items()}
     out["label_names"] = label_names
+    Path(path).parent.mkdir(parents=True, exist_ok=True)
     with open(path, "w", encoding="utf-8") as f:
         json.dump(out, f, ensure_ascii=False)
     print({k: len(v[0]) for k, v in groups.items()})

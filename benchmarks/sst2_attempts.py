@@ -11,7 +11,7 @@ before the dev set was read, the third after (see the README):
   ``keras-seq train sst2 --set cell=gru --set pooling=max --set ensemble=5``) averaged with
   the recipe's members. Runs must share the split (seed) and vocabulary.
 * **Prior shift** (``score --prior-shift``): training sees every phrase (55.8% positive) but
-  the model is for whole sentences (52.5% of the training sentences are positive). Each
+  the model is for whole sentences (52.7% of the training sentences are positive). Each
   member's probabilities are multiplied by ``sentence prior / training prior`` and
   renormalised (Saerens et al. 2002), which equals adding the log ratio to the head's bias.
 
@@ -79,6 +79,13 @@ def _rows(dataset) -> list[tuple[int, ...]]:
     return sorted((r for r in rows if len(r) >= 2), key=lambda r: (len(r), r))
 
 
+def _targets(batch: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+    """(forward, backward) targets of a padded batch. A row's last token has no backward
+    context inside the row (the backward half at the next step has read only padding), so
+    it is set to 0, the ignored class."""
+    return batch[:, 1:], batch[:, :-1] * (batch[:, 1:] != 0)
+
+
 def _batches(rows, size: int, rng) -> list[np.ndarray]:
     out = []
     for i in range(0, len(rows), size):
@@ -106,8 +113,8 @@ def pretrain(path: str, epochs: int) -> None:
     print(f"{len(train)} training rows, {sum(map(len, train))} tokens")
     for epoch in range(epochs):
         started = time.time()
-        seen = [lm.train_on_batch(b, (b[:, 1:], b[:, :-1]))[0] for b in _batches(train, 128, rng)]
-        val = np.mean([lm.test_on_batch(b, (b[:, 1:], b[:, :-1]))[0] for b in held_out])
+        seen = [lm.train_on_batch(b, _targets(b))[0] for b in _batches(train, 128, rng)]
+        val = np.mean([lm.test_on_batch(b, _targets(b))[0] for b in held_out])
         print(f"epoch {epoch + 1}: train {np.mean(seen) / 2:.3f}, validation {val / 2:.3f} "
               f"nats/word ({time.time() - started:.0f} s)")
     classifier.save_weights(path)

@@ -130,6 +130,8 @@ def from_torch(
         "dtype": dtype,
         "name": None if module.bidirectional else name,
     }
+    if dtype == "bfloat16":  # the default orthogonal initializer needs a QR, not in bfloat16
+        options["recurrent_initializer"] = "glorot_uniform"
     if module.mode == "LSTM":
         layer = layers.LSTM(units, **options)
     elif module.mode == "GRU":

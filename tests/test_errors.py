@@ -38,6 +38,25 @@ def test_merge_mode():
         layers.Bidirectional(keras.layers.LSTM(4))
 
 
+@pytest.mark.parametrize("make_backward,match", [
+    (lambda: layers.LSTM(4, num_layers=2, return_sequences=True),
+     r"Expected a keras_seq recurrent layer with go_backwards=True"),
+    (lambda: layers.LSTM(4, go_backwards=True, return_sequences=True),
+     r"Expected the same `num_layers` as the forward layer \(2\). Received: num_layers=1"),
+    (lambda: layers.LSTM(6, num_layers=2, go_backwards=True, return_sequences=True),
+     r"Expected the same `units` as the forward layer \(4\). Received: units=6"),
+    (lambda: layers.LSTM(4, num_layers=2, go_backwards=True),
+     r"Expected the same `return_sequences` as the forward layer \(True\). "
+     r"Received: return_sequences=False"),
+    (lambda: layers.GRU(4, num_layers=2, go_backwards=True, return_sequences=True),
+     r"Expected the forward layer's type, LSTM. Received: GRU"),
+], ids=["forward-direction", "num_layers", "units", "return_sequences", "type"])
+def test_backward_layer_must_mirror_the_forward_layer(make_backward, match):
+    forward = layers.LSTM(4, num_layers=2, return_sequences=True)
+    with pytest.raises(ValueError, match=r"argument `backward_layer`. " + match):
+        layers.Bidirectional(forward, backward_layer=make_backward())
+
+
 def test_wrong_rank():
     with pytest.raises(ValueError, match=r"Expected a 3D tensor \(batch, timesteps, features\). Received: inputs.shape=\(2, 5\)"):
         layers.LSTM(4)(np.zeros((2, 5), "float32"))

@@ -156,6 +156,17 @@ def test_float64_module_gives_float64_layer():
     assert max_abs(out, run_torch(module, x)[0]) < 1e-12
 
 
+@pytest.mark.parametrize("kind", ["rnn_tanh", "lstm", "gru"])
+def test_bfloat16_module_gives_bfloat16_layer(kind):
+    module = make_module(kind, num_layers=2, bidirectional=True).to(torch.bfloat16)
+    x = inputs().to(torch.bfloat16)
+    layer = interop.from_torch(module)
+    out = layer(x.float().numpy().astype(keras.backend.standardize_dtype("bfloat16")))
+    assert out.dtype == "bfloat16"
+    expected = run_torch(module.float(), x.float())[0]  # the same bfloat16 weights, in float32
+    assert max_abs(np.asarray(out, "float32"), expected) < 0.05  # bfloat16: ~3 digits
+
+
 def test_name_and_return_sequences_pass_through():
     module = make_module("rnn_relu")
     layer = interop.from_torch(module, return_sequences=False, name="imported")

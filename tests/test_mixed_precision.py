@@ -98,3 +98,16 @@ def test_recurrent_layer_under_mixed_policy(mixed, rng):
     layer = layers.LSTM(6, return_sequences=True)
     out = layer(rng.standard_normal((2, 4, 3)).astype("float32"))
     assert out.dtype == "float16" and layer.cell.kernel.dtype == "float32"
+
+
+def test_attention_pooling_weights_outside_call_compute_in_float16(rng):
+    ids = np.array([[5, 6, 7, 0], [8, 9, 0, 0]])
+    full, half = twins(lambda: models.SequenceClassifier(20, 3, units=8, embedding_dim=4,
+                                                         pooling="attention"), ids)
+    mask = ids != 0
+    weights = {}
+    for name, model in (("full", full), ("half", half)):
+        h = model.encoder(model.embedding(ids), mask=mask)
+        weights[name] = model.attention_pooling.attention_weights(h, mask)
+    assert weights["half"].dtype == "float16"
+    np.testing.assert_allclose(np.asarray(weights["half"], "float32"), weights["full"], atol=ATOL)

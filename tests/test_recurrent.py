@@ -146,6 +146,24 @@ def test_bidirectional_equals_keras(merge_mode, kind, return_sequences, rng):
     assert max_diff(ours(x), reference(x)) < FWD_TOL
 
 
+def test_bidirectional_with_explicit_backward_layer_equals_keras(rng):
+    reference = keras.layers.Bidirectional(
+        keras.layers.GRU(U, return_sequences=True),
+        backward_layer=keras.layers.GRU(U, return_sequences=True, go_backwards=True,
+                                        use_bias=False))
+    ours = layers.Bidirectional(
+        layers.GRU(U, return_sequences=True),
+        backward_layer=layers.GRU(U, return_sequences=True, go_backwards=True, use_bias=False))
+    x = rng.normal(size=(B, T, D)).astype("float32")
+    reference(x)
+    ours(x)
+    weights = [rng.normal(scale=0.5, size=w.shape).astype("float32") for w in reference.get_weights()]
+    reference.set_weights(weights)
+    ours.set_weights(weights)
+    mask = mixed_mask()
+    assert max_diff(ours(x, mask=mask), reference(x, mask=mask)) < FWD_TOL
+
+
 def test_bidirectional_backward_direction_skips_padding(rng):
     """The backward pass of a right-padded row starts at its last valid step."""
     layer = layers.Bidirectional(layers.GRU(U, return_sequences=True), merge_mode=None)

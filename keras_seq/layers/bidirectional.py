@@ -72,6 +72,18 @@ class Bidirectional(keras.layers.Layer):
                     "Invalid value for argument `backward_layer`. Expected a keras_seq "
                     f"recurrent layer with go_backwards=True. Received: {backward_layer!r}"
                 )
+            for attr in ("units", "num_layers", "return_sequences", "return_state", "stateful"):
+                if getattr(backward_layer, attr) != getattr(layer, attr):
+                    raise ValueError(
+                        f"Invalid value for argument `backward_layer`. Expected the same `{attr}` "
+                        f"as the forward layer ({getattr(layer, attr)!r}). Received: "
+                        f"{attr}={getattr(backward_layer, attr)!r}"
+                    )
+            if type(backward_layer) is not type(layer):
+                raise ValueError(
+                    "Invalid value for argument `backward_layer`. Expected the forward layer's "
+                    f"type, {type(layer).__name__}. Received: {type(backward_layer).__name__}"
+                )
             self.backward_layer = backward_layer
         for sub in (self.forward_layer, self.backward_layer):
             sub.zero_output_for_mask = sub.return_sequences  # as keras.layers.Bidirectional

@@ -72,9 +72,13 @@ class AttentionPooling(keras.layers.Layer):
         )
 
     def attention_weights(self, sequences: tf.Tensor, mask: tf.Tensor | None = None) -> tf.Tensor:
-        """The pooling weights ``a`` ``[B, T]``."""
-        u = tf.tanh(tf.nn.bias_add(tf.tensordot(sequences, self.kernel, axes=1), self.bias))
-        scores = tf.tensordot(u, self.context, axes=1)  # (B, T)
+        """The pooling weights ``a`` ``[B, T]`` (callable outside ``__call__``, where Keras does
+        not cast the weights to the compute dtype)."""
+        kernel, bias, context = (
+            tf.cast(w, self.compute_dtype) for w in (self.kernel, self.bias, self.context)
+        )
+        u = tf.tanh(tf.nn.bias_add(tf.tensordot(sequences, kernel, axes=1), bias))
+        scores = tf.tensordot(u, context, axes=1)  # (B, T)
         if mask is None:
             return tf.nn.softmax(scores, axis=-1)
         valid = tf.cast(mask, tf.bool)
