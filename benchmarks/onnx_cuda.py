@@ -150,7 +150,9 @@ def check_model(ort, folder: Path, provider: str, options: dict, repeats: int) -
     # Which provider ran the recurrent nodes (from ONNX Runtime's own profile).
     placed: dict[str, int] = {}
     for path in profiles.values():
-        for event in json.loads(Path(path).read_text()):
+        events = json.loads(Path(path).read_text())
+        Path(path).unlink()  # read once; ONNX Runtime writes a new file per session
+        for event in events:
             args = event.get("args", {})
             if event.get("cat") == "Node" and args.get("op_name") in ("LSTM", "GRU", "RNN") \
                     and event["name"].endswith("_kernel_time"):
