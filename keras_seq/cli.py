@@ -32,7 +32,12 @@ class UsageError(Exception):
 
 def main(argv: list[str] | None = None) -> int:
     parser = build_parser()
-    args = parser.parse_args(argv)
+    args, extra = parser.parse_known_args(argv)
+    if getattr(args, "command", None) == "predict":  # `predict PATH --json TEXT...`:
+        args.texts += [e for e in extra if not e.startswith("-")]  # argparse ends TEXT... at
+        extra = [e for e in extra if e.startswith("-")]  # the first option
+    if extra:
+        parser.error(f"unrecognized arguments: {' '.join(extra)}")
     if not getattr(args, "command", None):
         parser.print_help()
         return 2
@@ -255,8 +260,9 @@ def cmd_predict(args) -> int:
     from keras_seq import export
 
     path, texts = args.path, args.texts
-    if args.server and args.model and not Path(path).exists():
-        path, texts = None, [path, *texts]  # `predict --server URL --model NAME TEXT...`
+    if args.server and not Path(path).exists():
+        # `predict --server URL --model NAME TEXT...` (without --model, predict names it)
+        path, texts = None, [path, *texts]
     if not texts:
         raise UsageError("expected at least one TEXT after PATH")
     results = export.predict(path, texts, server=args.server, model_name=args.model)

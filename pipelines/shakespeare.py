@@ -6,7 +6,8 @@ karpathy/char-rnn), or TFDS ``tiny_shakespeare`` with ``use_tfds=True``.
 Splits are contiguous: the text is cut at line boundaries into train | validation (| test)
 segments (the first line boundary at or after ``int(f * len)``, as nanoGPT does), and windows
 are cut inside each segment only, so no character is in two splits. `test_fraction=0` (the
-default) gives ``test=None`` unless `test_path` (another plain text file) or TFDS provides one.
+default) gives ``test=None`` unless `test_path` (another plain text file) or TFDS provides one;
+``info.test_examples`` (raw windows for export checks) then come from the validation text.
 Lines that are not UTF-8 are dropped (``dropped["non_utf8"]``).
 
 Element: ``(ids int32 [B, T], next_ids int32 [B, T])`` with ``T = seq_length``: each window of
@@ -176,13 +177,12 @@ def load(
             maps=[T.shift_for_language_model()],
         )
     examples = []
-    if "test" in windows:
-        segment, n = windows["test"]
-        for i in sample_indices(n, seed):
-            start = i * shift
-            examples.append(
-                (segment[start : start + seq_length], segment[start + 1 : start + seq_length + 1])
-            )
+    segment, n = windows["test" if "test" in windows else "validation"]  # held-out text
+    for i in sample_indices(n, seed):
+        start = i * shift
+        examples.append(
+            (segment[start : start + seq_length], segment[start + 1 : start + seq_length + 1])
+        )
     info = SourceInfo(
         name="shakespeare",
         task="language_model",

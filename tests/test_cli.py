@@ -93,6 +93,23 @@ def test_invalid_train_values(args, fragment, tmp_path, run):
     assert not (tmp_path / "run").exists()  # rejected before a run directory is made
 
 
+@pytest.mark.parametrize("recipe,override,expected", [
+    # Truth-tested by the runner: class_weight=no turned class weights on.
+    ("names", "class_weight=no", "train.class_weight in recipe 'names'. Expected true or false. "
+                                 "Received: class_weight='no'"),
+    ("spa-eng", "bleu=7", "Expected true or false. Received: bleu=7"),
+    # These failed only after training, in the sample generation.
+    ("shakespeare", "temperature=hot", "Expected a finite number >= 0. Received: temperature='hot'"),
+    ("shakespeare", "temperature=1e999", "Received: temperature=inf"),
+    ("shakespeare", "sample_length=-3", "Expected a positive integer. Received: sample_length=-3"),
+])
+def test_train_values_checked_before_training(recipe, override, expected):
+    with pytest.raises(recipes.RecipeError) as error:
+        recipes.check_train(recipes.apply_overrides(recipes.load(recipe), [override]))
+    assert expected in str(error.value)
+    recipes.check_train(recipes.load(recipe))  # the recipe's own values pass
+
+
 @pytest.mark.parametrize("override,expected", [
     ("experiment.cells=['gru', 'lsmt']", "experiment.cells in recipe 'adding'. Expected a "
                                          "non-empty list of cells: 'lstm', 'gru', 'rnn'"),

@@ -106,6 +106,7 @@ def test_members_share_the_split_differ_in_init_and_average_into_the_model(tmp_p
     loss = -np.mean(np.log(probs[np.arange(len(labels)), labels]))
     assert metrics["test"]["loss"] == pytest.approx(loss, rel=1e-5)
     assert [m["member"] for m in metrics["members"]] == [0, 1]
+    assert metrics["replicas"] == 1  # README: metrics.json records the number of replicas
     model.compile()  # the classifier's own loss and accuracy
     evaluated = model.evaluate(splits.test, verbose=0, return_dict=True)
     assert evaluated["accuracy"] == pytest.approx(metrics["test"]["accuracy"])

@@ -34,6 +34,7 @@ def test_a_rerun_keeps_finished_sub_runs_and_trains_the_missing_one(tmp_path):
     first = experiments.run(tiny_adding(), run_dir=tmp_path, verbose=0)
     assert [(r["cell"], r["length"]) for r in first["test"]["runs"]] == [("rnn", 6), ("gru", 6)]
     assert "| rnn | 6 |" in (tmp_path / "comparison.md").read_text()
+    assert first["replicas"] == 1  # README: metrics.json records the number of replicas
 
     kept = (tmp_path / "rnn-T6" / "model.keras").stat().st_mtime_ns
     (tmp_path / "gru-T6" / "metrics.json").unlink()  # as if killed during the GRU sub-run

@@ -471,6 +471,21 @@ def test_cli_predict_prints_the_answer_without_the_tf1_loaders_notice(exports, c
     assert "deprecated" not in result.stderr
 
 
+def test_cli_predict_takes_options_between_the_texts(exports, capsys):
+    from keras_seq import cli
+
+    _, out = exports["classification"]
+    texts = _texts(out)[:3]
+    # argparse ended TEXT... at the first option: "unrecognized arguments" for the rest.
+    assert cli.main(["predict", str(out), "--json", texts[0], texts[1], "--model", "x",
+                     texts[2]]) == 0
+    got = [json.loads(line) for line in capsys.readouterr().out.splitlines()]
+    assert [g["input"] for g in got] == texts
+    with pytest.raises(SystemExit):
+        cli.main(["predict", str(out), "--json", texts[0], "--bogus"])
+    assert "unrecognized arguments: --bogus" in capsys.readouterr().err
+
+
 def test_predict_names_a_missing_metadata_and_a_bad_path(exports, tmp_path):
     lone = tmp_path / "model.tflite"
     shutil.copy(exports["classification"][1] / "model.tflite", lone)
@@ -578,6 +593,10 @@ def test_predict_command_without_a_path_sends_every_text_to_the_server(exports, 
     # An unreachable server was a URLError traceback.
     assert cli.main(["predict", "--server", "http://127.0.0.1:1", "--model", "names", "x"]) == 2
     assert "error: Cannot reach TF Serving at http://127.0.0.1:1" in capsys.readouterr().err
+    # Without --model the first text was taken as PATH: "expected at least one TEXT".
+    assert cli.main(["predict", "--server", serving, texts[0]]) == 2
+    assert "argument `model_name`. Expected the model's name on the server" in (
+        capsys.readouterr().err)
 
 
 # -- versions, atomicity, make export ---------------------------------------------------------
@@ -650,6 +669,17 @@ def test_export_stops_when_a_float_artifact_differs_from_keras(exports, tmp_path
     with pytest.raises(ValueError, match=r"stopped: artifacts differ from the Keras model \(tflite"):
         export_run(run, tmp_path / "drift", formats=["tflite"], parity_examples=4)
     assert not (tmp_path / "drift").exists() and not list(tmp_path.glob(".staging-*"))
+
+
+def test_export_without_samples_is_refused_before_converting(exports, tmp_path):
+    run, _ = exports["language_model"]
+    bare = tmp_path / "run"
+    shutil.copytree(run, bare)
+    (bare / "samples.json").write_text("[]")
+    with pytest.raises(ValueError, match=r"argument `run_dir`. Expected real examples in .*"
+                                         r"samples.json .*Received: none"):
+        export_run(bare, tmp_path / "lm", formats=["onnx"])
+    assert not (tmp_path / "lm").exists() and not list(tmp_path.glob(".staging-*"))
 
 
 def test_export_all_latest_exports_each_recipe_once(exports, root, tmp_path):

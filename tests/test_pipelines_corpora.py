@@ -311,6 +311,10 @@ def test_shakespeare_contiguous_split_and_windows(tmp_path):
                 assert window in segment and window[1:] + nxt[-1] in segment
             n += len(x)
         assert n == s.info.counts[name] == (len(segment) - 31) // 31 + 1
+    # No test split: the export checks' raw examples are held-out validation windows.
+    assert s.info.test_examples
+    for window, target in s.info.test_examples:
+        assert window + target[-1] in text[cut:] and window[1:] == target[:-1]
 
 
 def test_shakespeare_test_path_and_bad_input(tmp_path):

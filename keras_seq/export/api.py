@@ -212,6 +212,12 @@ def export_run(
             )
     client = make_client(metadata)
     texts = [s["input"] for s in bundle.samples]
+    if parity_examples and not texts:
+        raise ValueError(
+            f"Invalid value for argument `run_dir`. Expected real examples in "
+            f"{bundle.run_dir / 'samples.json'} to check the artifacts against the Keras model "
+            "(or parity_examples=0). Received: none"
+        )
     feeds = _record_feeds(client, graphs, texts[:32]) if quantize == "int8" else {}
     job = ExportJob(bundle, graphs, name, target_version or 0, feeds)
 
@@ -228,7 +234,7 @@ def export_run(
             json.dumps(bundle.samples, indent=1, ensure_ascii=False) + "\n", encoding="utf-8"
         )
         write_metadata(staging, metadata)
-        if parity_examples and texts:
+        if parity_examples:
             metadata["parity"] = _parity(staging, out, metadata, bundle, formats,
                                          parity_examples)
             write_metadata(staging, metadata)

@@ -52,7 +52,7 @@ class AttentionPooling(keras.layers.Layer):
 
     Example:
         >>> pool = AttentionPooling(16)
-        >>> pool(tf.ones((2, 5, 8)), mask=tf.constant([[1, 1, 0, 0, 0]] * 2, tf.bool)).shape
+        >>> pool(tf.ones((2, 5, 8)), mask=tf.constant([[True, True, False, False, False]] * 2)).shape
         TensorShape([2, 8])
     """
 

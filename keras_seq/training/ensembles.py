@@ -75,6 +75,7 @@ def run(recipe: dict[str, Any], *, run_dir: Path, seed: int = 0, **options) -> d
         "recipe": recipe["name"],
         "test": runner.evaluate(model, recipe, splits),
         "members": rows,
+        "replicas": results[0].get("replicas"),  # every member trains under the same strategy
         # The members' own wall times (kept across a resume) plus the combination.
         "wall_time_s": round(sum(r["wall_time_s"] for r in rows) + time.time() - combining, 1),
     }

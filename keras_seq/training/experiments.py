@@ -39,6 +39,7 @@ def run(recipe: dict[str, Any], *, run_dir: Path, **options) -> dict[str, Any]:
     print(table)
     (run_dir / "comparison.md").write_text(table + "\n")
     metrics = {"recipe": recipe["name"], "test": {"runs": rows},
+               "replicas": results[0].get("replicas"),  # one strategy for every run
                "wall_time_s": round(time.time() - started, 1)}
     runner.write_metrics(run_dir, metrics)
     return metrics

@@ -11,6 +11,7 @@ from __future__ import annotations
 import ast
 import copy
 import inspect
+import math
 import tomllib
 from importlib import resources
 from typing import Any
@@ -217,6 +218,12 @@ _TRAIN_CHECKS: dict[str, tuple[str, Any]] = {
     "monitor": ("the name of a logged value, e.g. 'val_loss'", lambda v: isinstance(v, str)
                 and v != ""),
     "max_decode_length": ("a positive integer", _positive_int),  # seq2seq recipes
+    "bleu": ("true or false", lambda v: isinstance(v, bool)),
+    "class_weight": ("true or false", lambda v: isinstance(v, bool)),  # classifiers
+    "sample_length": ("a positive integer", _positive_int),  # language models
+    "temperature": ("a finite number >= 0", lambda v: _number(v) and 0 <= v < math.inf),
+    "sample_prompts": ("a non-empty list of non-empty strings", lambda v: isinstance(v, list)
+                       and v != [] and all(isinstance(p, str) and p for p in v)),
 }  # train.ensemble: ensembles.check
 
 _EXPERIMENT_CHECKS: dict[str, tuple[str, Any]] = {
