@@ -42,6 +42,7 @@ class Bidirectional(keras.layers.Layer):
     concatenation of both directions of level ``k``; ``merge_mode`` applies to the top level.
 
     Example:
+        >>> from keras_seq.layers import LSTM
         >>> bi = Bidirectional(LSTM(16, return_sequences=True), merge_mode="sum")
         >>> bi(tf.zeros((2, 7, 4))).shape
         TensorShape([2, 7, 16])

@@ -28,6 +28,7 @@ class Ensemble(_common.TaskModel):
         members: at least one model, each ``x -> probabilities [B, C]``.
 
     Example:
+        >>> from keras_seq.models import SequenceClassifier
         >>> members = [SequenceClassifier(100, 3, units=8) for _ in range(2)]
         >>> Ensemble(members)(np.array([[5, 6, 0]])).shape
         TensorShape([1, 3])
