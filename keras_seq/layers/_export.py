@@ -1,8 +1,9 @@
 """Dispatch a recurrent level to its exporter-shaped graph (:mod:`keras_seq.ops.export_graph`).
 
 Standard cells (Keras's activations, no peephole / coupled gates) trace the loop shapes that
-become a fused TFLite LSTM and native ONNX LSTM / GRU / RNN nodes. Other cells return None and
-keep the training graph, which is itself a builtins-only ``WHILE`` loop.
+become a fused TFLite LSTM and native ONNX LSTM / GRU / RNN nodes. Other cells run their own
+step in the loop shape both converters take (:func:`keras_seq.ops.export_graph.generic`): a
+builtins-only TFLite ``WHILE`` and an ONNX ``Loop``.
 
 Masks follow the ``padding`` promise of :func:`keras_seq.ops.export_mode`:
 
@@ -57,7 +58,24 @@ def _name(fn) -> str | None:
 
 
 def export_level(cell, x, states, *, mask, go_backwards, return_sequences, zero_output_for_mask):
-    """``(last, outputs or None, final_states)`` from the export graph, or None."""
+    """``(last, outputs or None, final_states)`` from the export graph."""
+    options = dict(mask=mask, go_backwards=go_backwards, return_sequences=return_sequences,
+                   zero_output_for_mask=zero_output_for_mask)
+    result = _standard_level(cell, x, states, **options)
+    if result is not None:
+        return result
+    if export_padding() == "none":
+        mask = None  # the exporter feeds unpadded inputs: the mask is all-True
+    outputs, finals = export_graph.generic(
+        cell.step, cell.project_inputs(x), states, go_backwards=go_backwards, mask=mask,
+        zero_output_for_mask=zero_output_for_mask,
+    )
+    return outputs[:, -1], (outputs if return_sequences else None), finals
+
+
+def _standard_level(cell, x, states, *, mask, go_backwards, return_sequences,
+                    zero_output_for_mask):
+    """:func:`export_level` for standard cells (native nodes, fused LSTM); None for others."""
     padding = export_padding()
     lengths = None
     if padding == "none":

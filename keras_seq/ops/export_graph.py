@@ -55,7 +55,7 @@ from collections.abc import Callable, Sequence
 import keras
 import tensorflow as tf
 
-__all__ = ["gru", "lstm", "simple_rnn"]
+__all__ = ["generic", "gru", "lstm", "simple_rnn"]
 
 TensorLike = tf.Tensor | tf.Variable
 Step = Callable[[tf.Tensor, Sequence[tf.Tensor]], tuple[tf.Tensor, list[tf.Tensor]]]
@@ -447,6 +447,21 @@ def _keras_outputs(
         valid = tf.sequence_mask(lengths, steps)  # (B, T)
         ys = tf.where(tf.transpose(valid)[:, :, None], ys, held[None])
     return tf.transpose(ys, [1, 0, 2])  # (B, T, U)
+
+
+def generic(
+    step: Step,
+    projected: tf.Tensor,
+    states: Sequence[tf.Tensor],
+    *,
+    go_backwards: bool = False,
+    mask: tf.Tensor | None = None,
+    zero_output_for_mask: bool = False,
+) -> tuple[tf.Tensor, list[tf.Tensor]]:
+    """Any cell's ``step(projected_t, states) -> (output_t, new_states)`` over ``projected
+    [B, T, G]``, in the loop shape both converters take (TFLite ``WHILE``, ONNX ``Loop``), with
+    Keras's mask rules. Returns outputs ``[B, T, U]`` in processing order and final states."""
+    return _run(step, projected, list(states), go_backwards, mask, zero_output_for_mask)
 
 
 def _run(
