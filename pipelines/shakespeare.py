@@ -161,9 +161,10 @@ def load(
             continue
         ids = vocab.encode([segment]).flat_values
         n = max(0, (int(ids.shape[0]) - (seq_length + 1)) // shift + 1)
-        if split != "test" and n == 0:
+        if n == 0:
+            where = f" ({test_path})" if split == "test" and test_path is not None else ""
             raise ValueError(
-                f"The {split} text has {int(ids.shape[0])} characters, fewer than "
+                f"The {split} text{where} has {int(ids.shape[0])} characters, fewer than "
                 f"seq_length + 1 = {seq_length + 1}; lower `seq_length`."
             )
         counts[split], windows[split] = n, (segment, n)

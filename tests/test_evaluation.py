@@ -55,9 +55,10 @@ def test_bleu_is_100_when_every_reference_word_is_known(vocab):
 def test_a_word_outside_the_vocabulary_is_a_miss_not_a_matching_unk(vocab):
     references = ["Where is the zebra?", "Tom is here."]
     metrics = _evaluate(references, vocab)
-    # The ids round-trip exactly (both sides say [UNK]), so exact match stays perfect ...
-    assert metrics["exact_match"] == 1.0
-    # ... but BLEU compares with the real word and must count the [UNK] as one wrong word
+    # The ids round-trip exactly (both sides say [UNK]); that counted as an exact match. No
+    # output can match a word the vocabulary lacks, in exact match as in BLEU ...
+    assert metrics["exact_match"] == 0.5
+    # ... and BLEU compares with the real word and must count the [UNK] as one wrong word
     # (sacrebleu's tokenizer would make "[UNK]" three tokens).
     refs = [["where is the zebra ?", "tom is here ."]]
     expected = sacrebleu.corpus_bleu(["where is the qqq ?", "tom is here ."], refs).score
@@ -222,3 +223,30 @@ def test_classification_reports_the_interval_of_its_accuracy():
     assert metrics["accuracy"] == 0.75
     assert metrics["accuracy_ci95"] == pytest.approx(evaluation.wilson_interval(3, 4))
     assert metrics["accuracy_ci95"][0] < 0.75 < metrics["accuracy_ci95"][1]
+
+
+def test_macro_f1_counts_a_class_only_predicted_as_zero_like_sklearn():
+    y_true, y_pred = np.array([0, 0, 1, 1]), np.array([0, 2, 1, 1])
+    # sklearn's f1_score(average="macro") averages the labels in y_true or y_pred:
+    # class 0: 2*1/(2*1+0+1) = 2/3; class 1: 1; class 2 (never true, once predicted): 0.
+    assert evaluation.macro_f1(y_true, y_pred, 3) == pytest.approx((2 / 3 + 1 + 0) / 3)
+    assert evaluation.macro_f1(y_true, y_true, 5) == 1.0  # absent from both: left out
+
+
+def test_an_empty_split_is_an_error_not_a_score(vocab):
+    # A language model's test text shorter than one window scored loss 0, perplexity 1.
+    ids = tf.zeros((0, 4), tf.int32)
+    calls = {
+        "seq2seq": lambda: evaluation.seq2seq(
+            Oracle(np.zeros((0, 4)), vocab.size), tf.data.Dataset.from_tensors(((ids, ids), ids)),
+            vocab, max_length=4),
+        "language_model": lambda: evaluation.language_model(
+            lambda x, training: tf.zeros((0, 4, 5)), tf.data.Dataset.from_tensors((ids, ids))),
+        "classification": lambda: evaluation.classification(
+            lambda x, training: tf.zeros((0, 2)),
+            tf.data.Dataset.from_tensors((ids, tf.zeros((0,), tf.int32))), 2),
+    }
+    for task, call in calls.items():
+        with pytest.raises(ValueError, match=r"Expected .* to evaluate on. Received: none"):
+            call()
+            pytest.fail(f"{task}: an empty split was scored")

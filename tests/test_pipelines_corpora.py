@@ -326,6 +326,10 @@ def test_shakespeare_test_path_and_bad_input(tmp_path):
     assert s.test is not None and s.info.counts["test"] > 0
     window, target = s.info.test_examples[0]
     assert window[1:] == target[:-1] and len(window) == 10
+    # A test text shorter than one window gave no test windows, and loss 0 at evaluation.
+    with pytest.raises(ValueError, match=r"The test text \(.*rest.txt\) has 140 characters, "
+                                         r"fewer than seq_length \+ 1 = 201"):
+        shakespeare.load(data_dir=str(tmp_path), seq_length=200, test_path=str(other))
     with pytest.raises(ValueError, match="fewer than seq_length \\+ 1 = 5001"):
         shakespeare.load(data_dir=str(tmp_path), seq_length=5000)
     (tmp_path / "blank.txt").write_text("\n\n  \n", encoding="utf-8")

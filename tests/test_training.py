@@ -190,6 +190,10 @@ def test_language_model_run_directory(tmp_path, cli):
               "--set", "time_budget_s=none")
     test = json.loads((run_dir / "metrics.json").read_text())["test"]
     assert test["perplexity"] == pytest.approx(np.exp(test["loss"]))
+    assert test["split"] == "validation"  # the recipe has no test split
+    # The export checks' samples are held-out validation windows (there were none).
+    samples = json.loads((run_dir / "samples.json").read_text())
+    assert samples and all(s["input"][1:] == s["target"][:-1] for s in samples)
     assert test["loss"] < np.log(len(set(play.read_text())))  # better than uniform
     text = (run_dir / "samples.txt").read_text()
     sections = text.split("=== prompt ")[1:]

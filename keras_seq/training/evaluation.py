@@ -8,7 +8,10 @@ from typing import Any
 import numpy as np
 import tensorflow as tf
 
-END, PAD = 3, 0
+from pipelines.text import END_ID as END
+from pipelines.text import OOV_ID as UNKNOWN
+from pipelines.text import PAD_ID as PAD
+
 # An unknown word in a decoded output is one BLEU token that matches nothing: sacrebleu's 13a
 # tokenizer would split "[UNK]" into three ASCII punctuation and letter tokens.
 BLEU_UNKNOWN = "\u2047"
@@ -33,13 +36,14 @@ def wilson_interval(successes: int, n: int, z: float = Z95) -> tuple[float, floa
 
 
 def macro_f1(y_true: np.ndarray, y_pred: np.ndarray, num_classes: int) -> float:
-    """Unweighted mean of per-class F1 over the classes present in ``y_true``."""
+    """Unweighted mean of per-class F1 over the classes present in ``y_true`` or ``y_pred``
+    (sklearn's ``f1_score(average="macro")``): a class only predicted scores 0."""
     scores = []
     for c in range(num_classes):
         tp = np.sum((y_pred == c) & (y_true == c))
         fp = np.sum((y_pred == c) & (y_true != c))
         fn = np.sum((y_pred != c) & (y_true == c))
-        if tp + fn == 0:
+        if tp + fp + fn == 0:
             continue
         scores.append(0.0 if tp == 0 else 2 * tp / (2 * tp + fp + fn))
     return float(np.mean(scores)) if scores else 0.0
@@ -51,6 +55,12 @@ def confusion(y_true: np.ndarray, y_pred: np.ndarray, num_classes: int) -> np.nd
     return matrix
 
 
+def _require(count: int, what: str) -> None:
+    """A split with nothing to score is an error, not a perfect (or zero) score."""
+    if count == 0:
+        raise ValueError(f"Expected {what} to evaluate on. Received: none (an empty test split).")
+
+
 def classification(model, dataset: tf.data.Dataset, num_classes: int) -> dict[str, Any]:
     """Accuracy with its 95% Wilson interval, macro-F1 and cross-entropy of `model`'s class
     probabilities on `dataset` (plus ``_confusion``, the confusion matrix, for the report)."""
@@ -58,6 +68,7 @@ def classification(model, dataset: tf.data.Dataset, num_classes: int) -> dict[st
     for x, y in dataset:
         probs.append(np.asarray(model(x, training=False)))
         y_true.append(np.asarray(y))
+    _require(sum(len(y) for y in y_true), "test examples")
     p, y = np.concatenate(probs), np.concatenate(y_true).astype(np.int64)
     pred = p.argmax(-1)
     loss = -np.mean(np.log(np.clip(p[np.arange(len(y)), y], 1e-12, None)))
@@ -96,8 +107,9 @@ def seq2seq(
     way the vocabulary splits text, but never mapped to ids, so a word the vocabulary lacks
     counts as a miss in BLEU (decoding the target ids would turn it into a matching
     ``[UNK]``); an ``[UNK]`` in an output is one token there (`BLEU_UNKNOWN`). Exact match
-    compares ids, where both sides share the vocabulary; an output that reached `max_length`
-    without END is not a match. `loss` is the mean over all target tokens.
+    compares ids, where both sides share the vocabulary; a reference holding ``[UNK]`` (a word
+    the vocabulary lacks) is matched by no output, as in BLEU, and an output that reached
+    `max_length` without END is not a match. `loss` is the mean over all target tokens.
     """
     exact, total, hyps = 0, 0, []
     nll, tokens_scored = 0.0, 0
@@ -110,11 +122,12 @@ def seq2seq(
         tokens_scored += int(keep.sum())
         for hyp, ref in zip(tokens, tgt, strict=True):
             h, finished = _until_end(hyp)
-            exact += finished and h == _until_end(ref)[0]
+            r = _until_end(ref)[0]
+            exact += finished and h == r and UNKNOWN not in r
             total += 1
             hyps.append(h)
-    metrics = {"exact_match": exact / max(total, 1), "loss": nll / max(tokens_scored, 1),
-               "examples": total}
+    _require(total, "test examples")
+    metrics = {"exact_match": exact / total, "loss": nll / tokens_scored, "examples": total}
     if references is not None:
         import sacrebleu
 
@@ -140,7 +153,8 @@ def language_model(model, dataset: tf.data.Dataset) -> dict[str, Any]:
         keep = np.asarray(y) != PAD
         total += float(np.asarray(nll)[keep].sum())
         count += int(keep.sum())
-    loss = total / max(count, 1)
+    _require(count, "target tokens")
+    loss = total / count
     return {"loss": loss, "perplexity": float(np.exp(loss)), "tokens": count}
 
 

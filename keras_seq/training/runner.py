@@ -217,7 +217,10 @@ def evaluate(model, recipe: dict[str, Any], splits) -> dict[str, Any]:
             references=info.test_targets if recipe["train"].get("bleu", False) else None,
         )
     if task == "language_model":
-        return evaluation.language_model(model, test)
+        metrics = evaluation.language_model(model, test)
+        if splits.test is None:  # the recipe's figure is its validation loss
+            metrics["split"] = "validation"
+        return metrics
     return evaluation.regression(model, test)
 
 
