@@ -13,8 +13,9 @@ Python `encode` and the in-graph `tokenize_tf` (the exporter puts it in the Save
    input of known characters (``"z\\u0307"`` for ``"ż"``) still gives the NFC ids; input that
    is neither NFC nor NFD for characters with several marks is not recomposed.
 2. `replacements`: (RE2 pattern, rewrite) pairs in order, e.g. ``("<br\\s*/?>", " ")``.
-3. `lowercase`: `tf.strings.lower(encoding="utf-8")`, full Unicode, the same as `str.lower`
-   (``"ŁÓDŹ" -> "łódź"``, ``"Großmann"`` keeps its ``ß``).
+3. `lowercase`: `tf.strings.lower(encoding="utf-8")`, full Unicode, as `str.lower` up to
+   Unicode 13 (``"ŁÓDŹ" -> "łódź"``, ``"Großmann"`` keeps its ``ß``; 40 letters added in
+   Unicode 14, such as Vithkuqi, stay uppercase).
 4. Split. ``level="char"``: Unicode code points (`tf.strings.unicode_split`; invalid UTF-8
    becomes U+FFFD, hence OOV). ``level="word"``: each character of `punctuation` becomes a
    token of its own, Unicode spaces (``\\p{Z}``) count as spaces, `tf.strings.split`.

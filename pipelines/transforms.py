@@ -2,7 +2,7 @@
 
 Each factory validates its options and returns a function `Dataset -> Dataset`, e.g.::
 
-    ds = (tf.data.Dataset.from_tensor_slices((ids, labels))      # ids: RaggedTensor [N, None]
+    ds = (examples_dataset((ids, labels))      # pipelines.batching; ids: RaggedTensor [N, None]
           .apply(filter_by_length(max_length=50))
           .apply(shuffle(10_000, seed=0))
           .apply(bucket_by_length([8, 16, 32], batch_size=64))
