@@ -192,7 +192,8 @@ def test_seed_states_are_restored_for_the_epoch_a_run_resumes_after(tmp_path):
     trained.fit(x, y, epochs=2, batch_size=4, verbose=0,
                 callbacks=[runner.SeedStateBackup(path)])
     saved = json.loads(path.read_text())
-    assert sorted(saved) == ["1", "2"] and saved["1"] != saved["2"]  # dropout drew masks
+    assert sorted(saved) == ["1", "2", "stopped"] and saved["1"] != saved["2"]  # dropout drew masks
+    assert saved["stopped"] is None and not runner.SeedStateBackup.stopped(path, 2)
 
     def states(model):
         return [np.asarray(v) for v in model.variables if "seed_generator" in v.path]

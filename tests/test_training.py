@@ -314,3 +314,132 @@ def test_a_monitor_the_model_does_not_log_is_refused_after_the_first_epoch():
     runner.RequireMonitor("val_loss").on_epoch_end(0, logs)
     runner.RequireMonitor("val_loss").on_epoch_end(0, {"loss": 1.0})  # no validation data
     assert runner._mode("val_exact_match") == "max" and runner._mode("val_loss") == "min"
+
+
+# -- a kill at any point of an epoch's end, or after training: in-process, deterministic --------
+
+
+class Killed(Exception):
+    """Stands for kill -9 at a chosen point (no callback's on_train_end runs, as with a kill)."""
+
+
+class KillAt(__import__("keras").callbacks.Callback):
+    def __init__(self, epoch):
+        super().__init__()
+        self.epoch = epoch
+
+    def on_epoch_end(self, epoch, logs=None):
+        if epoch == self.epoch:
+            raise Killed
+
+
+def _tiny_dates(*overrides):
+    from keras_seq.training import recipes
+
+    sets = [a for a in TINY if a != "--set"] + ["num_train=320", "steps_per_epoch=10",
+                                                 "early_stopping_patience=20", *overrides]
+    return recipes.apply_overrides(recipes.load("dates"), sets)
+
+
+def _train_killed(recipe, run_dir, monkeypatch, epoch, where):
+    """Train until epoch `epoch`'s end is killed `where` ("end": after every callback,
+    "after_backup" or "before_backup"), then train again with the same settings (the resume)."""
+    from keras_seq.training import runner
+
+    real = runner.callbacks
+
+    def with_kill(*args, **kwargs):
+        result = real(*args, **kwargs)
+        kinds = {"before_backup": runner.SeedStateBackup,
+                 "after_backup": runner.keras.callbacks.BackupAndRestore}
+        at = len(result) if where == "end" else next(
+            i for i, c in enumerate(result) if isinstance(c, kinds[where]))
+        at += where == "after_backup"
+        return result[:at] + [KillAt(epoch)] + result[at:]
+
+    monkeypatch.setattr(runner, "callbacks", with_kill)
+    with pytest.raises(Killed):
+        runner.train(recipe, run_dir=run_dir, verbose=0)
+    monkeypatch.setattr(runner, "callbacks", real)
+    return runner.train(recipe, run_dir=run_dir, verbose=0)
+
+
+def _same_run(run_dir, reference):
+    import keras
+
+    import keras_seq.models  # noqa: F401
+
+    assert json.loads((run_dir / "metrics.json").read_text())["test"] == json.loads(
+        (reference / "metrics.json").read_text())["test"]
+    a, b = (keras.saving.load_model(d / "model.keras") for d in (run_dir, reference))
+    for x, y in zip(a.weights, b.weights, strict=True):
+        np.testing.assert_array_equal(np.asarray(x), np.asarray(y))
+    assert float(a.optimizer.learning_rate) == float(b.optimizer.learning_rate)
+    from keras_seq.training import reports
+
+    # An epoch re-run after a kill before its backup writes its row again; the last counts.
+    assert reports.history_rows(run_dir / "history.csv") == reports.history_rows(
+        reference / "history.csv")
+    assert not (run_dir / "backup").exists()
+
+
+@pytest.mark.parametrize("overrides,epoch,where", [
+    # The learning rate reduced at epoch 1's end was lost: the backup came before the
+    # reduction, and the replay took the backup's rate as already reduced.
+    (["learning_rate=3.0", "reduce_lr_patience=1", "epochs=4"], 1, "end"),
+    # Killed right after the backup of the last epoch, the best one: the resumed run trained
+    # nothing more and kept the best checkpoint of an earlier epoch.
+    (["learning_rate=0.3", "epochs=3"], 2, "after_backup"),
+    # Killed after the checkpoints and the rate's reduction but before the backup: the
+    # resumed run re-runs that epoch from the backup before it.
+    (["learning_rate=3.0", "reduce_lr_patience=1", "epochs=4"], 1, "before_backup"),
+    # stop_below stopped after epoch 0; a kill after its backup trained on (epochs 1, 2).
+    (["stop_below=100", "epochs=3"], 0, "end"),
+    # With an EMA, the backup holds the averaged weights in the model (as the checkpoints
+    # do) and the raw ones in the optimizer; the resumed run swaps them back.
+    (["ema_momentum=0.9", "epochs=3"], 1, "end"),
+    (["ema_momentum=0.9", "epochs=3"], 1, "before_backup"),
+], ids=["reduced-learning-rate", "best-checkpoint", "before-the-backup", "stopped", "ema",
+        "ema-before-the-backup"])
+def test_a_kill_at_an_epochs_end_resumes_like_an_uninterrupted_run(
+        tmp_path, monkeypatch, overrides, epoch, where):
+    from keras_seq.training import runner
+
+    recipe = _tiny_dates(*overrides)
+    runner.train(recipe, run_dir=tmp_path / "reference", verbose=0)
+    _train_killed(recipe, tmp_path / "killed", monkeypatch, epoch, where)
+    _same_run(tmp_path / "killed", tmp_path / "reference")
+    if "reduce_lr_patience=1" in overrides:  # the case is real: the rate was reduced
+        import keras
+
+        import keras_seq.models  # noqa: F401
+
+        model = keras.saving.load_model(tmp_path / "reference" / "model.keras")
+        assert float(model.optimizer.learning_rate) < 3.0
+
+
+def test_a_kill_after_training_does_not_train_again(tmp_path, monkeypatch):
+    # Killed while writing the reports: the backup was gone and the rerun trained from
+    # epoch 0 (history.csv with every epoch twice; without --run-dir, a new directory).
+    from keras_seq.training import reports, runner
+
+    recipe = _tiny_dates("epochs=2")
+    runner.train(recipe, run_dir=tmp_path / "reference", verbose=0)
+    real = reports.write_all
+
+    def killed(*args, **kwargs):
+        raise Killed
+
+    monkeypatch.setattr(reports, "write_all", killed)
+    with pytest.raises(Killed):
+        runner.train(recipe, run_dir=tmp_path / "killed", verbose=0)
+    assert runner.has_started(tmp_path / "killed")  # the default run dir resumes it
+    monkeypatch.setattr(reports, "write_all", real)
+    fits = []
+    monkeypatch.setattr(runner.keras.Model, "fit", lambda *a, **k: fits.append(1))
+    runner.train(recipe, run_dir=tmp_path / "killed", verbose=0)
+    assert fits == []
+    monkeypatch.undo()
+    _same_run(tmp_path / "killed", tmp_path / "reference")
+    assert (tmp_path / "killed" / "history.csv").read_text() == (
+        tmp_path / "reference" / "history.csv").read_text()  # no epoch twice

@@ -12,6 +12,7 @@ trained on it first, the same way, in ``pretrain/``.
 from __future__ import annotations
 
 import json
+import shutil
 import sys
 import time
 from pathlib import Path
@@ -135,6 +136,7 @@ def train(
     metrics["wall_time_s"] = round(time.time() - started, 1)
     reports.write_all(run_dir, model, recipe, splits, metrics)
     write_metrics(run_dir, metrics)
+    shutil.rmtree(run_dir / BACKUP, ignore_errors=True)  # the run is finished
     return metrics
 
 
@@ -146,20 +148,25 @@ def fit(
     then the best checkpoint's weights loaded."""
     steps = hp["steps_per_epoch"] or _count_batches(splits.train)
     resumed_epoch = _backup_epoch(run_dir / BACKUP)
-    # One endless stream whose order is fixed by the seed: a resumed run skips the batches
-    # of the epochs it already finished, so it sees exactly the batches the killed run saw.
-    train_stream = splits.train.repeat().skip(resumed_epoch * steps)
-    model.fit(
-        train_stream,
-        epochs=hp["epochs"],
-        steps_per_epoch=steps,
-        validation_data=splits.validation,
-        validation_steps=hp["validation_steps"],
-        class_weight=class_weight,
-        callbacks=callbacks(run_dir, hp, started, resumed_epoch),
-        shuffle=False,  # the pipelines shuffle, seeded
-        verbose=verbose,
-    )
+    if resumed_epoch and (resumed_epoch >= hp["epochs"] or SeedStateBackup.stopped(
+            run_dir / BACKUP / SEED_STATES, resumed_epoch)):
+        # Killed after its last epoch (in evaluation or reports): the training is done.
+        model.load_weights(run_dir / "checkpoints" / "last.weights.h5")
+    else:
+        # One endless stream whose order is fixed by the seed: a resumed run skips the batches
+        # of the epochs it already finished, so it sees exactly the batches the killed run saw.
+        train_stream = splits.train.repeat().skip(resumed_epoch * steps)
+        model.fit(
+            train_stream,
+            epochs=hp["epochs"],
+            steps_per_epoch=steps,
+            validation_data=splits.validation,
+            validation_steps=hp["validation_steps"],
+            class_weight=class_weight,
+            callbacks=callbacks(run_dir, hp, started, resumed_epoch),
+            shuffle=False,  # the pipelines shuffle, seeded
+            verbose=verbose,
+        )
     best = run_dir / "checkpoints" / "best.weights.h5"
     if best.exists():
         model.load_weights(best)
@@ -194,6 +201,7 @@ def pretrain(
               "steps_per_epoch": None, "validation_steps": None, "stop_below": None}
         fit(pretrained, related, hp, run_dir, started, verbose)
         pretrained.save_weights(done)
+        shutil.rmtree(run_dir / BACKUP, ignore_errors=True)
     transfer_weights(pretrained, model)
 
 
@@ -244,17 +252,13 @@ def callbacks(
     )
     result = [
         RequireMonitor(monitor),
-        # The CSV row of an epoch is written before its backup: a kill in between re-runs
-        # that epoch and its row is written again (read_history keeps the last one).
+        # An epoch's row is written before its backup: a kill in between re-runs that epoch
+        # and its row is written again (read_history keeps the last one).
         keras.callbacks.CSVLogger(str(run_dir / "history.csv"), append=True),
-        # Before the backup for the same reason: a resumed run finds the states of its epoch.
-        SeedStateBackup(run_dir / BACKUP / SEED_STATES, resumed_epoch),
-        keras.callbacks.BackupAndRestore(str(run_dir / BACKUP), save_freq="epoch"),
         # With an EMA of the weights (`ema_momentum`), validation and both checkpoints see
-        # the averaged weights; the backup, written before the swap, keeps the raw ones.
-        # Keras swaps by arithmetic (a += b; b = a - b; a -= b), which moves the raw weights
-        # by an ulp or so: a resumed EMA run matches an uninterrupted one to ~1e-7, not bitwise.
-        *([keras.callbacks.SwapEMAWeights(swap_on_epoch=True)] if hp.get("ema_momentum") else []),
+        # the averaged weights; the backup holds the swapped state and a resumed run swaps
+        # back at its first epoch, as an uninterrupted one does (the same arithmetic).
+        *([ResumableSwapEMAWeights(resumed_epoch)] if hp.get("ema_momentum") else []),
         keras.callbacks.ModelCheckpoint(str(ckpt / "last.weights.h5"), save_weights_only=True),
         best_ckpt,
         ResumableEarlyStopping(
@@ -272,6 +276,15 @@ def callbacks(
         result.append(StopBelow(monitor, float(hp["stop_below"])))
     if hp.get("time_budget_s") is not None:
         result.append(TimeBudget(started, float(hp["time_budget_s"])))
+    # The backup is the epoch's commit point, after every other callback's work for it (the
+    # checkpoints, the reduced learning rate, a decision to stop): a kill before it re-runs
+    # the epoch, a kill after it finds all of that done. It is kept after training, until
+    # the run's metrics are written, so a kill in evaluation does not train again.
+    result += [
+        SeedStateBackup(run_dir / BACKUP / SEED_STATES, resumed_epoch),
+        keras.callbacks.BackupAndRestore(str(run_dir / BACKUP), save_freq="epoch",
+                                         delete_checkpoint=False),
+    ]
     return result
 
 
@@ -303,7 +316,8 @@ class ResumableEarlyStopping(_ReplaysFinishedEpochs, keras.callbacks.EarlyStoppi
 
 class ResumableReduceLROnPlateau(_ReplaysFinishedEpochs, keras.callbacks.ReduceLROnPlateau):
     """ReduceLROnPlateau that resumes with the killed run's wait, best and cooldown. The
-    reduced learning rate itself is in the optimizer state that BackupAndRestore restores."""
+    reduced learning rate itself is in the optimizer state that BackupAndRestore restores
+    (the backup is written after this callback's epoch end)."""
 
     def _reduce_optimizer_lr(self, optimizer, epoch, name=""):
         if self._replaying:
@@ -311,12 +325,32 @@ class ResumableReduceLROnPlateau(_ReplaysFinishedEpochs, keras.callbacks.ReduceL
         return super()._reduce_optimizer_lr(optimizer, epoch, name)
 
 
-class SeedStateBackup(keras.callbacks.Callback):
-    """Keeps the layers' random states (the ``SeedGenerator`` of each dropout) with the backup.
+class ResumableSwapEMAWeights(keras.callbacks.SwapEMAWeights):
+    """SwapEMAWeights (``swap_on_epoch``) that knows a resumed run's model holds the averaged
+    weights, as the backup of an epoch's end has them, and swaps back at the first epoch."""
 
-    Weight files, and so BackupAndRestore, leave them out, so a resumed run would draw the
-    dropout masks of its first epoch again. Their values after each finished epoch are
-    written to `path` (JSON, by epoch); a run resumed after epoch k takes those of epoch k."""
+    def __init__(self, resumed_epoch: int) -> None:
+        super().__init__(swap_on_epoch=True)
+        self.resumed_epoch = resumed_epoch
+
+    def on_train_begin(self, logs=None):
+        super().on_train_begin(logs)
+        self._ema_weights_in_model = self.resumed_epoch > 0
+
+
+class SeedStateBackup(keras.callbacks.Callback):
+    """Keeps the layers' random states (the ``SeedGenerator`` of each dropout) with the backup,
+    and whether training stopped after an epoch (early stopping, a time budget, `stop_below`).
+
+    Weight files, and so BackupAndRestore, leave the random states out, so a resumed run
+    would draw the dropout masks of its first epoch again. Their values after each finished
+    epoch are written to `path` (JSON, by epoch); a run resumed after epoch k takes those of
+    epoch k, and a run that had stopped after epoch k does not train again."""
+
+    @staticmethod
+    def stopped(path: Path, epoch: int) -> bool:
+        """Whether training stopped after `epoch` (1-based), by the record at `path`."""
+        return path.exists() and json.loads(path.read_text()).get("stopped") == epoch
 
     def __init__(self, path: Path, resumed_epoch: int = 0) -> None:
         super().__init__()
@@ -342,6 +376,7 @@ class SeedStateBackup(keras.callbacks.Callback):
     def on_epoch_end(self, epoch, logs=None):
         saved = self._saved()
         saved[str(epoch + 1)] = [np.asarray(v).tolist() for v in self._states()]
+        saved["stopped"] = epoch + 1 if self.model.stop_training else None
         self.path.parent.mkdir(parents=True, exist_ok=True)
         partial = self.path.with_suffix(".partial")
         partial.write_text(json.dumps(saved))
