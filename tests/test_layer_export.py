@@ -67,6 +67,17 @@ def tflite_bytes(model, batch):
     return converter.convert()
 
 
+def onnx_proto(model):
+    """tf2onnx of `model.call` traced in export mode, with a dynamic batch."""
+    with export_mode():
+        fn = tf.function(model.call, input_signature=[tf.TensorSpec([None, T, D], tf.float32, "x")])
+        proto, _ = tf2onnx.convert.from_function(
+            fn, input_signature=fn.input_signature, opset=17,
+            custom_rewriter=onnx_custom_rewriters(),
+        )
+    return proto
+
+
 def run_tflite(content, x):
     interpreter = Interpreter(model_content=content)
     runner = interpreter.get_signature_runner("serve")
@@ -105,12 +116,7 @@ def test_tflite_dynamic_batch_gru_and_rnn():
 @pytest.mark.parametrize("name", LAYERS)
 def test_onnx_native_recurrent_nodes(name):
     model = make_model(name, batch=None)
-    with export_mode():
-        fn = tf.function(model.call, input_signature=[tf.TensorSpec([None, T, D], tf.float32, "x")])
-        proto, _ = tf2onnx.convert.from_function(
-            fn, input_signature=fn.input_signature, opset=17,
-            custom_rewriter=onnx_custom_rewriters(),
-        )
+    proto = onnx_proto(model)
     ops = onnx_op_types(proto)
     kind = next(k for k in RECURRENT_OPS if k in name)
     assert RECURRENT_OPS[kind] in ops and "Loop" not in ops, ops
@@ -133,12 +139,7 @@ def test_other_cells_export_as_loops_equal_to_keras(name):
     np.testing.assert_allclose(run_tflite(content, x), model(x), atol=ATOL)
 
     model = make_model(name, batch=None)
-    with export_mode():
-        fn = tf.function(model.call, input_signature=[tf.TensorSpec([None, T, D], tf.float32, "x")])
-        proto, _ = tf2onnx.convert.from_function(
-            fn, input_signature=fn.input_signature, opset=17,
-            custom_rewriter=onnx_custom_rewriters(),
-        )
+    proto = onnx_proto(model)
     assert "Loop" in onnx_op_types(proto)
     session = ort.InferenceSession(proto.SerializeToString(), providers=["CPUExecutionProvider"])
     x = np.random.default_rng(2).normal(size=(3, T, D)).astype("float32")

@@ -127,14 +127,8 @@ def test_mask_from_embedding_and_masking_layer(rng):
         np.testing.assert_array_equal(y[2, 1:], np.repeat(y[2, 0:1], 5, axis=0))
 
 
-@pytest.mark.parametrize("merge_mode", ["concat", "sum", "mul", "ave", None])
-@pytest.mark.parametrize("kind", ["lstm", "gru", "simple_rnn"])
-@pytest.mark.parametrize("return_sequences", [False, True])
-def test_bidirectional_equals_keras(merge_mode, kind, return_sequences, rng):
-    ours_cls, keras_cls, shared = KINDS[kind]
-    opts = {"return_sequences": return_sequences, "return_state": True, **shared}
-    reference = keras.layers.Bidirectional(keras_cls(U, **opts), merge_mode=merge_mode)
-    ours = layers.Bidirectional(ours_cls(U, **opts), merge_mode=merge_mode)
+def assert_bidirectional_equal(ours, reference, rng):
+    """Random weights copied from `reference` into `ours`; outputs equal with and without a mask."""
     x = rng.normal(size=(B, T, D)).astype("float32")
     reference(x)
     ours(x)
@@ -146,6 +140,17 @@ def test_bidirectional_equals_keras(merge_mode, kind, return_sequences, rng):
     assert max_diff(ours(x), reference(x)) < FWD_TOL
 
 
+@pytest.mark.parametrize("merge_mode", ["concat", "sum", "mul", "ave", None])
+@pytest.mark.parametrize("kind", ["lstm", "gru", "simple_rnn"])
+@pytest.mark.parametrize("return_sequences", [False, True])
+def test_bidirectional_equals_keras(merge_mode, kind, return_sequences, rng):
+    ours_cls, keras_cls, shared = KINDS[kind]
+    opts = {"return_sequences": return_sequences, "return_state": True, **shared}
+    reference = keras.layers.Bidirectional(keras_cls(U, **opts), merge_mode=merge_mode)
+    ours = layers.Bidirectional(ours_cls(U, **opts), merge_mode=merge_mode)
+    assert_bidirectional_equal(ours, reference, rng)
+
+
 def test_bidirectional_with_explicit_backward_layer_equals_keras(rng):
     reference = keras.layers.Bidirectional(
         keras.layers.GRU(U, return_sequences=True),
@@ -154,14 +159,7 @@ def test_bidirectional_with_explicit_backward_layer_equals_keras(rng):
     ours = layers.Bidirectional(
         layers.GRU(U, return_sequences=True),
         backward_layer=layers.GRU(U, return_sequences=True, go_backwards=True, use_bias=False))
-    x = rng.normal(size=(B, T, D)).astype("float32")
-    reference(x)
-    ours(x)
-    weights = [rng.normal(scale=0.5, size=w.shape).astype("float32") for w in reference.get_weights()]
-    reference.set_weights(weights)
-    ours.set_weights(weights)
-    mask = mixed_mask()
-    assert max_diff(ours(x, mask=mask), reference(x, mask=mask)) < FWD_TOL
+    assert_bidirectional_equal(ours, reference, rng)
 
 
 def test_bidirectional_backward_direction_skips_padding(rng):
