@@ -7,6 +7,7 @@ import subprocess
 import sys
 from pathlib import Path
 
+import keras
 import numpy as np
 import pytest
 from conftest import kill_after_an_epoch
@@ -19,13 +20,15 @@ TINY = [
 ]
 
 
+def run_model(run_dir):
+    """The run's saved model (with its optimizer)."""
+    import keras_seq.models  # noqa: F401  (registers the model classes)
+
+    return keras.saving.load_model(run_dir / "model.keras", safe_mode=True)
+
+
 def weights_of(run_dir):
-    import keras
-
-    import keras_seq.models  # noqa: F401
-
-    model = keras.saving.load_model(run_dir / "model.keras", safe_mode=True)
-    return [np.asarray(w) for w in model.weights]
+    return [np.asarray(w) for w in run_model(run_dir).weights]
 
 
 @pytest.fixture(scope="module")
@@ -323,7 +326,7 @@ class Killed(Exception):
     """Stands for kill -9 at a chosen point (no callback's on_train_end runs, as with a kill)."""
 
 
-class KillAt(__import__("keras").callbacks.Callback):
+class KillAt(keras.callbacks.Callback):
     def __init__(self, epoch):
         super().__init__()
         self.epoch = epoch
@@ -365,18 +368,14 @@ def _train_killed(recipe, run_dir, monkeypatch, epoch, where):
 
 
 def _same_run(run_dir, reference):
-    import keras
-
-    import keras_seq.models  # noqa: F401
+    from keras_seq.training import reports
 
     assert json.loads((run_dir / "metrics.json").read_text())["test"] == json.loads(
         (reference / "metrics.json").read_text())["test"]
-    a, b = (keras.saving.load_model(d / "model.keras") for d in (run_dir, reference))
+    a, b = run_model(run_dir), run_model(reference)
     for x, y in zip(a.weights, b.weights, strict=True):
         np.testing.assert_array_equal(np.asarray(x), np.asarray(y))
     assert float(a.optimizer.learning_rate) == float(b.optimizer.learning_rate)
-    from keras_seq.training import reports
-
     # An epoch re-run after a kill before its backup writes its row again; the last counts.
     assert reports.history_rows(run_dir / "history.csv") == reports.history_rows(
         reference / "history.csv")
@@ -410,12 +409,7 @@ def test_a_kill_at_an_epochs_end_resumes_like_an_uninterrupted_run(
     _train_killed(recipe, tmp_path / "killed", monkeypatch, epoch, where)
     _same_run(tmp_path / "killed", tmp_path / "reference")
     if "reduce_lr_patience=1" in overrides:  # the case is real: the rate was reduced
-        import keras
-
-        import keras_seq.models  # noqa: F401
-
-        model = keras.saving.load_model(tmp_path / "reference" / "model.keras")
-        assert float(model.optimizer.learning_rate) < 3.0
+        assert float(run_model(tmp_path / "reference").optimizer.learning_rate) < 3.0
 
 
 def test_a_kill_after_training_does_not_train_again(tmp_path, monkeypatch):
