@@ -135,13 +135,11 @@ def locate(
         DataUnavailableError: not found, and not downloadable (offline, or `download=False`).
     """
     searched = [d / relative for d in candidate_dirs(explicit_dir)]
-    for path in searched:
-        if _present(path, pattern):
-            return path
     shown = " or ".join(repr(str(p)) for p in searched)
     expected = f"{what} at {shown}" + (f" (files {pattern})" if pattern else "")
-    if explicit_dir is not None:
-        # --data-dir pointed inside the dataset (its folder or file): name the parent to use.
+    if explicit_dir is not None and not _present(searched[0], pattern):
+        # --data-dir pointed inside the dataset (its folder or file): name the parent to use,
+        # before the cache is searched (a cached copy would be read in its place, unnoticed).
         given = Path(explicit_dir)
         for parent in list(given.parents)[: len(Path(relative).parts)]:
             if _present(parent / relative, pattern):
@@ -150,6 +148,9 @@ def locate(
                     f"dataset. Expected the directory that contains {relative!r}: "
                     f"--data-dir {str(parent)!r}."
                 )
+    for path in searched:
+        if _present(path, pattern):
+            return path
     hint = (
         f"Place it at {str(data_dir(explicit_dir) / relative)!r}, or point --data-dir / the "
         f"KERAS_SEQ_DATA environment variable at a directory containing {relative!r}."

@@ -121,6 +121,9 @@ def read_names_dir(
         )
     names, labels, dropped, kept = [], [], Counter(), {}
     for lang in chosen:
+        if allow_empty and files[lang].stat().st_size == 0:
+            kept[lang] = 0  # a 0-byte file holds no name, as one of blank lines does
+            continue
         lines = read_lines(files[lang], f"a {lang} names file", strict=strict)
         dropped.update(lines.dropped)
         before = len(names)

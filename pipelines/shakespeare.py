@@ -6,7 +6,8 @@ karpathy/char-rnn), or TFDS ``tiny_shakespeare`` with ``use_tfds=True``.
 Splits are contiguous: the text is cut at line boundaries into train | validation (| test)
 segments (the first line boundary at or after ``int(f * len)``, as nanoGPT does), and windows
 are cut inside each segment only, so no character is in two splits. `test_fraction=0` (the
-default) gives ``test=None`` unless `test_path` (another plain text file) or TFDS provides one;
+default) gives ``test=None`` unless `test_path` (another plain text file, which then replaces the
+test share: it goes to training) or TFDS provides one;
 ``info.test_examples`` (raw windows for export checks) then come from the validation text.
 Lines that are not UTF-8 are dropped (``dropped["non_utf8"]``).
 
@@ -141,7 +142,8 @@ def load(
     else:
         file = locate_data(data_dir=data_dir, download=download, path=path)
         text, dropped = read_text(file, strict=strict)
-        fr = (1 - vf - tf_, vf, tf_)
+        # With test_path the test share goes to training, as in the other sources.
+        fr = (1 - vf, vf, 0.0) if test_path is not None else (1 - vf - tf_, vf, tf_)
         a, b = cut_points(text, fr)
         segments = {"train": text[:a], "validation": text[a:b], "test": text[b:] if tf_ else ""}
         source = str(file)

@@ -326,6 +326,10 @@ def test_shakespeare_test_path_and_bad_input(tmp_path):
     assert s.test is not None and s.info.counts["test"] > 0
     window, target = s.info.test_examples[0]
     assert window[1:] == target[:-1] and len(window) == 10
+    # With test_path, the recipe's test share goes to training, as in the other sources.
+    shared = shakespeare.load(data_dir=str(tmp_path), seq_length=10, test_path=str(other),
+                              test_fraction=0.2)
+    assert shared.info.extra["characters"] == s.info.extra["characters"]
     # A test text shorter than one window gave no test windows, and loss 0 at evaluation.
     with pytest.raises(ValueError, match=r"The test text \(.*rest.txt\) has 140 characters, "
                                          r"fewer than seq_length \+ 1 = 201"):

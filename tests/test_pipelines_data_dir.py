@@ -75,16 +75,19 @@ def test_offline_error_for_each_file_source(tmp_path, module, relative):
     assert relative in str(err.value) and module.REMOTE.url in str(err.value)
 
 
+@pytest.mark.parametrize("cached", [False, True], ids=["no-cache", "cached-copy"])
 @pytest.mark.parametrize("module, relative, inside", [
     (names, "names/German.txt", "names"),
     (sst2, "sentiment/sst2/train.tsv", "sentiment/sst2"),
     (shakespeare, "tinyshakespeare/input.txt", "tinyshakespeare/input.txt"),
 ])
 def test_a_data_dir_inside_the_dataset_names_its_parent(tmp_path, monkeypatch, module,
-                                                        relative, inside):
-    path = tmp_path / "data" / relative
-    path.parent.mkdir(parents=True)
-    path.write_text("Müller\n")
+                                                        relative, inside, cached):
+    # A cached copy of the dataset (from an earlier download) must not be read instead.
+    for root in [tmp_path / "data"] + ([tmp_path / "cache" / "data"] if cached else []):
+        path = root / relative
+        path.parent.mkdir(parents=True)
+        path.write_text("Müller\n")
 
     def unexpected(url, timeout=None):
         raise AssertionError("the hint must come before any download")

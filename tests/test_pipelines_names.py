@@ -177,8 +177,9 @@ def test_language_subset_reads_only_its_files_from_a_full_test_directory(tmp_pat
     assert "Russo" not in trained and "Nowak" not in trained
 
 
-def test_test_directory_may_hold_an_empty_language_file(tmp_path):
-    other = with_test_dir(tmp_path, German="Wegner\n", Italian="\n")
+@pytest.mark.parametrize("empty", ["\n", ""], ids=["blank-line", "0-byte"])
+def test_test_directory_may_hold_an_empty_language_file(tmp_path, empty):
+    other = with_test_dir(tmp_path, German="Wegner\n", Italian=empty)
     s = names.load(data_dir=str(tmp_path / "a"), test_path=str(other))
     assert examples(s.test, s.info.vocabulary) == [("Wegner", 0)]
     (other / "German.txt").write_text("Rafaj1\n", encoding="utf-8")
