@@ -50,7 +50,8 @@ def main(argv: list[str] | None = None) -> int:
     except UsageError as err:
         print(f"keras-seq {args.command}: error: {err}", file=sys.stderr)
         return 2
-    except (ValueError, FileNotFoundError, NotADirectoryError) as err:
+    except (ValueError, FileNotFoundError, FileExistsError, NotADirectoryError,
+            IsADirectoryError) as err:
         if os.environ.get("KERAS_SEQ_DEBUG"):
             raise
         message = str(err).splitlines()[0] if str(err) else type(err).__name__
@@ -71,7 +72,7 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--test-data", default=None, help="test split in the source's own layout")
     p.add_argument("--epochs", type=int, default=None)
     p.add_argument("--run-dir", default=None, help="default: runs/<recipe>/<timestamp>/")
-    p.add_argument("--seed", type=int, default=0)
+    p.add_argument("--seed", type=_seed, default=0)
     p.add_argument("--strategy", default="default", choices=["default", "mirrored", "multiworker"])
     p.add_argument("--mixed-precision", action="store_true")
     p.add_argument("--set", dest="overrides", action="append", default=[], metavar="KEY=VALUE")
@@ -115,6 +116,39 @@ def build_parser() -> argparse.ArgumentParser:
     return parser
 
 
+def _seed(text: str) -> int:
+    try:
+        seed = int(text)
+    except ValueError:
+        seed = -1
+    if not 0 <= seed < 2**32:  # NumPy's and TensorFlow's seed range
+        raise argparse.ArgumentTypeError(
+            f"expected an integer from 0 to 2**32 - 1, received {text!r}")
+    return seed
+
+
+def _directory_to_write(flag: str, path: str | Path) -> None:
+    """Fail before any work when `path`, or a folder above it, is an existing file."""
+    for p in (Path(path), *Path(path).parents):
+        if p.exists():
+            if not p.is_dir():
+                raise UsageError(f"{flag} {path}: expected a directory, but {p} is a file")
+            return
+
+
+def _read_config(run_dir: str | Path) -> dict[str, Any]:
+    config_path = Path(run_dir) / "config.json"
+    if not config_path.exists():
+        raise UsageError(f"{run_dir} is not a run directory (no config.json)")
+    try:
+        config = json.loads(config_path.read_text(encoding="utf-8"))
+    except json.JSONDecodeError as err:
+        raise UsageError(f"{config_path} is not valid JSON: {err}") from None
+    if not isinstance(config, dict) or "name" not in config:
+        raise UsageError(f"{config_path} is not a run's config (no recipe name)")
+    return config
+
+
 def _version(text: str) -> int | str:
     if text == "next":
         return text
@@ -152,14 +186,17 @@ def cmd_train(args) -> int:
     except ValueError as err:
         raise UsageError(str(err)) from None
 
-    distribute.make_strategy(args.strategy)  # before any TensorFlow op runs
+    strategy = distribute.make_strategy(args.strategy)  # before any TensorFlow op runs
     _check_data(recipe, args.data_dir, args.test_data)
 
     settings: dict[str, Any] = dict(
         data_dir=args.data_dir, test_data=args.test_data, seed=args.seed,
         strategy=args.strategy, mixed_precision=args.mixed_precision,
     )
-    run_dir = runner.resolve_run_dir(recipe, args.run_dir, **settings)
+    if args.run_dir:
+        _directory_to_write("--run-dir", args.run_dir)
+    run_dir = distribute.worker_dir(runner.resolve_run_dir(recipe, args.run_dir, **settings),
+                                    strategy)
     differs = runner.differences(run_dir, recipe, **settings)
     finished = (run_dir / "metrics.json").is_file()
     # A run that stopped before any training worth keeping (e.g. refused data or model
@@ -206,10 +243,7 @@ def cmd_evaluate(args) -> int:
     from pipelines.splits import SourceInfo
 
     run_dir = Path(args.run_dir)
-    config_path = run_dir / "config.json"
-    if not config_path.exists():
-        raise UsageError(f"{run_dir} is not a run directory (no config.json)")
-    recipe = json.loads(config_path.read_text())
+    recipe = _read_config(run_dir)
     if "experiment" in recipe:
         subs = sorted(p.parent.name for p in run_dir.glob("*/model.keras"))
         raise UsageError(
@@ -234,15 +268,14 @@ def cmd_export(args) -> int:
 
     formats = [f.strip() for f in args.formats.split(",") if f.strip()]
     if args.all_latest:
+        _directory_to_write("--out", args.out or "exported")
         export.export_all_latest(args.all_latest, args.out or "exported", formats=formats,
                                  quantize=args.quantize, replace=args.replace)
         return 0
     if not args.run_dir:
         raise UsageError("give RUN_DIR or --all-latest RUNS_ROOT")
-    config_path = Path(args.run_dir) / "config.json"
-    if not config_path.exists():
-        raise UsageError(f"{args.run_dir} is not a run directory (no config.json)")
-    out = args.out or str(Path("exported") / json.loads(config_path.read_text())["name"])
+    out = args.out or str(Path("exported") / _read_config(args.run_dir)["name"])
+    _directory_to_write("--out", out)
     export.export_run(args.run_dir, out, formats=formats, quantize=args.quantize,
                       version=args.version, replace=args.replace)
     return 0
@@ -258,10 +291,12 @@ def cmd_verify(args) -> int:
 
 def cmd_predict(args) -> int:
     from keras_seq import export
+    from keras_seq.export.predict import find_export
 
     path, texts = args.path, args.texts
-    if args.server and not Path(path).exists():
-        # `predict --server URL --model NAME TEXT...` (without --model, predict names it)
+    if args.server and path is not None and find_export(path) is None:
+        # `predict --server URL --model NAME TEXT...` (without --model, predict names it);
+        # a text that names a file or folder is a text too unless it is in an export.
         path, texts = None, [path, *texts]
     if not texts:
         raise UsageError("expected at least one TEXT after PATH")

@@ -240,8 +240,11 @@ def load(
     if languages is not None and (
         not isinstance(languages, Sequence) or isinstance(languages, str) or len(languages) < 2
         or not all(isinstance(lang, str) for lang in languages)
+        or len(set(languages)) != len(languages)
     ):
-        raise _checks.invalid("languages", "a sequence of at least two language names", languages)
+        raise _checks.invalid(
+            "languages", "a sequence of at least two distinct language names", languages
+        )
     if pretrain and languages is None:
         raise _checks.invalid(
             "pretrain", "false without `languages` (it pretrains a language subset's model on "

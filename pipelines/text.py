@@ -10,8 +10,10 @@ Python `encode` and the in-graph `tokenize_tf` (the exporter puts it in the Save
    changes encodings, not normal forms), so NFC is applied on the Python side by
    `unicodedata.normalize`. In the graph, the canonical decompositions (NFD) of every
    character the vocabulary knows are recomposed by literal `regex_replace`s, so decomposed
-   input of known characters (``"z\\u0307"`` for ``"ż"``) still gives the NFC ids; input that
-   is neither NFC nor NFD for characters with several marks is not recomposed.
+   input of known characters (``"z\\u0307"`` for ``"ż"``) still gives the NFC ids, and those of
+   every other composite become one out-of-vocabulary character, as NFC makes them. Not
+   recomposed: input that is neither NFC nor NFD for characters with several marks, and
+   decomposed Hangul syllables.
 2. `replacements`: (RE2 pattern, rewrite) pairs in order, e.g. ``("<br\\s*/?>", " ")``.
 3. `lowercase`: `tf.strings.lower(encoding="utf-8")`, full Unicode, as `str.lower` up to
    Unicode 13 (``"ŁÓDŹ" -> "łódź"``, ``"Großmann"`` keeps its ``ß``; 40 letters added in
@@ -35,8 +37,10 @@ Example:
 
 from __future__ import annotations
 
+import functools
 import json
 import os
+import sys
 import unicodedata
 from collections import Counter
 from collections.abc import Iterable, Sequence
@@ -66,16 +70,52 @@ def _re2_literal(text: str) -> str:
     return "".join(c if c.isascii() and c.isalnum() else f"\\x{{{ord(c):x}}}" for c in text)
 
 
+@functools.cache
+def _composites() -> tuple[str, ...]:
+    """Every character that NFC composes from its canonical decomposition (941 in Unicode 15),
+    Hangul syllables left out."""
+    found = []
+    for cp in range(sys.maxunicode + 1):
+        if 0xAC00 <= cp <= 0xD7A3:
+            continue
+        c = chr(cp)
+        d = unicodedata.normalize("NFD", c)
+        if d != c and unicodedata.normalize("NFC", d) == c:
+            found.append(c)
+    return tuple(found)
+
+
 def _compositions(tokens: Iterable[str], lowercase: bool) -> tuple[tuple[str, str], ...]:
-    """(NFD form, NFC char) for every known character whose NFD differs, longest first."""
+    """(RE2 pattern, rewrite) pairs that give decomposed (NFD) input the ids of its NFC form.
+
+    A known character's decomposition becomes the character. The decompositions of the other
+    composites become one character the vocabulary lacks, so that, as after Python's NFC, an
+    unknown accented letter is one out-of-vocabulary token, not a known base letter and a mark.
+    Longest decompositions first, so that "u" + diaeresis + acute is not cut after the
+    diaeresis when only "ü" is known.
+    """
     chars: set[str] = set()
     for token in tokens:
         chars.update(token)
-    if lowercase:
-        chars.update(u for c in list(chars) if len(u := c.upper()) == 1)
-    pairs = {(unicodedata.normalize("NFD", c), c) for c in chars}
-    pairs = {(d, c) for d, c in pairs if d != c}
-    return tuple(sorted(pairs, key=lambda p: (-len(p[0]), p[0])))
+    unknown = next(c for c in ("\ufffd", *map(chr, range(0xE000, 0xF900))) if c not in chars)
+    by_length: dict[int, tuple[list[str], list[tuple[str, str]]]] = {}
+    for c in _composites():
+        d = unicodedata.normalize("NFD", c)
+        others, known = by_length.setdefault(len(d), ([], []))
+        # Recomposed exactly unless it becomes one character the vocabulary lacks (with
+        # `lowercase`, its lowercase: "É" -> "é"; "İ" -> "i" + combining dot, two tokens).
+        target = c.lower() if lowercase else c
+        if len(target) == 1 and target not in chars:
+            others.append(_re2_literal(d))
+        else:
+            known.append((_re2_literal(d), c))
+    pairs: list[tuple[str, str]] = []
+    for length in sorted(by_length, reverse=True):
+        others, known = by_length[length]
+        if others:
+            pairs.append(("(?:" + "|".join(sorted(others)) + ")", unknown))
+        pairs += sorted(known)
+    return tuple(pairs)
 
 
 def split_tokens(
@@ -91,9 +131,7 @@ def split_tokens(
 
     Pure `tf.strings` ops: traceable inside `tf.function`, the same eagerly and in a graph.
     """
-    for decomposed, composed in compositions:
-        strings = tf.strings.regex_replace(strings, _re2_literal(decomposed), composed)
-    for pattern, rewrite in replacements:
+    for pattern, rewrite in (*compositions, *replacements):
         strings = tf.strings.regex_replace(strings, pattern, rewrite)
     if lowercase:
         strings = tf.strings.lower(strings, encoding="utf-8")

@@ -77,7 +77,8 @@ def test_ensemble_of_a_model_that_is_not_a_classifier(run):
 @pytest.mark.parametrize("args,fragment", [
     (["--epochs", "0"], "train.epochs in recipe 'dates'. Expected a positive integer. "
                         "Received: epochs=0"),
-    (["--set", "learning_rate=-0.1"], "Expected a number > 0. Received: learning_rate=-0.1"),
+    (["--set", "learning_rate=-0.1"], "Expected a finite number > 0. Received: "
+                                      "learning_rate=-0.1"),
     (["--set", "reduce_lr_factor=2"], "Expected a number in (0, 1). Received: reduce_lr_factor=2"),
     (["--set", "steps_per_epoch=1.5"], "Received: steps_per_epoch=1.5"),
     # These failed only after training: at evaluation, or after the first epoch.
@@ -102,6 +103,13 @@ def test_invalid_train_values(args, fragment, tmp_path, run):
     ("shakespeare", "temperature=hot", "Expected a finite number >= 0. Received: temperature='hot'"),
     ("shakespeare", "temperature=1e999", "Received: temperature=inf"),
     ("shakespeare", "sample_length=-3", "Expected a positive integer. Received: sample_length=-3"),
+    # These trained, then failed in the reports (inf), or at once with a traceback (class).
+    ("dates", "learning_rate=1e999", "Received: learning_rate=inf"),
+    ("dates", "class=SequenceClassifier", "model.class in recipe 'dates'. Expected 'Seq2Seq' "
+                                          "(the seq2seq task's model). Received: "
+                                          "class='SequenceClassifier'"),
+    ("names-de-it", "class=Seq2Seq", "Expected 'SequenceClassifier'"),
+    ("adding", "class=LanguageModel", "Expected 'Regressor'"),
 ])
 def test_train_values_checked_before_training(recipe, override, expected):
     with pytest.raises(recipes.RecipeError) as error:
@@ -116,6 +124,8 @@ def test_train_values_checked_before_training(recipe, override, expected):
     ("experiment.lengths=[100, 0]", "Expected a non-empty list of positive integers. "
                                     "Received: lengths=[100, 0]"),
     ("experiment.time_budget_s=-1", "Expected none or a number > 0"),
+    # Failed after all six runs, in the comparison table.
+    ("experiment.baseline=abc", "Expected none or a finite number. Received: baseline='abc'"),
 ])
 def test_experiment_grid_is_checked_before_any_run(override, expected):
     # A misspelt cell failed only when its run came, after the runs before it had trained.
@@ -205,3 +215,38 @@ def test_set_with_section_prefix_and_ambiguity():
     assert recipe["train"]["epochs"] == 2
     with pytest.raises(recipes.RecipeError, match="Expected KEY=VALUE"):
         recipes.apply_overrides(recipes.load("dates"), ["units"])
+
+
+def test_paths_and_seeds_are_checked_before_any_work(tmp_path, run):
+    # Each was a traceback: NumPy's seed error without --seed, FileExistsError from mkdir (for
+    # --out after the whole conversion), a JSONDecodeError message naming no file.
+    a_file = tmp_path / "a_file"
+    a_file.write_text("x")
+    assert_one_line_error(run("train", "dates", "--seed", "-1"),
+                          "argument --seed: expected an integer from 0 to 2**32 - 1, received '-1'")
+    assert_one_line_error(run("train", "dates", "--seed", str(2**32)), "received '4294967296'")
+    assert_one_line_error(run("train", "dates", "--run-dir", str(a_file)),
+                          f"--run-dir {a_file}: expected a directory, but {a_file} is a file")
+    run_dir = tmp_path / "run"
+    run_dir.mkdir()
+    (run_dir / "config.json").write_text('{"name": "dates"}')
+    assert_one_line_error(run("export", str(run_dir), "--out", str(a_file / "x")),
+                          f"--out {a_file / 'x'}: expected a directory, but {a_file} is a file")
+    (run_dir / "config.json").write_text("{x")
+    for command in ("evaluate", "export"):
+        assert_one_line_error(run(command, str(run_dir)),
+                              f"{run_dir / 'config.json'} is not valid JSON")
+
+
+def test_an_empty_split_is_refused_before_training(tmp_path, run, cli, shared_data):
+    # The run trained, then failed at evaluation naming neither setting, or in the reports
+    # on history.csv's "NA" validation values.
+    result = run("train", "dates", "--run-dir", str(tmp_path / "a"), "--set", "num_train=64",
+                 "--set", "num_test=0")
+    assert_one_line_error(result, "Expected test examples, but the test split of recipe 'dates' "
+                                  "is empty. Check the [data] settings: num_test=0")
+    result = cli("train", "names-de-it", "--data-dir", str(shared_data), "--run-dir",
+                 str(tmp_path / "b"), "--set", "fractions=[0.9, 0, 0.1]", check=False, timeout=300)
+    assert_one_line_error(result, "the validation split of recipe 'names-de-it' is empty. "
+                                  "Check the [data] settings: fractions=[0.9, 0, 0.1]")
+    assert not list(tmp_path.glob("*/backup")) and not list(tmp_path.glob("*/pretrain"))

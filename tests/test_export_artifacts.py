@@ -580,7 +580,9 @@ def test_predict_through_the_tf_serving_rest_contract(exports, serving, task):
         predict(None, texts, server=serving, model_name="absent")
 
 
-def test_predict_command_without_a_path_sends_every_text_to_the_server(exports, serving, capsys):
+def test_predict_command_without_a_path_sends_every_text_to_the_server(
+    exports, serving, capsys, tmp_path, monkeypatch
+):
     from keras_seq import cli
 
     _, out = exports["classification"]
@@ -597,6 +599,11 @@ def test_predict_command_without_a_path_sends_every_text_to_the_server(exports, 
     assert cli.main(["predict", "--server", serving, texts[0]]) == 2
     assert "argument `model_name`. Expected the model's name on the server" in (
         capsys.readouterr().err)
+    # A first text that names a folder (not an export) was taken as PATH and dropped.
+    monkeypatch.chdir(tmp_path)
+    (tmp_path / texts[0]).mkdir()
+    assert cli.main(["predict", "--server", serving, "--model", out.name, *texts, "--json"]) == 0
+    assert [json.loads(line)["input"] for line in capsys.readouterr().out.splitlines()] == texts
 
 
 # -- versions, atomicity, make export ---------------------------------------------------------
@@ -651,8 +658,41 @@ def test_a_partial_export_of_another_model_does_not_leave_the_old_ones_artifacts
     del metadata["artifacts"]["onnx"]
     (out / "metadata.json").write_text(json.dumps(metadata))
     with pytest.raises(FileNotFoundError, match=r"model.onnx is not an artifact of .*: its "
-                       r"metadata.json lists saved_model, tflite"):
+                       r"metadata.json lists model.tflite \(a file left by another export"):
         predict(out / "model.onnx", ["Kim"])
+
+
+def test_an_earlier_exports_quantized_file_is_removed_and_never_served(exports, tmp_path):
+    # It stayed beside a newer export without --quantize, and `predict` ran its old weights
+    # with the new model's vocabulary and labels.
+    run, _ = exports["classification"]
+    out = tmp_path / "exported" / "names"
+    export_run(run, out, formats=["tflite"], quantize="dynamic", parity_examples=0)
+    assert (out / "model.dynamic.tflite").is_file()
+    export_run(run, out, formats=["tflite"], replace=True, parity_examples=0)
+    assert not (out / "model.dynamic.tflite").exists() and (out / "model.tflite").is_file()
+    shutil.copy(out / "model.tflite", out / "model.stale.tflite")  # left by hand
+    with pytest.raises(FileNotFoundError, match=r"model.stale.tflite is not an artifact of .*: "
+                       r"its metadata.json lists model.tflite \(a file left by another"):
+        predict(out / "model.stale.tflite", ["Kim"])
+
+
+def test_predict_on_a_damaged_artifact_names_the_file(exports, tmp_path):
+    from keras_seq import cli
+
+    _, out = exports["seq2seq"]
+    damaged = tmp_path / "dates"
+    shutil.copytree(out, damaged)
+    (damaged / "model_encoder.onnx").write_bytes(
+        (out / "model_encoder.onnx").read_bytes()[:1000])
+    with pytest.raises(ValueError, match=r"Could not load the ONNX file .*model_encoder.onnx: "
+                       r".*INVALID_PROTOBUF"):
+        predict(damaged / "model_decoder_step.onnx", ["x"])
+    (damaged / "saved_model" / "1" / "saved_model.pb").write_bytes(b"garbage")
+    assert cli.main(["predict", str(damaged), "x"]) == 2  # was an OSError traceback
+    with pytest.raises(ValueError, match=r"Could not load the SavedModel at .*saved_model/1: "
+                       r"Cannot parse file"):
+        predict(damaged, ["x"])
 
 
 def test_export_stops_when_a_float_artifact_differs_from_keras(exports, tmp_path, monkeypatch):

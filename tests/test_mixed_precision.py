@@ -94,6 +94,15 @@ def test_classifier_probabilities_are_float32(mixed, rng):
     np.testing.assert_allclose(np.sum(probs, -1), 1.0, rtol=1e-6)
 
 
+def test_regressor_output_is_float32(mixed, rng):
+    # Its head computed in float16: predictions in [1, 2) were rounded to 2**-10.
+    from keras_seq.training.builders import regressor
+
+    model = regressor("gru", units=8)
+    out = model(rng.standard_normal((2, 5, 2)).astype("float32"))
+    assert out.dtype == "float32" and model.layers[1].compute_dtype == "float16"
+
+
 def test_recurrent_layer_under_mixed_policy(mixed, rng):
     layer = layers.LSTM(6, return_sequences=True)
     out = layer(rng.standard_normal((2, 4, 3)).astype("float32"))

@@ -252,7 +252,9 @@ def test_argument_errors(tmp_path):
     write_names(tmp_path)
     with pytest.raises(ValueError, match=r"argument `fractions`. Expected three non-negative"):
         names.load(data_dir=str(tmp_path), fractions=(0.5, 0.2, 0.2))
-    for bad in ("German", 5, ("German", 7)):  # 5 (from --set languages=5) raised a TypeError
+    # 5 (from --set languages=5) raised a TypeError; a repeated language read its file twice,
+    # labelled every name with the second copy's id and scored a one-class task as 100%.
+    for bad in ("German", 5, ("German", 7), ("German", "German"), ("German", "Italian", "German")):
         with pytest.raises(ValueError, match=r"argument `languages`. Expected a sequence of at"):
             names.load(data_dir=str(tmp_path), languages=bad)
 

@@ -164,3 +164,11 @@ def test_confusion_matrix_counts_and_large_matrix_unannotated(tmp_path):
 def test_confusion_matrix_bad_inputs_raise(tmp_path, matrix, labels, message):
     with pytest.raises(ValueError, match=message):
         plots.confusion_matrix(matrix, labels, tmp_path / "c.png")
+
+
+def test_history_skips_the_na_that_csvlogger_writes_for_a_missing_value(tmp_path):
+    from keras_seq.training import reports
+
+    path = tmp_path / "history.csv"
+    path.write_text("epoch,loss,val_loss\n0,0.9,NA\n1,0.5,0.7\n")
+    assert reports.read_history(path) == {"loss": [0.9, 0.5], "val_loss": [0.7]}

@@ -38,7 +38,12 @@ from keras_seq.export import onnx as _onnx  # noqa: F401  (registers the exporte
 from keras_seq.export import saved_model as _saved_model  # noqa: F401
 from keras_seq.export import tflite as _tflite  # noqa: F401
 from keras_seq.export.job import ExportJob
-from keras_seq.export.metadata import base_metadata, read_metadata, write_metadata
+from keras_seq.export.metadata import (
+    base_metadata,
+    listed_files,
+    read_metadata,
+    write_metadata,
+)
 from keras_seq.export.registry import exporter_names, make_exporter
 from keras_seq.export.run_dir import find_latest_runs, load_run, model_digest
 from keras_seq.export.serving_config import write_models_config
@@ -140,6 +145,13 @@ def _commit(staging: Path, out: Path, version: int | None) -> None:
         for path in files:
             os.replace(path, out / path.name)
         os.replace(staging / "metadata.json", out / "metadata.json")
+        # A TFLite or ONNX file the new metadata does not list (e.g. the quantized variant of
+        # an earlier export) would still be served by `predict FILE` as this model.
+        listed = listed_files(json.loads((out / "metadata.json").read_text(encoding="utf-8")))
+        for path in sorted((*out.glob("*.tflite"), *out.glob("*.onnx"))):
+            if path.name not in listed:
+                trash.mkdir(exist_ok=True)
+                os.rename(path, trash / path.name)
     finally:
         shutil.rmtree(trash, ignore_errors=True)
 

@@ -25,7 +25,9 @@ import json
 from pathlib import Path
 from typing import Any
 
-__all__ = ["FORMAT", "METADATA_FILE", "base_metadata", "read_metadata", "write_metadata"]
+__all__ = [
+    "FORMAT", "METADATA_FILE", "base_metadata", "listed_files", "read_metadata", "write_metadata"
+]
 
 FORMAT = "keras_seq.export"
 FORMAT_VERSION = 1
@@ -106,3 +108,11 @@ def read_metadata(export_dir: str | Path) -> dict[str, Any]:
             f"{METADATA_FILE} has format={FORMAT!r}. Received: format={received!r}"
         )
     return metadata
+
+
+def listed_files(metadata: dict[str, Any]) -> set[str]:
+    """The TFLite and ONNX file names an export's metadata lists."""
+    artifacts = metadata.get("artifacts", {})
+    entries = [*artifacts.get("tflite", {}).get("variants", {}).values(),
+               *artifacts.get("onnx", {}).get("files", {}).values()]
+    return {entry["file"] for entry in entries}

@@ -23,7 +23,7 @@ from typing import Any
 
 import numpy as np
 
-from keras_seq.export.metadata import METADATA_FILE, read_metadata
+from keras_seq.export.metadata import METADATA_FILE, listed_files, read_metadata
 from keras_seq.export.tasks import make_client
 from keras_seq.export.tasks.classification import ClassificationClient
 from keras_seq.export.tasks.language_model import LanguageModelClient
@@ -44,6 +44,13 @@ def _find_metadata(path: Path) -> Path | None:
         if (candidate / METADATA_FILE).is_file():
             return candidate
     return None
+
+
+def find_export(path: str | Path) -> Path | None:
+    """The export directory of `path` (an export, a SavedModel folder or an artifact file), or
+    None when `path` is not in an export."""
+    path = Path(path)
+    return _find_metadata(path if path.is_dir() else path.parent) if path.exists() else None
 
 
 def _latest_version(base: Path) -> Path:
@@ -108,11 +115,14 @@ def _local(path: Path, texts: Sequence[str]) -> list[dict[str, Any]]:
         raise FileNotFoundError(
             f"{path.name} needs {METADATA_FILE} in {path.parent} (vocabulary and labels)"
         )
-    listed = {".tflite": "tflite", ".onnx": "onnx"}.get(path.suffix)
-    if listed and listed not in metadata["artifacts"]:
+    kind = {".tflite": "tflite", ".onnx": "onnx"}.get(path.suffix)
+    if kind and (kind not in metadata["artifacts"] or path.resolve() not in {
+        (export_dir / name).resolve() for name in listed_files(metadata)
+    }):
         raise FileNotFoundError(
             f"{path.name} is not an artifact of {export_dir}: its {METADATA_FILE} lists "
-            f"{', '.join(metadata['artifacts']) or 'none'} (a file left by another export?)"
+            f"{', '.join(sorted(listed_files(metadata))) or 'none'} (a file left by another "
+            "export?)"
         )
     if path.suffix == ".tflite":
         run = tflite_runner(path)
@@ -169,7 +179,7 @@ def predict(
 
         task = None
         if path is not None:
-            export_dir = _find_metadata(Path(path) if Path(path).is_dir() else Path(path).parent)
+            export_dir = find_export(path)
             if export_dir is not None:
                 metadata = read_metadata(export_dir)
                 task, model_name = metadata["task"], model_name or metadata["name"]

@@ -63,6 +63,10 @@ class SavedModelSession:
                 meta = tf.compat.v1.saved_model.loader.load(
                     self.session, ["serve"], str(self.path)
                 )
+        except (OSError, RuntimeError, tf.errors.OpError) as err:  # a missing or damaged file
+            self.session.close()
+            raise ValueError(f"Could not load the SavedModel at {self.path}: {_first_line(err)}"
+                             ) from err
         finally:
             logger.setLevel(level)
         self.signatures = dict(meta.signature_def)
@@ -146,10 +150,14 @@ def onnx_runner(files: Mapping[str, str | Path], threads: int | None = None) -> 
     options = ort.SessionOptions()
     if threads:
         options.intra_op_num_threads = threads
-    sessions = {
-        name: ort.InferenceSession(str(path), options, providers=["CPUExecutionProvider"])
-        for name, path in files.items()
-    }
+    sessions = {}
+    for name, path in files.items():
+        try:
+            sessions[name] = ort.InferenceSession(
+                str(path), options, providers=["CPUExecutionProvider"]
+            )
+        except Exception as err:  # onnxruntime's NoSuchFile, InvalidProtobuf, ... (pybind)
+            raise ValueError(f"Could not load the ONNX file {path}: {_first_line(err)}") from err
 
     def run(name: str, feeds: Feeds) -> dict[str, np.ndarray]:
         check_padding(feeds, "right", "ONNX")
@@ -160,3 +168,7 @@ def onnx_runner(files: Mapping[str, str | Path], threads: int | None = None) -> 
         return dict(zip(names, values, strict=True))
 
     return run
+
+
+def _first_line(err: BaseException) -> str:
+    return (str(err).strip().splitlines() or [type(err).__name__])[0]

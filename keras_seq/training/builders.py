@@ -78,7 +78,9 @@ def regressor(
         _common.check_int_at_least("seed", seed, 0)
     inputs = keras.Input((None, features))
     layer = RECURRENT[cell](units, num_layers=num_layers)
-    model = keras.Model(inputs, keras.layers.Dense(1)(layer(inputs)), name=f"{cell}_regressor")
+    # The output in float32 under mixed precision (Keras's guide), as the other task models.
+    head = keras.layers.Dense(1, dtype="float32")
+    model = keras.Model(inputs, head(layer(inputs)), name=f"{cell}_regressor")
     if chrono is not None and cell != "rnn":
         rng = np.random if seed is None else np.random.default_rng(seed)
         for level in layer.cells:

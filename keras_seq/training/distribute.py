@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import json
 import os
+from pathlib import Path
 
 import tensorflow as tf
 
@@ -77,6 +78,17 @@ def is_chief(strategy: tf.distribute.Strategy) -> bool:
     return is_chief_task(tf_config())
 
 
+def worker_dir(run_dir: Path, strategy: tf.distribute.Strategy) -> Path:
+    """Where this process writes its run: `run_dir` for the chief (or the only process), and
+    ``run_dir/.worker-<index>`` for another worker, as Keras 2's ``write_dirpath`` did. Workers
+    that share a file system and a ``--run-dir`` would otherwise write the same checkpoints,
+    backup and history; each keeps its own backup to resume from."""
+    if is_chief(strategy):
+        return run_dir
+    task = tf_config()["task"]
+    return run_dir / f".{task['type']}-{task.get('index', 0)}"
+
+
 def is_chief_task(config: dict) -> bool:
     """Whether TF_CONFIG's task is the cluster's chief: ``chief`` 0, or worker 0 without one."""
     task = config["task"]
@@ -84,17 +96,25 @@ def is_chief_task(config: dict) -> bool:
     return task["type"] == chief and task.get("index", 0) == 0
 
 
-def patch_multiworker_fit(model, strategy: tf.distribute.Strategy) -> None:
-    """Work around keras-team/keras#20585 (open; Keras 3 ``fit`` under
-    MultiWorkerMirroredStrategy), on this model instance only:
+def patch_fit(model, strategy: tf.distribute.Strategy, first_batch) -> None:
+    """Make ``fit`` under `strategy` see the data the default strategy sees, on this model
+    instance only. `first_batch`: a batch the caller has already taken from the training set.
 
-    1. ``fit`` reduces the first *(x, y) structure* of PerReplica values with
-       ``strategy.reduce``, which accepts single values only ("Attempt to convert a value
-       (PerReplica ...) to a Tensor"). That batch only builds the metrics and the optimizer,
-       so each value's local replica is used instead.
-    2. Each step's logged scalars are reduced with ``strategy.reduce("MEAN", v, axis=0)``,
-       which fails on 0-d values; the steps return them as ``[1]`` tensors (same mean).
+    1. Under any strategy but the default, Keras's ``fit`` first pulls a batch from an
+       iterator of its own to build the metrics and the optimizer. With the pipelines' seeded
+       reshuffles that pull moves the shuffle order: mirrored runs differed from default, and a
+       run resumed after a kill (``repeat().skip(...)``) trained on other batches than an
+       uninterrupted one. The build uses `first_batch` instead.
+    2. keras-team/keras#20585 (open; Keras 3 ``fit`` under MultiWorkerMirroredStrategy): each
+       step's logged scalars are reduced with ``strategy.reduce("MEAN", v, axis=0)``, which
+       fails on 0-d values; the steps return them as ``[1]`` tensors (same mean). (The same
+       issue's failing reduce of the build batch's PerReplica values is gone with 1.)
     """
+    if strategy is tf.distribute.get_strategy():
+        return
+    original = model._maybe_symbolic_build
+    model._maybe_symbolic_build = lambda iterator=None, data_batch=None: original(
+        data_batch=first_batch)
     # One worker: Keras takes the local mean, not strategy.reduce, and the [1] values of
     # workaround 2 would reach the callbacks (TensorBoard refuses them).
     if not isinstance(strategy, tf.distribute.MultiWorkerMirroredStrategy) or not (
@@ -105,18 +125,3 @@ def patch_multiworker_fit(model, strategy: tf.distribute.Strategy) -> None:
         step = getattr(model, name)
         setattr(model, name, lambda data, step=step: tf.nest.map_structure(
             lambda v: tf.reshape(v, [1]) if v.shape.rank == 0 else v, step(data)))
-    original = model._maybe_symbolic_build
-
-    def local(value):
-        if isinstance(value, tf.distribute.DistributedValues):
-            return strategy.experimental_local_results(value)[0]
-        return value
-
-    def symbolic_build(iterator=None, data_batch=None):
-        if iterator is not None:
-            for _, _, batches in iterator:
-                data_batch = tf.nest.map_structure(local, next(batches))
-                break
-        return original(data_batch=data_batch)
-
-    model._maybe_symbolic_build = symbolic_build

@@ -203,7 +203,7 @@ def _number(v: Any) -> bool:
 _NONE_OR_POSITIVE = ("none or a number > 0", lambda v: v is None or (_number(v) and v > 0))
 _TRAIN_CHECKS: dict[str, tuple[str, Any]] = {
     "epochs": ("a positive integer", _positive_int),
-    "learning_rate": ("a number > 0", lambda v: _number(v) and v > 0),
+    "learning_rate": ("a finite number > 0", lambda v: _number(v) and 0 < v < math.inf),
     "clipnorm": _NONE_OR_POSITIVE,
     "early_stopping_patience": ("an integer >= 0", lambda v: v == 0 or _positive_int(v)),
     "reduce_lr_patience": ("an integer >= 0", lambda v: v == 0 or _positive_int(v)),
@@ -232,12 +232,26 @@ _EXPERIMENT_CHECKS: dict[str, tuple[str, Any]] = {
     "lengths": ("a non-empty list of positive integers", lambda v: isinstance(v, list)
                 and v != [] and all(_positive_int(n) for n in v)),
     "time_budget_s": _NONE_OR_POSITIVE,
+    "baseline": ("none or a finite number", lambda v: v is None or (
+        _number(v) and math.isfinite(v))),
 }
+
+# The model class each task's data, loss and evaluation are written for.
+TASK_CLASSES = {"classification": "SequenceClassifier", "seq2seq": "Seq2Seq",
+                "language_model": "LanguageModel", "regression": "Regressor"}
 
 
 def check_train(recipe: dict[str, Any]) -> None:
     """Reject a ``[train]`` value the training loop would misread (``epochs=0`` would skip
-    training and still write a run), naming the field, what it takes and what it got."""
+    training and still write a run), or a ``[model] class`` other than the task's, naming the
+    field, what it takes and what it got."""
+    task_class = TASK_CLASSES.get(recipe["task"])
+    if task_class is not None and recipe["model"].get("class") != task_class:
+        raise RecipeError(
+            f"Invalid value for model.class in recipe {recipe['name']!r}. Expected "
+            f"{task_class!r} (the {recipe['task']} task's model). "
+            f"Received: class={recipe['model'].get('class')!r}"
+        )
     sections = [("train", _TRAIN_CHECKS, TRAIN_DEFAULTS)]
     if "experiment" in recipe:
         sections.append(("experiment", _EXPERIMENT_CHECKS, {}))

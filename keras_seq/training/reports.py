@@ -40,7 +40,8 @@ def read_history(path: Path) -> dict[str, list[float]]:
         return {}
     rows = [row for _, row in sorted(history_rows(path).items())]
     keys = [k for k in (rows[0] if rows else {}) if k != "epoch"]
-    return {k: [float(r[k]) for r in rows if r.get(k) not in (None, "")] for k in keys}
+    # CSVLogger writes "NA" for a value missing at an epoch.
+    return {k: [float(r[k]) for r in rows if r.get(k) not in (None, "", "NA")] for k in keys}
 
 
 def attention_maps(run_dir: Path, model, recipe, splits, count: int = 3) -> None:

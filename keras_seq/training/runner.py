@@ -110,6 +110,7 @@ def train(
                  test_data=test_data, strategy=strategy, mixed_precision=mixed_precision)
 
     splits = load_splits(recipe, data_dir=data_dir, seed=seed, test_data=test_data)
+    require_examples(recipe, splits, test_data)
     info = splits.info
     write_run_files(run_dir, info)
 
@@ -119,7 +120,7 @@ def train(
         compile_model(model, recipe)
         first = next(iter(splits.train))
         model(first[0], training=False)  # build before BackupAndRestore restores weights
-    distribute.patch_multiworker_fit(model, scope)
+    distribute.patch_fit(model, scope, first)
     if not distribute.is_chief(scope):
         verbose = 0
 
@@ -138,6 +139,25 @@ def train(
     write_metrics(run_dir, metrics)
     shutil.rmtree(run_dir / BACKUP, ignore_errors=True)  # the run is finished
     return metrics
+
+
+def require_examples(recipe: dict[str, Any], splits, test_data=None) -> None:
+    """Refuse, before training, a split that would only fail after it: an empty training or
+    validation split, or an empty test split (a language model without one evaluates on
+    validation)."""
+    for split in ("train", "validation", "test"):
+        if split == "test" and splits.test is None:
+            continue
+        if splits.info.counts.get(split, 0) > 0:
+            continue
+        if split == "test" and test_data is not None:
+            raise ValueError(f"Expected test examples in --test-data {test_data}, but it has none.")
+        fields = [k for k in recipe["data"] if "fraction" in k or k == f"num_{split}"]
+        raise ValueError(
+            f"Expected {split} examples, but the {split} split of recipe {recipe['name']!r} "
+            f"is empty. Check the [data] settings: "
+            + (", ".join(f"{k}={recipe['data'][k]!r}" for k in fields) or "(none set)")
+        )
 
 
 def fit(
@@ -184,14 +204,15 @@ def pretrain(
     repeated, when a killed run resumes; a killed pretraining resumes from its backup."""
     with scope.scope():
         pretrained = build_model(recipe, related.info)
-        pretrained(next(iter(related.train))[0], training=False)
+        first = next(iter(related.train))
+        pretrained(first[0], training=False)
     done = run_dir / PRETRAINED
     if done.exists():
         pretrained.load_weights(done)
     else:
         with scope.scope():
             compile_model(pretrained, recipe)
-        distribute.patch_multiworker_fit(pretrained, scope)
+        distribute.patch_fit(pretrained, scope, first)
         related.info.save(run_dir)  # its labels, counts and vocabulary
         if verbose:
             counts = ", ".join(f"{k} {v}" for k, v in related.info.counts.items() if v)
