@@ -185,6 +185,11 @@ def cmd_train(args) -> int:
         members = ensembles.check(recipe)
     except ValueError as err:
         raise UsageError(str(err)) from None
+    if args.seed + members > 2**32:  # member k's global seed is seed + k
+        raise UsageError(
+            f"argument --seed: expected at most 2**32 - {members} for an ensemble of {members} "
+            f"(member k uses seed + k), received {args.seed}"
+        )
 
     strategy = distribute.make_strategy(args.strategy)  # before any TensorFlow op runs
     _check_data(recipe, args.data_dir, args.test_data)
@@ -228,7 +233,10 @@ def _check_data(recipe: dict[str, Any], data_dir: str | None, test_data: str | N
     import pipelines
 
     try:
-        pipelines.get_source(recipe["source"]).check(data_dir=data_dir, test_path=test_data)
+        # The recipe's own file or TFDS choice (--set path=..., use_tfds=true) counts too.
+        where = {k: v for k, v in recipe["data"].items() if k in ("path", "use_tfds", "download")}
+        pipelines.get_source(recipe["source"]).check(data_dir=data_dir, test_path=test_data,
+                                                     **where)
     except AttributeError:
         pass  # sources without files (synthetic) have nothing to check
     except pipelines.DataUnavailableError as err:

@@ -19,7 +19,7 @@ from pathlib import Path, PurePosixPath
 
 from tqdm.auto import tqdm
 
-from pipelines.files import DataUnavailableError, cache_dir, candidate_dirs, data_dir
+from pipelines.files import DATA_ENV, DataUnavailableError, cache_dir, candidate_dirs, data_dir
 
 urlopen = urllib.request.urlopen  # the one network entry point (tests replace it)
 
@@ -137,16 +137,18 @@ def locate(
     searched = [d / relative for d in candidate_dirs(explicit_dir)]
     shown = " or ".join(repr(str(p)) for p in searched)
     expected = f"{what} at {shown}" + (f" (files {pattern})" if pattern else "")
-    if explicit_dir is not None and not _present(searched[0], pattern):
-        # --data-dir pointed inside the dataset (its folder or file): name the parent to use,
-        # before the cache is searched (a cached copy would be read in its place, unnoticed).
-        given = Path(explicit_dir)
+    given = data_dir(explicit_dir)
+    if given != cache_dir() / "data" and not _present(searched[0], pattern):
+        # --data-dir or $KERAS_SEQ_DATA pointed inside the dataset (its folder or file): name
+        # the parent to use, before the cache is searched (a cached copy would be read in its
+        # place, unnoticed).
+        setting = "--data-dir" if explicit_dir is not None else f"${DATA_ENV}"
         for parent in list(given.parents)[: len(Path(relative).parts)]:
             if _present(parent / relative, pattern):
                 raise DataUnavailableError(
-                    f"Could not find {expected}: --data-dir {str(given)!r} points inside the "
+                    f"Could not find {expected}: {setting} {str(given)!r} points inside the "
                     f"dataset. Expected the directory that contains {relative!r}: "
-                    f"--data-dir {str(parent)!r}."
+                    f"{setting} {str(parent)!r}."
                 )
     for path in searched:
         if _present(path, pattern):

@@ -159,8 +159,14 @@ def load(
         vocab = Vocabulary.build([segments["train"]], level="char", lowercase=lowercase)
     datasets, counts, windows = {}, {}, {}
     for split, segment in segments.items():
-        if not segment:
+        if not segment and split == "test":
             continue
+        if not segment:  # the cut fell after the text's last line break
+            raise ValueError(
+                f"The {split} text of {source} is empty: splits are cut at line breaks, and "
+                f"none follows the {split} cut (validation_fraction={vf}). Expected a text of "
+                "many lines."
+            )
         ids = vocab.encode([segment]).flat_values
         n = max(0, (int(ids.shape[0]) - (seq_length + 1)) // shift + 1)
         if n == 0:

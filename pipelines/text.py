@@ -12,8 +12,9 @@ Python `encode` and the in-graph `tokenize_tf` (the exporter puts it in the Save
    character the vocabulary knows are recomposed by literal `regex_replace`s, so decomposed
    input of known characters (``"z\\u0307"`` for ``"ż"``) still gives the NFC ids, and those of
    every other composite become one out-of-vocabulary character, as NFC makes them. Not
-   recomposed: input that is neither NFC nor NFD for characters with several marks, and
-   decomposed Hangul syllables.
+   recomposed: a composite whose marks are not adjacent in the input (canonical order may put
+   a mark of a lower class between them: NFD "أَ" is alef, fatha, hamza above), input that is
+   neither NFC nor NFD for characters with several marks, and decomposed Hangul syllables.
 2. `replacements`: (RE2 pattern, rewrite) pairs in order, e.g. ``("<br\\s*/?>", " ")``.
 3. `lowercase`: `tf.strings.lower(encoding="utf-8")`, full Unicode, as `str.lower` up to
    Unicode 13 (``"ŁÓDŹ" -> "łódź"``, ``"Großmann"`` keeps its ``ß``; 40 letters added in
@@ -85,18 +86,34 @@ def _composites() -> tuple[str, ...]:
     return tuple(found)
 
 
-def _compositions(tokens: Iterable[str], lowercase: bool) -> tuple[tuple[str, str], ...]:
+def _rewritten(chars: Sequence[str], replacements: Sequence[tuple[str, str]]) -> set[str]:
+    """The characters of `chars` that the `replacements` (RE2) change."""
+    if not replacements:
+        return set()
+    with tf.init_scope():  # eager, also when the tokenizer is first built inside a tf.function
+        strings = tf.constant(list(chars))
+        for pattern, rewrite in replacements:
+            strings = tf.strings.regex_replace(strings, pattern, rewrite)
+        after = [s.decode("utf-8") for s in strings.numpy()]
+    return {c for c, a in zip(chars, after, strict=True) if a != c}
+
+
+def _compositions(
+    tokens: Iterable[str], lowercase: bool, replacements: Sequence[tuple[str, str]] = ()
+) -> tuple[tuple[str, str], ...]:
     """(RE2 pattern, rewrite) pairs that give decomposed (NFD) input the ids of its NFC form.
 
     A known character's decomposition becomes the character. The decompositions of the other
     composites become one character the vocabulary lacks, so that, as after Python's NFC, an
     unknown accented letter is one out-of-vocabulary token, not a known base letter and a mark.
+    A composite that a replacement rewrites is recomposed exactly, for the replacement to see.
     Longest decompositions first, so that "u" + diaeresis + acute is not cut after the
     diaeresis when only "ü" is known.
     """
     chars: set[str] = set()
     for token in tokens:
         chars.update(token)
+    rewritten = _rewritten(_composites(), replacements)
     unknown = next(c for c in ("\ufffd", *map(chr, range(0xE000, 0xF900))) if c not in chars)
     by_length: dict[int, tuple[list[str], list[tuple[str, str]]]] = {}
     for c in _composites():
@@ -105,7 +122,7 @@ def _compositions(tokens: Iterable[str], lowercase: bool) -> tuple[tuple[str, st
         # Recomposed exactly unless it becomes one character the vocabulary lacks (with
         # `lowercase`, its lowercase: "É" -> "é"; "İ" -> "i" + combining dot, two tokens).
         target = c.lower() if lowercase else c
-        if len(target) == 1 and target not in chars:
+        if len(target) == 1 and target not in chars and c not in rewritten:
             others.append(_re2_literal(d))
         else:
             known.append((_re2_literal(d), c))
@@ -165,7 +182,7 @@ class Tokenizer(tf.Module):
             lowercase=vocabulary.lowercase,
             punctuation=vocabulary.punctuation,
             replacements=vocabulary.replacements,
-            compositions=_compositions(learned, vocabulary.lowercase),
+            compositions=_compositions(learned, vocabulary.lowercase, vocabulary.replacements),
         )
 
     @tf.function(input_signature=[tf.TensorSpec([None], tf.string)])

@@ -195,6 +195,22 @@ def test_data_dir_without_files(tmp_path, run):
     assert_one_line_error(result, "names")
 
 
+def test_data_check_reads_the_recipes_own_file(tmp_path, monkeypatch):
+    # --set path=FILE was left out of the check, which then looked for (and tried to download)
+    # the default file.
+    from keras_seq import cli
+
+    monkeypatch.setenv("KERAS_SEQ_DATA", str(tmp_path / "nothing"))
+    monkeypatch.setenv("KERAS_SEQ_CACHE", str(tmp_path / "cache"))
+    play = tmp_path / "play.txt"
+    play.write_text("ROMEO:\nBut soft.\n")
+    recipe = recipes.apply_overrides(recipes.load("shakespeare"), [f"path='{play}'"])
+    cli._check_data(recipe, None, None)
+    recipe = recipes.apply_overrides(recipes.load("shakespeare"), ["download=false"])
+    with pytest.raises(cli.UsageError, match="Could not find the Tiny Shakespeare text"):
+        cli._check_data(recipe, None, None)
+
+
 def test_test_data_in_wrong_layout(tmp_path, shared_data, run):
     bogus = tmp_path / "names.txt"
     bogus.write_text("not a directory of <Language>.txt files\n")
@@ -225,6 +241,9 @@ def test_paths_and_seeds_are_checked_before_any_work(tmp_path, run):
     assert_one_line_error(run("train", "dates", "--seed", "-1"),
                           "argument --seed: expected an integer from 0 to 2**32 - 1, received '-1'")
     assert_one_line_error(run("train", "dates", "--seed", str(2**32)), "received '4294967296'")
+    # sst2's members 1..9 use seed + k: the 6th failed after five had trained.
+    assert_one_line_error(run("train", "sst2", "--seed", str(2**32 - 5)),
+                          "argument --seed: expected at most 2**32 - 10 for an ensemble of 10")
     assert_one_line_error(run("train", "dates", "--run-dir", str(a_file)),
                           f"--run-dir {a_file}: expected a directory, but {a_file} is a file")
     run_dir = tmp_path / "run"

@@ -688,6 +688,11 @@ def test_predict_on_a_damaged_artifact_names_the_file(exports, tmp_path):
     with pytest.raises(ValueError, match=r"Could not load the ONNX file .*model_encoder.onnx: "
                        r".*INVALID_PROTOBUF"):
         predict(damaged / "model_decoder_step.onnx", ["x"])
+    variables = next((damaged / "saved_model" / "1" / "variables").glob("variables.data-*"))
+    variables.write_bytes(variables.read_bytes()[:100])
+    with pytest.raises(ValueError, match=r"Could not load the SavedModel at .*saved_model/1: "
+                       r"Read less bytes than requested"):  # not "Graph execution error:"
+        predict(damaged, ["x"])
     (damaged / "saved_model" / "1" / "saved_model.pb").write_bytes(b"garbage")
     assert cli.main(["predict", str(damaged), "x"]) == 2  # was an OSError traceback
     with pytest.raises(ValueError, match=r"Could not load the SavedModel at .*saved_model/1: "

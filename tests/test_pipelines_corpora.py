@@ -330,6 +330,12 @@ def test_shakespeare_test_path_and_bad_input(tmp_path):
     shared = shakespeare.load(data_dir=str(tmp_path), seq_length=10, test_path=str(other),
                               test_fraction=0.2)
     assert shared.info.extra["characters"] == s.info.extra["characters"]
+    # A text whose last line break comes before the validation cut was a KeyError.
+    (tmp_path / "one" / "tinyshakespeare").mkdir(parents=True)
+    (tmp_path / "one" / "tinyshakespeare" / "input.txt").write_text("word " * 400 + "\n")
+    with pytest.raises(ValueError, match=r"The validation text of .*input.txt is empty: splits "
+                                         r"are cut at line breaks.*validation_fraction=0.1"):
+        shakespeare.load(data_dir=str(tmp_path / "one"), seq_length=10)
     # A test text shorter than one window gave no test windows, and loss 0 at evaluation.
     with pytest.raises(ValueError, match=r"The test text \(.*rest.txt\) has 140 characters, "
                                          r"fewer than seq_length \+ 1 = 201"):

@@ -93,13 +93,16 @@ def test_a_data_dir_inside_the_dataset_names_its_parent(tmp_path, monkeypatch, m
         raise AssertionError("the hint must come before any download")
 
     monkeypatch.setattr(download, "urlopen", unexpected)
+    expected = (f"points inside the dataset. Expected the directory that contains "
+                f"{str(Path(relative).parent if module is names else relative)!r}: "
+                f"{{}} {str(tmp_path / 'data')!r}.")
     with pytest.raises(pipelines.DataUnavailableError) as err:
         module.load(data_dir=str(tmp_path / "data" / inside))
-    assert str(err.value).endswith(
-        f"points inside the dataset. Expected the directory that contains "
-        f"{str(Path(relative).parent if module is names else relative)!r}: "
-        f"--data-dir {str(tmp_path / 'data')!r}."
-    )
+    assert str(err.value).endswith(expected.format("--data-dir"))
+    monkeypatch.setenv(files.DATA_ENV, str(tmp_path / "data" / inside))  # the same setting
+    with pytest.raises(pipelines.DataUnavailableError) as err:
+        module.load()
+    assert str(err.value).endswith(expected.format("$KERAS_SEQ_DATA"))
 
 
 def test_download_off_says_where_to_get_it(tmp_path):

@@ -183,6 +183,15 @@ def test_graph_gives_every_decomposed_composite_the_ids_of_its_nfc_form(lowercas
     assert len(got[-3]) == 1  # ǘ, unknown, although ü is known
 
 
+def test_graph_decomposed_composites_that_a_replacement_rewrites():
+    # Unknown é became the out-of-vocabulary character before the replacement could see it.
+    vocab = Vocabulary.build(["cafe naive"], level="char",
+                             replacements=[("[éèêë]", "e"), ("[ïî]", "i")])
+    texts = [unicodedata.normalize(form, "café naïve") for form in ("NFC", "NFD")]
+    ids = vocab.tokenize_tf(tf.constant(texts)).to_list()
+    assert ids == vocab.encode(texts).to_list() == [vocab.encode(["cafe naive"]).to_list()[0]] * 2
+
+
 def test_graph_decomposed_words():
     vocab = Vocabulary.build(["the café is open", "a café"], level="word")
     texts = [unicodedata.normalize("NFD", t) for t in ("the café", "a naïve café", "Å")]

@@ -171,4 +171,7 @@ def onnx_runner(files: Mapping[str, str | Path], threads: int | None = None) -> 
 
 
 def _first_line(err: BaseException) -> str:
-    return (str(err).strip().splitlines() or [type(err).__name__])[0]
+    """The first line of `err` that says something ("Graph execution error:" does not)."""
+    lines = [line.strip() for line in str(err).splitlines()]
+    lines = [line for line in lines if line and line != "Graph execution error:"]
+    return lines[0] if lines else type(err).__name__
