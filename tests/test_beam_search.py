@@ -89,20 +89,27 @@ def test_beam_width_one_is_greedy_on_random_decoders():
     assert (g[0].numpy() == END).any(), "some sequences should end before max_length"
 
 
-def _brute_force_best(table: np.ndarray, forced_end_at: int) -> tuple[list[int], float]:
-    """Best finished sequence (alpha = 0) by enumerating every token path; at step
-    ``forced_end_at`` the end token is certain (log-prob 0), as in :func:`table_step`."""
-    allowed = [t for t in range(V) if t not in (0, 2)]  # searches never emit pad or start
-    best, best_lp = None, -np.inf
-    for n in range(1, forced_end_at + 2):
-        for body in itertools.product([t for t in allowed if t != END], repeat=n - 1):
-            seq, prev, lp = [*body, END], 2, 0.0
-            for t, tok in enumerate(seq):
-                lp += 0.0 if t >= forced_end_at else np.log(table[prev, tok] + 1e-12)
-                prev = tok
-            if lp > best_lp:
-                best, best_lp = seq, lp
-    return best, best_lp
+def _path_score(table: np.ndarray, seq: list[int], forced_end_at: int, alpha: float) -> float:
+    """``log P(seq) / ((5 + len) / 6) ** alpha`` under :func:`table_step`'s decoder (len counts
+    the end token; from step ``forced_end_at`` on the end token is certain)."""
+    prev, lp = 2, 0.0
+    for t, tok in enumerate(seq):
+        lp += 0.0 if t >= forced_end_at else np.log(table[prev, tok] + 1e-12)
+        prev = tok
+    return lp / ((5 + len(seq)) / 6) ** alpha
+
+
+def _brute_force_best(
+    table: np.ndarray, forced_end_at: int, alpha: float = 0.0
+) -> tuple[list[int], float]:
+    """Best finished sequence and its score (:func:`_path_score`), by enumerating every token
+    path."""
+    allowed = [t for t in range(V) if t not in (0, 2, END)]  # never pad or start
+    paths = [[*body, END] for n in range(forced_end_at + 1)
+             for body in itertools.product(allowed, repeat=n)]
+    scores = [_path_score(table, p, forced_end_at, alpha) for p in paths]
+    best = int(np.argmax(scores))
+    return paths[best], scores[best]
 
 
 @pytest.mark.parametrize("seed", [1, 2, 3])
@@ -116,6 +123,30 @@ def test_wide_beam_equals_exhaustive_search(seed):
         got = tokens.numpy()[r]
         assert got[: len(want)].tolist() == want and not got[len(want) :].any()
         np.testing.assert_allclose(scores.numpy()[r], want_lp, rtol=1e-5)
+
+
+@pytest.mark.parametrize("alpha", [1.0, 4.0])
+@pytest.mark.parametrize("seed", range(6))
+def test_length_penalised_wide_beam_equals_exhaustive_search(seed, alpha):
+    """With alpha > 0 a longer hypothesis can overtake a finished one, so the search may stop
+    only when no alive one can, even at max_length's milder penalty. A bound taken at the
+    current length stopped too early. The end token is never the best extension here before
+    the forced end, so the OpenNMT stop (best extension ends) cannot cut the search short,
+    and a beam holding every path must find the exhaustive optimum."""
+    rng = np.random.default_rng(seed)
+    tables = rng.dirichlet(np.full(V, 0.2), size=(4, V))
+    others = tables[..., [t for t in range(V) if t not in (0, 2, END)]].max(-1)  # not banned
+    tables[..., END] = np.minimum(tables[..., END], 0.5 * others)
+    tables /= tables.sum(-1, keepdims=True)
+    step = table_step(tables, forced_end_at=4)
+    tokens, _, scores = beam_search(step, initial(4), 4, beam_width=128, max_length=8,
+                                    length_penalty_alpha=alpha)
+    for r in range(4):
+        _, want_score = _brute_force_best(tables[r], forced_end_at=4, alpha=alpha)
+        got = tokens.numpy()[r].tolist()
+        got = got[: got.index(END) + 1]  # paths that reorder the same transitions tie
+        np.testing.assert_allclose(_path_score(tables[r], got, 4, alpha), want_score, rtol=1e-5)
+        np.testing.assert_allclose(scores.numpy()[r], want_score, rtol=1e-5)
 
 
 def test_length_penalty_prefers_longer_hypotheses():

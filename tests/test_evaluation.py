@@ -223,6 +223,27 @@ def test_classification_reports_the_interval_of_its_accuracy():
     assert metrics["accuracy"] == 0.75
     assert metrics["accuracy_ci95"] == pytest.approx(evaluation.wilson_interval(3, 4))
     assert metrics["accuracy_ci95"][0] < 0.75 < metrics["accuracy_ci95"][1]
+    # The loss is the label's probability, also where the prediction is wrong (row 2).
+    assert metrics["loss"] == pytest.approx(-np.mean(np.log([0.9, 0.8, 0.4, 0.7])), rel=1e-6)
+
+
+def test_language_model_loss_leaves_padding_targets_out():
+    # As the model's own loss does (ignore_class=0): padded windows must not count.
+    rng = np.random.default_rng(0)
+    logits = rng.standard_normal((3, 5, 7)).astype(np.float32)
+    y = rng.integers(1, 7, (3, 5))
+    y[1, 3:] = 0
+    y[2, 1:] = 0
+    dataset = tf.data.Dataset.from_tensors((np.arange(3)[:, None], y))
+    metrics = evaluation.language_model(lambda x, training: logits[np.asarray(x)[:, 0]], dataset)
+    keep = y != 0
+    log_p = logits - np.log(np.exp(logits).sum(-1, keepdims=True))
+    expected = -np.take_along_axis(log_p, y[..., None], -1)[..., 0][keep].mean()
+    keras_loss = tf.keras.losses.SparseCategoricalCrossentropy(from_logits=True, ignore_class=0)
+    assert metrics["tokens"] == keep.sum() == 9
+    assert metrics["loss"] == pytest.approx(expected, rel=1e-5)
+    assert metrics["loss"] == pytest.approx(float(keras_loss(y, logits)), rel=1e-5)
+    assert metrics["perplexity"] == pytest.approx(np.exp(expected), rel=1e-5)
 
 
 def test_macro_f1_counts_a_class_only_predicted_as_zero_like_sklearn():
