@@ -277,8 +277,12 @@ def cmd_export(args) -> int:
     formats = [f.strip() for f in args.formats.split(",") if f.strip()]
     if args.all_latest:
         _directory_to_write("--out", args.out or "exported")
-        export.export_all_latest(args.all_latest, args.out or "exported", formats=formats,
-                                 quantize=args.quantize, replace=args.replace)
+        results = export.export_all_latest(args.all_latest, args.out or "exported",
+                                           formats=formats, quantize=args.quantize,
+                                           replace=args.replace)
+        for recipe, path in results.items():  # one line each, also when nothing was to do
+            print(f"{recipe}: exported to {path}" if path else
+                  f"{recipe}: the latest run is already exported (--replace to redo it)")
         return 0
     if not args.run_dir:
         raise UsageError("give RUN_DIR or --all-latest RUNS_ROOT")

@@ -727,13 +727,20 @@ def test_export_without_samples_is_refused_before_converting(exports, tmp_path):
     assert not (tmp_path / "lm").exists() and not list(tmp_path.glob(".staging-*"))
 
 
-def test_export_all_latest_exports_each_recipe_once(exports, root, tmp_path):
+def test_export_all_latest_exports_each_recipe_once(exports, root, tmp_path, capsys):
     out = tmp_path / "all"
     first = export_all_latest(root / "runs", out, formats=["saved_model"], parity_examples=0)
     assert set(first) == {f"tiny_{t}" for t in TASKS}
     assert all(path == out / name for name, path in first.items())
     again = export_all_latest(root / "runs", out, formats=["saved_model"], parity_examples=0)
     assert again == {name: None for name in first}  # same model.keras: nothing to do
+    # `make export` said nothing at all then.
+    from keras_seq import cli
+
+    assert cli.main(["export", "--all-latest", str(root / "runs"), "--out", str(out),
+                     "--formats", "saved_model"]) == 0
+    assert capsys.readouterr().out.splitlines() == [
+        f"{name}: the latest run is already exported (--replace to redo it)" for name in first]
     newer = make_run(root / "runs" / "tiny_classification" / "run2", "classification", seed=1)
     third = export_all_latest(root / "runs", out, formats=["saved_model"], parity_examples=0)
     assert third["tiny_classification"] == out / "tiny_classification"
