@@ -137,15 +137,13 @@ def _directory_to_write(flag: str, path: str | Path) -> None:
 
 
 def _read_config(run_dir: str | Path) -> dict[str, Any]:
-    config_path = Path(run_dir) / "config.json"
-    if not config_path.exists():
-        raise UsageError(f"{run_dir} is not a run directory (no config.json)")
-    try:
-        config = json.loads(config_path.read_text(encoding="utf-8"))
-    except json.JSONDecodeError as err:
-        raise UsageError(f"{config_path} is not valid JSON: {err}") from None
+    """The run's config (missing or invalid: one-line errors naming the file), with its
+    recipe's name, which `evaluate` and `export` need."""
+    from keras_seq.export.run_dir import read_config
+
+    config = read_config(run_dir)
     if not isinstance(config, dict) or "name" not in config:
-        raise UsageError(f"{config_path} is not a run's config (no recipe name)")
+        raise UsageError(f"{Path(run_dir) / 'config.json'} is not a run's config (no recipe name)")
     return config
 
 

@@ -93,7 +93,7 @@ def _saved_model(path: Path, texts: Sequence[str], task: str | None) -> list[dic
 def _local(path: Path, texts: Sequence[str]) -> list[dict[str, Any]]:
     from keras_seq.export.runtimes import onnx_runner, tflite_runner
 
-    export_dir = _find_metadata(path if path.is_dir() else path.parent)
+    export_dir = find_export(path)
     metadata = read_metadata(export_dir) if export_dir else None
     task = metadata["task"] if metadata else None
     if path.is_dir():
@@ -115,14 +115,13 @@ def _local(path: Path, texts: Sequence[str]) -> list[dict[str, Any]]:
         raise FileNotFoundError(
             f"{path.name} needs {METADATA_FILE} in {path.parent} (vocabulary and labels)"
         )
-    kind = {".tflite": "tflite", ".onnx": "onnx"}.get(path.suffix)
-    if kind and (kind not in metadata["artifacts"] or path.resolve() not in {
-        (export_dir / name).resolve() for name in listed_files(metadata)
-    }):
+    listed = listed_files(metadata)
+    if path.suffix in (".tflite", ".onnx") and path.resolve() not in {
+        (export_dir / name).resolve() for name in listed
+    }:
         raise FileNotFoundError(
             f"{path.name} is not an artifact of {export_dir}: its {METADATA_FILE} lists "
-            f"{', '.join(sorted(listed_files(metadata))) or 'none'} (a file left by another "
-            "export?)"
+            f"{', '.join(sorted(listed)) or 'none'} (a file left by another export?)"
         )
     if path.suffix == ".tflite":
         run = tflite_runner(path)

@@ -20,7 +20,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
-__all__ = ["TASKS", "RunBundle", "find_latest_runs", "load_run", "model_digest"]
+__all__ = ["TASKS", "RunBundle", "find_latest_runs", "load_run", "model_digest", "read_config"]
 
 TASKS = ("classification", "language_model", "seq2seq")
 
@@ -70,6 +70,15 @@ def _read_json(path: Path, what: str) -> Any:
         raise ValueError(f"{what} {path} is not valid JSON: {err}") from None
 
 
+def read_config(run_dir: str | Path) -> Any:
+    """A run's resolved config (``config.json``); ``FileNotFoundError`` when `run_dir` has
+    none, ``ValueError`` when it is not JSON."""
+    path = Path(run_dir) / "config.json"
+    if not path.is_file():
+        raise FileNotFoundError(f"{run_dir} is not a run directory (no config.json)")
+    return _read_json(path, "Run config")
+
+
 def load_model(path: Path) -> Any:
     """``keras.saving.load_model(path, safe_mode=True)`` with keras_seq's classes registered."""
     import keras
@@ -89,9 +98,7 @@ def load_run(run_dir: str | Path, *, load_keras_model: bool = True) -> RunBundle
     from pipelines.text import Vocabulary
 
     run_dir = Path(run_dir).resolve()
-    if not (run_dir / "config.json").is_file():
-        raise FileNotFoundError(f"{run_dir} is not a run directory (no config.json)")
-    config = _read_json(run_dir / "config.json", "Run config")
+    config = read_config(run_dir)
     name = config.get("recipe") or config.get("name") or run_dir.parent.name
     task = config.get("task")
     if task not in TASKS:
