@@ -11,11 +11,17 @@ export TF_CPP_MIN_LOG_LEVEL ?= 2
 
 .PHONY: install test train export verify bench lint clean
 
+# $(call need_311,PYTHON,HINT): refuse an interpreter older than requires-python, in one line.
+need_311 = @$(1) -c 'import sys; v = sys.version_info; sys.exit(v < (3, 11) and \
+  f"keras_seq needs Python >= 3.11; {sys.executable} is {v[0]}.{v[1]}: $(2)")'
+
+# A venv whose creation failed is removed, so that the next `make` starts afresh.
 $(VENV)/bin/python:
-	$(PYTHON) -m venv $(VENV)
-	$(PY) -m pip install -q --upgrade pip
+	$(call need_311,$(PYTHON),run make with PYTHON=python3.11)
+	$(PYTHON) -m venv $(VENV) && $(PY) -m pip install -q --upgrade pip || { rm -rf $(VENV); exit 1; }
 
 $(STAMP): pyproject.toml | $(VENV)/bin/python
+	$(call need_311,$(PY),remove it with make clean)
 	$(PY) -m pip install -q -e '.[$(EXTRAS)]'
 	touch $@
 
