@@ -165,6 +165,29 @@ def assign_splits(
     return np.array([placed[k] for k in keys], dtype=np.int64)
 
 
+def linked_keys(*columns: Sequence[str]) -> list[str]:
+    """One `assign_splits` key per example, shared by every example linked to it by an equal value
+    in any column, directly or through other examples (connected components): a sentence with
+    two translations, one of which translates a third sentence, puts all three pairs in one
+    split. The key is the component's smallest ``"<column index>:<value>"``."""
+    parent: dict[str, str] = {}
+
+    def find(x: str) -> str:
+        root = x
+        while parent.setdefault(root, root) != root:
+            root = parent[root]
+        while parent[x] != root:
+            parent[x], x = root, parent[x]
+        return root
+
+    rows = [[f"{c}:{v}" for c, v in enumerate(values)] for values in zip(*columns, strict=True)]
+    for row in rows:
+        roots = sorted({find(v) for v in row})
+        for root in roots[1:]:
+            parent[root] = roots[0]  # the smaller root wins: the key is the component's minimum
+    return [find(row[0]) for row in rows]
+
+
 def balanced_class_weight(labels: Sequence[int], num_classes: int) -> dict[int, float]:
     """``n / (num_classes * n_c)`` per class (1.0 for a class absent from `labels`)."""
     counts = Counter(int(y) for y in labels)

@@ -10,8 +10,9 @@ fields, or an empty side), ``"duplicate"`` (the same pair again, after NFC and l
 ``"too_long"`` (more than `max_length` tokens on either side).
 
 Text: lowercase, punctuation ``.?!,¿¡;:"`` split into tokens (``"¿Qué?"`` -> ``¿ qué ?``).
-Splits: grouped by source sentence (one English sentence with several Spanish translations
-stays in one split), seeded. `direction`: ``"eng-spa"`` (default) or ``"spa-eng"``.
+Splits: grouped by sentence on both sides, seeded: pairs that share an English or a Spanish
+sentence, directly or through other pairs, stay in one split (one English sentence with several
+Spanish translations, in either `direction`), so no test reference or source is trained on. `direction`: ``"eng-spa"`` (default) or ``"spa-eng"``.
 
 Element: ``((src_ids [B, Ts], tgt_in_ids [B, Tt]), tgt_out_ids [B, Tt])``, int32, see
 `pipelines.seq2seq`.
@@ -29,7 +30,7 @@ import tensorflow as tf
 from pipelines import _checks, seq2seq
 from pipelines.download import Remote, locate
 from pipelines.files import bad_line, read_lines
-from pipelines.splits import Splits, assign_splits, select
+from pipelines.splits import Splits, assign_splits, linked_keys, select
 from pipelines.text import Vocabulary, normalize, split_tokens
 
 DIRECTIONS = ("eng-spa", "spa-eng")
@@ -126,8 +127,8 @@ def load(
         max_tokens, min_count: vocabulary limits (each side).
         target_min_count: the target side's `min_count` when it differs (the output layer's
             width, most of a training step's cost, is the target vocabulary's size).
-        test_path: a pairs file in the same layout used as the test split (its source
-            sentences are removed from train / validation).
+        test_path: a pairs file in the same layout used as the test split (pairs sharing an
+            English or a Spanish sentence with it are removed from train / validation).
     """
     _checks.positive_int("batch_size", batch_size)
     _checks.one_of("direction", direction, DIRECTIONS)
@@ -139,18 +140,20 @@ def load(
     src, tgt = (english, other) if direction == "eng-spa" else (other, english)
     src, tgt = _clean(src, tgt, lowercase, max_length, dropped)
 
-    keys = [normalize(s, lowercase) for s in src]
+    src_keys = [normalize(s, lowercase) for s in src]
+    tgt_keys = [normalize(t, lowercase) for t in tgt]
     external = None
     if test_path is not None:
         t_en, t_other, t_dropped = read_pairs(test_path, strict=strict)
         dropped.update({f"test_{k}": v for k, v in t_dropped.items()})
         external = (t_en, t_other) if direction == "eng-spa" else (t_other, t_en)
-        test_keys = {normalize(s, lowercase) for s in external[0]}
-        keep = [k not in test_keys for k in keys]
+        test_src, test_tgt = ({normalize(s, lowercase) for s in side} for side in external)
+        keep = [s not in test_src and t not in test_tgt
+                for s, t in zip(src_keys, tgt_keys, strict=True)]
         dropped["in_test_path"] += keep.count(False)
-        src, tgt, keys = select(keep, src, tgt, keys)
+        src, tgt, src_keys, tgt_keys = select(keep, src, tgt, src_keys, tgt_keys)
         fr = (fr[0] + fr[2], fr[1], 0.0)
-    split = assign_splits(keys, fr, seed)
+    split = assign_splits(linked_keys(src_keys, tgt_keys), fr, seed)
     groups = {
         name: (
             [s for s, i in zip(src, split, strict=True) if i == n],

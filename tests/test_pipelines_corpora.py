@@ -4,6 +4,8 @@ import numpy as np
 import pytest
 
 from pipelines import shakespeare, sst2, translation
+from pipelines import splits as splits_module
+from pipelines.text import Vocabulary
 
 POSITIVE = ["a charming and often affecting journey", "a gorgeous , witty , seductive movie",
             "the acting is superb", "one of the best films of the year", "warm and funny"]
@@ -272,6 +274,49 @@ def test_translation_direction_and_errors(tmp_path):
         translation.load(data_dir=str(tmp_path), direction="eng-fra")
     with pytest.raises(ValueError, match=r"spa.txt', line 37: expected english<TAB>translation"):
         translation.load(data_dir=str(tmp_path), strict=True)
+
+
+def test_translation_splits_keep_linked_pairs_together(tmp_path):
+    """Pairs linked by a shared sentence on either side, also through other pairs, share a split."""
+    folder = tmp_path / "spa-eng"
+    folder.mkdir()
+    lines = [f"Sentence {i}.\tFrase {i}." for i in range(200)]
+    for k in range(20):  # chain k: tired k - cansada k - weary k, 4 pairs
+        lines += [f"Tired {k}.\tCansado {k}.", f"Tired {k}.\tCansada {k}.",
+                  f"Weary {k}.\tCansada {k}.", f"Weary {k}.\tAgotado {k}."]
+    (folder / "spa.txt").write_text("\n".join(lines) + "\n", encoding="utf-8")
+    words = {w for line in lines for w in line.lower().replace(".", " .").split()}
+    vocab = Vocabulary(sorted(words), level="word", lowercase=True,
+                       punctuation=translation.PUNCTUATION)
+    for direction in ("eng-spa", "spa-eng"):
+        for seed in range(3):
+            s = translation.load(data_dir=str(tmp_path), direction=direction, seed=seed,
+                                 fractions=(0.5, 0.25, 0.25), batch_size=500,
+                                 vocabularies={"source": vocab, "target": vocab})
+            where = {}
+            for name in ("train", "validation", "test"):
+                for batch in getattr(s, name):
+                    (src, tgt_in), _ = batch
+                    for row in (src if direction == "eng-spa" else tgt_in[:, 1:]).numpy():
+                        first, number = vocab.tokens[row[0]], vocab.tokens[row[1]]
+                        if first in ("tired", "weary"):
+                            where.setdefault(number, set()).add(name)
+            assert len(where) == 20 and all(len(v) == 1 for v in where.values()), where
+            assert len({min(v) for v in where.values()}) > 1  # chains do go to different splits
+
+
+def linked(*columns):
+    return splits_module.linked_keys(*columns)
+
+
+def test_linked_keys_are_connected_components():
+    keys = linked(["a", "b", "c", "a", "d"], ["x", "y", "x", "z", "y"])
+    assert keys[0] == keys[2] == keys[3] and keys[1] == keys[4] and keys[0] != keys[1]
+    assert keys == linked(["a", "b", "c", "a", "d"], ["x", "y", "x", "z", "y"])  # deterministic
+    # a chain joined only at its end still becomes one component, whatever the order
+    chain = linked(["e1", "e2", "e2", "e3", "e1"], ["s1", "s1", "s2", "s2", "s3"])
+    assert len(set(chain)) == 1
+    assert linked(["p", "q"], ["p", "q"]) == ["0:p", "0:q"]  # equal text in two columns: no link
 
 
 def test_translation_test_path(tmp_path):

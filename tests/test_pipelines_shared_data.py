@@ -90,15 +90,19 @@ def test_sst2_counts():
         assert not spans & train
 
 
-def test_translation_counts_and_disjoint_sources():
+@pytest.mark.parametrize("direction", ["eng-spa", "spa-eng"])
+def test_translation_counts_and_disjoint_sentences(direction):
+    """No sentence of either language in two splits, whichever side is the source: 3,898 English
+    sentences with several translations used to be split by their Spanish sources in `spa-eng`
+    (2,058 of its 10,651 test references were training targets)."""
     need("spa-eng/spa.txt")
     english, spanish, dropped = translation.read_pairs(SHARED / "spa-eng/spa.txt")
     assert len(english) == 107_068 and not dropped
-    s = translation.load(data_dir=str(SHARED), max_length=None)
+    s = translation.load(data_dir=str(SHARED), max_length=None, direction=direction)
     info = s.info
     assert sum(info.counts.values()) == 107_068 - info.dropped.get("duplicate", 0)
-    rows = {k: id_rows(getattr(s, k)) for k in ("train", "validation", "test")}
-    assert_disjoint(rows)
+    for side in (0, 1):  # source ids; target ids (with the start token)
+        assert_disjoint({k: id_rows(getattr(s, k), side) for k in ("train", "validation", "test")})
 
 
 def test_shakespeare_counts_and_contiguous_split():
