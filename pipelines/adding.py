@@ -21,7 +21,7 @@ from pathlib import Path
 import numpy as np
 
 from pipelines import _checks
-from pipelines.batching import batched
+from pipelines.batching import batched, fingerprint
 from pipelines.splits import SourceInfo, Splits, sample_indices
 
 BASELINE_MSE = 1.0 / 6.0
@@ -102,6 +102,7 @@ def load(
         name="adding",
         task="regression",
         counts={k: int(v[0].shape[0]) for k, v in arrays.items()},
+        fingerprint=fingerprint(arrays),
         test_examples=[(x_test[i], float(y_test[i, 0])) for i in sample_indices(len(x_test), seed)],
         batch_size=batch_size,
         seed=seed,

@@ -14,7 +14,8 @@ sequence of epochs for the same `seed`.
 
 from __future__ import annotations
 
-from collections.abc import Sequence
+import hashlib
+from collections.abc import Mapping, Sequence
 from typing import Any
 
 import numpy as np
@@ -28,6 +29,23 @@ def _leaves(structure: Any) -> list[tf.Tensor | tf.RaggedTensor]:
         leaf if isinstance(leaf, tf.RaggedTensor) else tf.convert_to_tensor(leaf)
         for leaf in tf.nest.flatten(structure)
     ]
+
+
+def fingerprint(splits: Mapping[str, Any]) -> str:
+    """sha256 of every split's encoded examples (token ids, row lengths, targets), in order: the
+    same for the same data, split and vocabularies, different when any example changes. A
+    resumed run compares it with the run's (`SourceInfo.fingerprint`)."""
+    digest = hashlib.sha256()
+    for name in sorted(splits):
+        digest.update(name.encode())
+        for leaf in _leaves(splits[name]):
+            parts = ([leaf.flat_values, *leaf.nested_row_lengths()]
+                     if isinstance(leaf, tf.RaggedTensor) else [leaf])
+            for part in parts:
+                array = np.ascontiguousarray(part.numpy())
+                digest.update(f"{array.dtype}{array.shape}".encode())
+                digest.update(array.tobytes())
+    return digest.hexdigest()
 
 
 def num_examples(structure: Any) -> int:

@@ -13,7 +13,7 @@ import numpy as np
 import tensorflow as tf
 
 from pipelines import _checks
-from pipelines.batching import batched
+from pipelines.batching import batched, fingerprint
 from pipelines.splits import SourceInfo, Splits, balanced_class_weight, sample_indices
 from pipelines.text import Vocabulary
 
@@ -54,7 +54,7 @@ def assemble(
         vocab = vocabularies["text"]
     else:
         vocab = Vocabulary.build(train_texts, **vocab_options)
-    datasets, counts = {}, {}
+    datasets, counts, encoded = {}, {}, {}
     for split, (texts, labels) in splits.items():
         ids = vocab.encode(texts)
         if max_length is not None:
@@ -68,6 +68,7 @@ def assemble(
         counts[split] = len(labels)
         lengths = ids.row_lengths().numpy()
         y = np.asarray(labels, dtype=np.int32).reshape(-1)
+        encoded[split] = (ids, y)
         datasets[split] = batched(
             (ids, y),
             training=split == "train",
@@ -84,6 +85,7 @@ def assemble(
         labels=list(label_names),
         counts=counts,
         dropped={k: v for k, v in sorted(dropped.items()) if v},
+        fingerprint=fingerprint(encoded),
         class_weight=balanced_class_weight(splits["train"][1], len(label_names)),
         test_examples=[
             (test_texts[i], int(test_labels[i])) for i in sample_indices(len(test_texts), seed)

@@ -30,7 +30,7 @@ from pathlib import Path
 import numpy as np
 
 from pipelines import _checks
-from pipelines.batching import batched
+from pipelines.batching import batched, fingerprint
 from pipelines.splits import SourceInfo, Splits, sample_indices
 from pipelines.text import Vocabulary
 
@@ -151,6 +151,7 @@ def load(
         task="language_model",
         vocabulary=vocab,
         counts={k: int(v[0].shape[0]) for k, v in arrays.items()},
+        fingerprint=fingerprint(arrays),
         test_examples=list(zip(inputs, targets, strict=True)),
         batch_size=batch_size,
         seed=seed,

@@ -14,7 +14,7 @@ from typing import Any
 import numpy as np
 
 from pipelines import transforms as T
-from pipelines.batching import batched
+from pipelines.batching import batched, fingerprint
 from pipelines.splits import SourceInfo, Splits, sample_indices
 from pipelines.text import Vocabulary
 
@@ -53,11 +53,11 @@ def assemble(
     else:
         src_vocab = Vocabulary.build(train_src, **source_options)
         tgt_vocab = Vocabulary.build(train_tgt, **target_options)
-    datasets, counts = {}, {}
+    datasets, counts, encoded = {}, {}, {}
     for split, (src, tgt) in splits.items():
         src_ids = src_vocab.encode(src)
         tgt_ids = tgt_vocab.encode(tgt, add_start=True, add_end=True)
-        counts[split] = len(src)
+        counts[split], encoded[split] = len(src), (src_ids, tgt_ids)
         longest = np.maximum(src_ids.row_lengths().numpy(), tgt_ids.row_lengths().numpy() - 1)
         datasets[split] = batched(
             (src_ids, tgt_ids),
@@ -78,6 +78,7 @@ def assemble(
         dropped={k: v for k, v in sorted(dropped.items()) if v},
         test_examples=[(test_src[i], test_tgt[i]) for i in sample_indices(len(test_src), seed)],
         test_targets=list(test_tgt),
+        fingerprint=fingerprint(encoded),
         batch_size=batch_size,
         seed=seed,
         options=options,

@@ -26,7 +26,7 @@ import tensorflow as tf
 
 from pipelines import _checks
 from pipelines import transforms as T
-from pipelines.batching import batched
+from pipelines.batching import batched, fingerprint
 from pipelines.download import Remote, locate
 from pipelines.files import DataUnavailableError, cache_dir, read_lines
 from pipelines.splits import SourceInfo, Splits, sample_indices
@@ -157,7 +157,7 @@ def load(
         vocab = vocabularies["text"]
     else:
         vocab = Vocabulary.build([segments["train"]], level="char", lowercase=lowercase)
-    datasets, counts, windows = {}, {}, {}
+    datasets, counts, windows, encoded = {}, {}, {}, {}
     for split, segment in segments.items():
         if not segment and split == "test":
             continue
@@ -177,7 +177,7 @@ def load(
             )
         counts[split], windows[split] = n, (segment, n)
         # the windows of `T.windows`, cut once: [n, seq_length + 1] (none crosses a split)
-        frames = tf.signal.frame(ids, seq_length + 1, shift)
+        frames = encoded[split] = tf.signal.frame(ids, seq_length + 1, shift)
         datasets[split] = batched(
             frames,
             training=split == "train",
@@ -199,6 +199,7 @@ def load(
         counts=counts,
         dropped={k: v for k, v in sorted(dropped.items()) if v},
         test_examples=examples,
+        fingerprint=fingerprint(encoded),
         batch_size=batch_size,
         seed=seed,
         options=dict(

@@ -46,6 +46,7 @@ class SourceInfo:
         batch_size, seed: what the datasets were built with.
         options: the source options used (for reproducibility).
         extra: source-specific facts (e.g. ``"unlabeled_test"`` texts for sst2, layouts).
+        fingerprint: `pipelines.batching.fingerprint` of the encoded splits.
     """
 
     name: str
@@ -63,6 +64,7 @@ class SourceInfo:
     seed: int = 0
     options: dict[str, Any] = field(default_factory=dict)
     extra: dict[str, Any] = field(default_factory=dict)
+    fingerprint: str = ""
 
     def __post_init__(self) -> None:
         one_of("task", self.task, TASKS)
@@ -92,6 +94,7 @@ class SourceInfo:
             "batch_size": self.batch_size,
             "seed": self.seed,
             "options": _jsonable(self.options),
+            "fingerprint": self.fingerprint,
         }
 
     def save(self, directory: str | os.PathLike) -> Path:

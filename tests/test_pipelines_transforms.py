@@ -5,7 +5,7 @@ import pytest
 import tensorflow as tf
 
 from pipelines import transforms as T
-from pipelines.batching import batched, examples_dataset
+from pipelines.batching import batched, examples_dataset, fingerprint
 
 ROWS = [[5, 6, 7], [8], [9, 10], [11, 12, 13, 14, 15]]
 
@@ -157,3 +157,18 @@ def test_batched_evaluation_keeps_order():
     ds = batched((ragged_rows(), np.arange(4, dtype=np.int32)), training=False, batch_size=3,
                  seed=0)
     assert [y.tolist() for _, y in ds.as_numpy_iterator()] == [[0, 1, 2], [3]]
+
+
+def test_fingerprint_changes_with_any_example_split_or_row_boundary():
+    ids = tf.ragged.constant([[4, 5], [6]])
+    y = np.array([0, 1], np.int32)
+    base = fingerprint({"train": (ids, y), "test": (ids, y)})
+    assert base == fingerprint({"test": (ids, y), "train": (tf.ragged.constant([[4, 5], [6]]), y)})
+    for other in (
+        {"train": (tf.ragged.constant([[4], [5, 6]]), y), "test": (ids, y)},  # same flat ids
+        {"train": (ids, y[::-1]), "test": (ids, y)},  # a label
+        {"validation": (ids, y), "test": (ids, y)},  # a split's name
+        {"train": (tf.ragged.constant([[4, 5], [7]]), y), "test": (ids, y)},  # a token
+        {"train": (ids, y.astype(np.int64)), "test": (ids, y)},  # the dtype
+    ):
+        assert fingerprint(other) != base

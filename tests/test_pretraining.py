@@ -206,3 +206,29 @@ def test_seed_states_are_restored_for_the_epoch_a_run_resumes_after(tmp_path):
     restore.resumed_epoch = 3
     with pytest.raises(RuntimeError, match="has none for epoch 3"):
         restore.on_train_begin()
+
+
+def test_a_killed_run_refuses_to_resume_on_edited_data(tmp_path, cli):
+    """Data edited between the kill and the resume: the restored weights would go on training
+    on other examples (or, with a rebuilt vocabulary, read other ids). Here one German name's
+    letters are swapped, which keeps the vocabulary, the counts and the class weights."""
+    data_dir = names_data(tmp_path / "data" / "names", per_language=400)
+    run_dir = tmp_path / "killed"
+    args = _train_args(data_dir, run_dir)
+    assert kill_after_an_epoch(args, run_dir / runner.PRETRAIN / runner.BACKUP) >= 1
+    german = data_dir / "names" / "German.txt"
+    original = german.read_text()
+    lines = original.splitlines()
+    edited = next(i for i, name in enumerate(lines) if name[0] != name[1].upper())
+    lines[edited] = lines[edited][1].upper() + lines[edited][0].lower() + lines[edited][2:]
+    assert lines[edited] not in original.splitlines()
+    german.write_text("\n".join(lines) + "\n")
+
+    refused = cli(*args, check=False)
+    assert refused.returncode == 2 and "Traceback" not in refused.stderr
+    assert f"Expected the data that the unfinished run in {run_dir} started on" in refused.stderr
+    assert not (run_dir / "metrics.json").exists()
+
+    german.write_text(original)  # the data it started on: the run resumes and finishes
+    cli(*args)
+    assert json.loads((run_dir / "metrics.json").read_text())["test"]["examples"] > 0

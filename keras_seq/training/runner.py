@@ -111,6 +111,7 @@ def train(
 
     splits = load_splits(recipe, data_dir=data_dir, seed=seed, test_data=test_data)
     require_examples(recipe, splits, test_data)
+    require_same_data(run_dir, splits)
     info = splits.info
     write_run_files(run_dir, info)
 
@@ -139,6 +140,30 @@ def train(
     write_metrics(run_dir, metrics)
     shutil.rmtree(run_dir / BACKUP, ignore_errors=True)  # the run is finished
     return metrics
+
+
+def require_same_data(run_dir: Path, splits) -> None:
+    """Refuse to resume `run_dir` on data other than it started on: its examples, split or
+    vocabulary ids differ (a data file edited between the kill and the resume). The restored
+    weights would go on training on other examples, or read other ids."""
+    if not has_started(run_dir):
+        return
+    phases = [(run_dir, splits.info)]
+    if splits.pretrain is not None:
+        phases.append((run_dir / PRETRAIN, splits.pretrain.info))
+    for directory, info in phases:
+        try:
+            before = json.loads((directory / "info.json").read_text()).get("fingerprint")
+        except (OSError, ValueError):
+            continue  # not written yet (killed before), or unreadable: nothing to compare
+        if before and before != info.fingerprint:
+            raise ValueError(
+                f"Expected the data that the unfinished run in {run_dir} started on, but its "
+                f"examples, splits or vocabulary differ now ({directory / 'info.json'}: "
+                f"fingerprint {before[:12]}, now {info.fingerprint[:12]}). Resuming would go on "
+                "training its weights on other data: restore the data, or start a new run "
+                "(another --run-dir)."
+            )
 
 
 def require_examples(recipe: dict[str, Any], splits, test_data=None) -> None:
