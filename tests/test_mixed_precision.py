@@ -120,3 +120,46 @@ def test_attention_pooling_weights_outside_call_compute_in_float16(rng):
         weights[name] = model.attention_pooling.attention_weights(h, mask)
     assert weights["half"].dtype == "float16"
     np.testing.assert_allclose(np.asarray(weights["half"], "float32"), weights["full"], atol=ATOL)
+
+
+SAVED_MODELS = {
+    "seq2seq-luong-general": lambda: models.Seq2Seq(12, 9, units=4, embedding_dim=3,
+                                                    attention="luong-general"),
+    "seq2seq-bahdanau-bi": lambda: models.Seq2Seq(12, 9, units=4, embedding_dim=3,
+                                                  attention="bahdanau",
+                                                  bidirectional_encoder=True),
+    "seq2seq-plain": lambda: models.Seq2Seq(12, 9, units=4, embedding_dim=3, attention=None),
+    "language-model": lambda: models.LanguageModel(12, units=4, embedding_dim=3),
+    "classifier": lambda: models.SequenceClassifier(12, 3, units=4, embedding_dim=3,
+                                                    bidirectional=True, pooling="attention"),
+}
+SRC = np.array([[5, 6, 7, 8, 9], [4, 0, 0, 0, 0]])
+TGT = np.array([[2, 5, 6], [2, 7, 0]])
+
+
+@pytest.mark.parametrize("saved_under", ["mixed_float16", "float32"])
+@pytest.mark.parametrize("name", sorted(SAVED_MODELS))
+def test_a_saved_model_loads_in_its_own_policy_whatever_the_global_one(name, saved_under,
+                                                                        tmp_path):
+    """Sublayers used to take the loading process's global policy: a mixed model came back
+    computing in float32 (Seq2Seq without input feeding failed: a half tensor met a float
+    one), and a float32 model loaded under mixed_float16 computed in float16."""
+    inputs = (SRC, TGT) if name.startswith("seq2seq") else SRC
+    loaded_under = "float32" if saved_under == "mixed_float16" else "mixed_float16"
+    previous = keras.config.dtype_policy()
+    try:
+        keras.mixed_precision.set_global_policy(saved_under)
+        keras.utils.set_random_seed(0)
+        model = SAVED_MODELS[name]()
+        expected = np.asarray(model(inputs))
+        model.save(tmp_path / "model.keras")
+        keras.mixed_precision.set_global_policy(loaded_under)
+        loaded = keras.saving.load_model(tmp_path / "model.keras")
+        policies = {layer.dtype_policy.name for layer in loaded._flatten_layers(include_self=True)}
+        assert policies <= {saved_under, "float32"}, policies  # heads keep float32 outputs
+        np.testing.assert_array_equal(np.asarray(loaded(inputs)), expected)
+        if name.startswith("seq2seq"):
+            np.testing.assert_array_equal(np.asarray(loaded.translate(SRC, max_length=4)[0]),
+                                          np.asarray(model.translate(SRC, max_length=4)[0]))
+    finally:
+        keras.mixed_precision.set_global_policy(previous)

@@ -89,8 +89,11 @@ class SequenceClassifier(_common.TaskModel):
         self.token_dropout = _common.rate("token_dropout", token_dropout)
         self.seed_generator = keras.random.SeedGenerator() if self.token_dropout else None
 
+        # Sublayers take the model's policy, not the global one: a model saved under mixed
+        # precision loads as it was saved, whatever the loading process's global policy.
+        policy = self.dtype_policy
         self.embedding = keras.layers.Embedding(
-            self.vocab_size, self.embedding_dim, mask_zero=True, name="embedding"
+            self.vocab_size, self.embedding_dim, mask_zero=True, dtype=policy, name="embedding"
         )
         encoder = _common.recurrent_layer(
             self.cell_type,
@@ -98,21 +101,22 @@ class SequenceClassifier(_common.TaskModel):
             num_layers=self.num_layers,
             inter_layer_dropout=self.dropout,
             return_sequences=self.pooling != "last",
+            dtype=policy,
             name="encoder",
         )
         if self.bidirectional:
-            encoder = Bidirectional(encoder, name="bidirectional")
+            encoder = Bidirectional(encoder, dtype=policy, name="bidirectional")
         self.encoder = encoder
         self.attention_pooling = (
-            AttentionPooling(self.units, name="attention_pooling")
+            AttentionPooling(self.units, dtype=policy, name="attention_pooling")
             if self.pooling == "attention"
             else None
         )
-        self.dropout_layer = keras.layers.Dropout(self.dropout, name="dropout")
+        self.dropout_layer = keras.layers.Dropout(self.dropout, dtype=policy, name="dropout")
         # In the variables' dtype: float32 probabilities under mixed precision, as Keras's
         # mixed-precision guide advises for the softmax.
         self.head = keras.layers.Dense(
-            self.num_classes, activation="softmax", dtype=self.dtype_policy.variable_dtype,
+            self.num_classes, activation="softmax", dtype=policy.variable_dtype,
             name="head",
         )
 

@@ -64,8 +64,9 @@ class LanguageModel(_common.TaskModel):
         self.dropout = _common.rate("dropout", dropout)
         self.embedding_dim = _common.positive_int("embedding_dim", embedding_dim)
 
+        policy = self.dtype_policy  # not the global one: see SequenceClassifier
         self.embedding = keras.layers.Embedding(
-            self.vocab_size, self.embedding_dim, mask_zero=True, name="embedding"
+            self.vocab_size, self.embedding_dim, mask_zero=True, dtype=policy, name="embedding"
         )
         self.rnn = _common.recurrent_layer(
             self.cell_type,
@@ -74,12 +75,13 @@ class LanguageModel(_common.TaskModel):
             inter_layer_dropout=self.dropout,
             return_sequences=True,
             return_state=True,
+            dtype=policy,
             name="rnn",
         )
-        self.dropout_layer = keras.layers.Dropout(self.dropout, name="dropout")
+        self.dropout_layer = keras.layers.Dropout(self.dropout, dtype=policy, name="dropout")
         # float32 logits under mixed precision (the loss and sampling's softmax need them).
         self.head = keras.layers.Dense(
-            self.vocab_size, dtype=self.dtype_policy.variable_dtype, name="head"
+            self.vocab_size, dtype=policy.variable_dtype, name="head"
         )
 
     def build(self, input_shape: Any = None) -> None:

@@ -108,8 +108,10 @@ class Seq2Seq(_common.TaskModel):
         self._per_level = _common.states_per_level(self.cell_type)
 
         units, n_states = self.units, self._per_level * self.num_layers
+        policy = self.dtype_policy  # not the global one: see SequenceClassifier
         self.src_embedding = keras.layers.Embedding(
-            self.src_vocab_size, self.embedding_dim, mask_zero=True, name="src_embedding"
+            self.src_vocab_size, self.embedding_dim, mask_zero=True, dtype=policy,
+            name="src_embedding",
         )
         encoder = _common.recurrent_layer(
             self.cell_type,
@@ -118,42 +120,43 @@ class Seq2Seq(_common.TaskModel):
             inter_layer_dropout=self.dropout,
             return_sequences=True,
             return_state=True,
+            dtype=policy,
             name="encoder",
         )
-        self.encoder = Bidirectional(encoder, name="bidirectional_encoder") if (
+        self.encoder = Bidirectional(encoder, dtype=policy, name="bidirectional_encoder") if (
             self.bidirectional_encoder
         ) else encoder
         self.encoder_projection = self.bridges = None
         if self.bidirectional_encoder:
             if self.attention is not None:  # attention reads [B, Ts, units]
                 self.encoder_projection = keras.layers.Dense(
-                    units, use_bias=False, name="encoder_projection"
+                    units, use_bias=False, dtype=policy, name="encoder_projection"
                 )
             self.bridges = [
-                keras.layers.Dense(units, activation="tanh", name=f"bridge_{i}")
+                keras.layers.Dense(units, activation="tanh", dtype=policy, name=f"bridge_{i}")
                 for i in range(n_states)
             ]
         self.tgt_embedding = keras.layers.Embedding(
-            self.tgt_vocab_size, self.embedding_dim, name="tgt_embedding"
+            self.tgt_vocab_size, self.embedding_dim, dtype=policy, name="tgt_embedding"
         )
         self.decoder_cells = [
-            _common.recurrent_cell(self.cell_type, units, name=f"decoder_cell_{k}")
+            _common.recurrent_cell(self.cell_type, units, dtype=policy, name=f"decoder_cell_{k}")
             for k in range(self.num_layers)
         ]
         self.attention_layer = None
         self.attentional = None
         if self.attention == "bahdanau":
-            self.attention_layer = BahdanauAttention(units, name="attention")
+            self.attention_layer = BahdanauAttention(units, dtype=policy, name="attention")
         elif self.is_luong:
             score = self.attention.removeprefix("luong-")
             self.attention_layer = LuongAttention(
-                score, units=units if score == "concat" else None, name="attention"
+                score, units=units if score == "concat" else None, dtype=policy, name="attention"
             )
             self.attentional = keras.layers.Dense(
-                units, activation="tanh", use_bias=False, name="attentional"
+                units, activation="tanh", use_bias=False, dtype=policy, name="attentional"
             )
-        self.dropout_layer = keras.layers.Dropout(self.dropout, name="dropout")
-        self.output_layer = keras.layers.Dense(self.tgt_vocab_size, name="output")
+        self.dropout_layer = keras.layers.Dropout(self.dropout, dtype=policy, name="dropout")
+        self.output_layer = keras.layers.Dense(self.tgt_vocab_size, dtype=policy, name="output")
 
     @property
     def is_luong(self) -> bool:
