@@ -257,6 +257,18 @@ def test_inter_layer_dropout_only_in_training(rng):
     assert np.abs(np.asarray(layer(x, training=True)) - inference).max() > 1e-3
 
 
+def test_inter_layer_dropout_draws_its_own_stream_with_a_seed():
+    """With `seed`, the mask between levels started as a copy of level 0's input mask (both
+    streams were seeded with `seed`), and stayed one in every step without recurrent dropout."""
+    layer = layers.SimpleRNN(4, num_layers=2, dropout=0.5, inter_layer_dropout=0.5, seed=11)
+    layer(np.ones((2, 3, 4), "float32"))
+    for _ in range(3):  # both streams advance by one draw per training step
+        level_0 = np.asarray(layer.cells[0].dropout_mask(tf.ones((64, 4)))).ravel()
+        between = np.asarray(keras.random.dropout(tf.ones((64, 4)), 0.5,
+                                                  seed=layer._inter_dropout_seed)).ravel()
+        assert 0.3 < np.mean(level_0 == between) < 0.7  # independent masks agree about half
+
+
 def test_weight_layout_matches_keras_names():
     ours, reference = twins("gru")
     assert [w.shape for w in ours.weights] == [w.shape for w in reference.weights]

@@ -42,6 +42,10 @@ def fast_level(
     """
     if in_export_mode() or not _supported(cell, x):
         return None
+    if tf.__internal__.get_enclosing_xla_context() is not None:
+        # Inside jit_compile (Keras's "auto" on a GPU): the chunk loops size their stores at
+        # run time, which XLA refuses; the generic runner compiles.
+        return None
     training = training if isinstance(training, bool) else training is not None
     keep = None
     if mask is not None:

@@ -138,7 +138,10 @@ class RecurrentLayer(keras.layers.Layer):
             )
             for k in range(self.num_layers)
         ]
-        self._inter_dropout_seed = keras.random.SeedGenerator(seed)
+        # Its own stream: cells use seeds seed .. seed + num_layers - 1.
+        self._inter_dropout_seed = keras.random.SeedGenerator(
+            None if seed is None else seed + self.num_layers
+        )
         self.states: list | None = None
 
     # -- properties -------------------------------------------------------------------------

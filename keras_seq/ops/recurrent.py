@@ -54,7 +54,9 @@ def recurrence(
     zeros = tf.zeros(tf.stack([batch, output_size]), dtype=dtype)
     inputs_ta = tf.TensorArray(dtype, size=steps, clear_after_read=False).unstack(x)
     mask_ta = None if m is None else tf.TensorArray(tf.bool, size=steps).unstack(m)
-    outputs_ta = tf.TensorArray(dtype, size=steps if return_sequences else 0)
+    # Without sequences the loop carries a scalar: an unwritten TensorArray breaks XLA's
+    # gradient of the loop (ZerosLike of an uninitialized list).
+    outputs_ta = tf.TensorArray(dtype, size=steps) if return_sequences else tf.constant(0)
     states = [tf.convert_to_tensor(s, dtype=dtype) for s in initial_states]
 
     def body(t, outputs_ta, prev_output, *states):
@@ -75,7 +77,7 @@ def recurrence(
         (tf.constant(0), outputs_ta, zeros, *states),
         shape_invariants=(
             tf.TensorShape([]),
-            tf.TensorShape(None),
+            tf.TensorShape(None if return_sequences else []),
             tf.TensorShape([None, output_size]),
             *state_shapes,
         ),
