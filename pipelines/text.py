@@ -8,13 +8,17 @@ Python `encode` and the in-graph `tokenize_tf` (the exporter puts it in the Save
 
 1. Unicode NFC. Core TensorFlow has no normalization op (`tf.strings.unicode_transcode`
    changes encodings, not normal forms), so NFC is applied on the Python side by
-   `unicodedata.normalize`. In the graph, the canonical decompositions (NFD) of every
-   character the vocabulary knows are recomposed by literal `regex_replace`s, so decomposed
-   input of known characters (``"z\\u0307"`` for ``"ż"``) still gives the NFC ids, and those of
-   every other composite become one out-of-vocabulary character, as NFC makes them. Not
-   recomposed: a composite whose marks are not adjacent in the input (canonical order may put
-   a mark of a lower class between them: NFD "أَ" is alef, fatha, hamza above), input that is
-   neither NFC nor NFD for characters with several marks, and decomposed Hangul syllables.
+   `unicodedata.normalize`. In the graph, literal `regex_replace`s do what NFC does to the
+   vocabulary's characters: the characters NFC replaces (the Kelvin sign, the Greek question
+   mark, composition exclusions) are replaced, and the canonical decompositions (NFD) of
+   every character the vocabulary knows are recomposed, so decomposed input of known
+   characters (``"z\\u0307"`` for ``"ż"``) still gives the NFC ids; those of every other
+   composite become one out-of-vocabulary character, as NFC makes them. Not handled: a
+   composite whose marks are not adjacent in the input (canonical order may put a mark of a
+   lower class between them: NFD "أَ" is alef, fatha, hamza above), input that is neither NFC
+   nor NFD for characters with several marks, decomposed Hangul syllables, and a replaced
+   character whose replacement the vocabulary lacks followed by a combining mark (NFC may
+   compose the two: Kelvin sign + acute is "Ḱ").
 2. `replacements`: (RE2 pattern, rewrite) pairs in order, e.g. ``("<br\\s*/?>", " ")``.
 3. `lowercase`: `tf.strings.lower(encoding="utf-8")`, full Unicode, as `str.lower` up to
    Unicode 13 (``"ŁÓDŹ" -> "łódź"``, ``"Großmann"`` keeps its ``ß``; 40 letters added in
@@ -72,18 +76,30 @@ def _re2_literal(text: str) -> str:
 
 
 @functools.cache
-def _composites() -> tuple[str, ...]:
-    """Every character that NFC composes from its canonical decomposition (941 in Unicode 15),
-    Hangul syllables left out."""
-    found = []
+def _normal_forms() -> tuple[tuple[str, ...], tuple[str, ...]]:
+    """(composites, replaced), Hangul syllables left out. Composites: every character that NFC
+    composes from its canonical decomposition (941 in Unicode 15). Replaced: every character
+    that NFC replaces (1,120): singletons such as the Kelvin sign (-> "K"), the Greek question
+    mark (-> ";") or CJK compatibility ideographs, and composition exclusions such as U+0958
+    (-> U+0915 U+093C)."""
+    composites, replaced = [], []
     for cp in range(sys.maxunicode + 1):
         if 0xAC00 <= cp <= 0xD7A3:
             continue
         c = chr(cp)
-        d = unicodedata.normalize("NFD", c)
-        if d != c and unicodedata.normalize("NFC", d) == c:
-            found.append(c)
-    return tuple(found)
+        if unicodedata.normalize("NFC", c) != c:
+            replaced.append(c)
+        elif unicodedata.normalize("NFD", c) != c:
+            composites.append(c)
+    return tuple(composites), tuple(replaced)
+
+
+def _composites() -> tuple[str, ...]:
+    return _normal_forms()[0]
+
+
+def _replaced() -> tuple[str, ...]:
+    return _normal_forms()[1]
 
 
 def _rewritten(chars: Sequence[str], replacements: Sequence[tuple[str, str]]) -> set[str]:
@@ -99,11 +115,17 @@ def _rewritten(chars: Sequence[str], replacements: Sequence[tuple[str, str]]) ->
 
 
 def _compositions(
-    tokens: Iterable[str], lowercase: bool, replacements: Sequence[tuple[str, str]] = ()
+    tokens: Iterable[str],
+    lowercase: bool,
+    replacements: Sequence[tuple[str, str]] = (),
+    punctuation: str = "",
 ) -> tuple[tuple[str, str], ...]:
-    """(RE2 pattern, rewrite) pairs that give decomposed (NFD) input the ids of its NFC form.
+    """(RE2 pattern, rewrite) pairs that give input the ids of its NFC form.
 
-    A known character's decomposition becomes the character. The decompositions of the other
+    First the characters NFC replaces (`_replaced`): each becomes its NFC form, or, when that
+    is characters the vocabulary lacks (and no leading mark, space, punctuation or replacement
+    is involved), as many characters the vocabulary lacks. Then the decompositions (NFD): a known
+    character's decomposition becomes the character. The decompositions of the other
     composites become one character the vocabulary lacks, so that, as after Python's NFC, an
     unknown accented letter is one out-of-vocabulary token, not a known base letter and a mark.
     A composite that a replacement rewrites is recomposed exactly, for the replacement to see.
@@ -113,8 +135,26 @@ def _compositions(
     chars: set[str] = set()
     for token in tokens:
         chars.update(token)
-    rewritten = _rewritten(_composites(), replacements)
+    nfc = {c: unicodedata.normalize("NFC", c) for c in _replaced()}
+    rewritten = _rewritten((*_composites(), *nfc, *set(nfc.values())), replacements)
     unknown = next(c for c in ("\ufffd", *map(chr, range(0xE000, 0xF900))) if c not in chars)
+    pairs: list[tuple[str, str]] = []
+    exact: list[tuple[str, str]] = []
+    unknown_by_length: dict[int, list[str]] = {}
+    for c, n in nfc.items():
+        target = n.lower() if lowercase else n
+        # Exact when its replacement may be known, split or rewritten, or compose with the
+        # character before (a leading mark: U+0340 is U+0300, and "a" U+0300 is "à").
+        if (len(target) != len(n) or c in rewritten or n in rewritten
+                or unicodedata.combining(n[0])
+                or any(ch in chars or ch in punctuation
+                       or unicodedata.category(ch).startswith("Z") for ch in target + n)):
+            exact.append((_re2_literal(c), n))
+        else:
+            unknown_by_length.setdefault(len(n), []).append(_re2_literal(c))
+    for length, patterns in sorted(unknown_by_length.items()):
+        pairs.append(("(?:" + "|".join(sorted(patterns)) + ")", unknown * length))
+    pairs += sorted(exact)
     by_length: dict[int, tuple[list[str], list[tuple[str, str]]]] = {}
     for c in _composites():
         d = unicodedata.normalize("NFD", c)
@@ -126,7 +166,6 @@ def _compositions(
             others.append(_re2_literal(d))
         else:
             known.append((_re2_literal(d), c))
-    pairs: list[tuple[str, str]] = []
     for length in sorted(by_length, reverse=True):
         others, known = by_length[length]
         if others:
@@ -182,7 +221,8 @@ class Tokenizer(tf.Module):
             lowercase=vocabulary.lowercase,
             punctuation=vocabulary.punctuation,
             replacements=vocabulary.replacements,
-            compositions=_compositions(learned, vocabulary.lowercase, vocabulary.replacements),
+            compositions=_compositions(learned, vocabulary.lowercase, vocabulary.replacements,
+                                       vocabulary.punctuation),
         )
 
     @tf.function(input_signature=[tf.TensorSpec([None], tf.string)])

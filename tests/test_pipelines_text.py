@@ -9,7 +9,7 @@ import numpy as np
 import pytest
 import tensorflow as tf
 
-from pipelines import text
+from pipelines import text, translation
 from pipelines.text import END_ID, OOV_ID, PAD_ID, START_ID, Vocabulary
 
 SHARED = Path(__file__).resolve().parents[1].parent / "shared" / "data"
@@ -181,6 +181,31 @@ def test_graph_gives_every_decomposed_composite_the_ids_of_its_nfc_form(lowercas
     assert got == vocab.encode(texts).to_list()
     assert got[-4][:2] == [OOV_ID, vocab.token_to_id("b")]  # Å: one unknown character
     assert len(got[-3]) == 1  # ǘ, unknown, although ü is known
+
+
+@pytest.mark.parametrize("lowercase", [False, True])
+def test_graph_replaces_what_nfc_replaces(lowercase):
+    # Singletons (Kelvin sign, Greek question mark, U+0340) and composition exclusions
+    # (U+0958) kept their own ids in the graph, while Python's NFC replaced them.
+    vocab = Vocabulary.build(["Kelvin Ωmega à ;", "\u0915"], level="char", lowercase=lowercase)
+    replaced = text._replaced()
+    assert len(replaced) > 1000 and {"\u212a", "\u2126", "\u037e", "\u0958"} <= set(replaced)
+    texts = [f"x{c}y" for c in replaced] + [c for c in replaced]
+    texts += ["a\u0340", "\u03b9\u0344", "\u212a\u0301", "\u212aelvin"]
+    got = vocab.tokenize_tf(tf.constant(texts)).to_list()
+    assert got == vocab.encode(texts).to_list()
+    assert got[-4] == vocab.encode(["à"]).to_list()[0]  # U+0340 is U+0300, then recomposed
+    assert got[-1] == vocab.encode(["Kelvin"]).to_list()[0]
+
+
+def test_graph_replaces_what_nfc_replaces_in_words():
+    vocab = Vocabulary.build(["¿ qué ? sí ; hola kelvin"], level="word", lowercase=True,
+                             punctuation=translation.PUNCTUATION)
+    texts = ["¿Qué? Sí\u037e hola", "\u212aelvin\u037e", "hola\u0958 \u2000 sí",
+             "hola\u2126", "\uf900 x"]
+    got = vocab.tokenize_tf(tf.constant(texts)).to_list()
+    assert got == vocab.encode(texts).to_list()
+    assert len(got[0]) == 6 and got[1] == vocab.encode(["kelvin;"]).to_list()[0]
 
 
 def test_graph_decomposed_composites_that_a_replacement_rewrites():
