@@ -28,7 +28,7 @@ from pathlib import Path
 import numpy as np
 
 from pipelines import _checks, seq2seq
-from pipelines.files import bad_line, read_lines
+from pipelines.files import bad_line, read_lines, skip
 from pipelines.splits import Splits
 from pipelines.text import Vocabulary
 
@@ -142,7 +142,7 @@ def read_pairs(path: str | Path, *, strict: bool = False) -> tuple[list[str], li
         if not ok:
             if strict:
                 raise bad_line(lines.path, number, "expected human<TAB>YYYY-MM-DD", line)
-            dropped["malformed"] += 1
+            skip(dropped, "malformed", lines.path, number, line)
             continue
         human.append(fields[0].strip())
         iso.append(fields[1].strip())

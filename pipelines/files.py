@@ -10,11 +10,14 @@ Resolution order for a source's files (relative paths are those of `/work/shared
 
 from __future__ import annotations
 
+import logging
 import os
 from collections import Counter
 from dataclasses import dataclass, field
 from pathlib import Path
 
+logger = logging.getLogger("pipelines")
+SHOWN = 3  # skipped lines logged with their file and line number, per reason
 DATA_ENV = "KERAS_SEQ_DATA"
 CACHE_ENV = "KERAS_SEQ_CACHE"
 
@@ -112,7 +115,7 @@ def read_lines(path: str | os.PathLike, what: str, *, strict: bool = False) -> L
         if problem:
             if strict:
                 raise ValueError(f"{str(path)!r}, line {number}: {problem}. Expected UTF-8 text.")
-            out.dropped["non_utf8"] += 1
+            skip(out.dropped, "non_utf8", path, number, problem)
             continue
         out.numbers.append(number)
         out.texts.append(text[:-1] if text.endswith("\r") else text)
@@ -129,6 +132,16 @@ def _decode_line(line: bytes) -> tuple[str, str | None]:
     if nul >= 0:
         return "", f"a NUL byte at column {nul + 1} (UTF-16 text?)"
     return text, None
+
+
+def skip(dropped: Counter, reason: str, path: Path, number: int, line: str) -> None:
+    """Count a skipped line under `reason`; log the first `SHOWN` of each reason (blank lines
+    aside) with the file, line number and text. The source's summary gives the totals."""
+    dropped[reason] += 1
+    if reason != "empty" and dropped[reason] <= SHOWN:
+        shown = line if len(line) <= 80 else line[:77] + "..."
+        more = " (later ones are only counted)" if dropped[reason] == SHOWN else ""
+        logger.warning("%r, line %d: skipped (%s): %r%s", str(path), number, reason, shown, more)
 
 
 def bad_line(path: Path, number: int, problem: str, line: str) -> ValueError:

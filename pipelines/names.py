@@ -34,7 +34,7 @@ from pathlib import Path
 from pipelines import _checks
 from pipelines.classification import assemble, by_split
 from pipelines.download import Remote, locate
-from pipelines.files import read_lines
+from pipelines.files import read_lines, skip
 from pipelines.splits import Splits, assign_splits, select
 from pipelines.text import Vocabulary, normalize
 
@@ -135,7 +135,7 @@ def read_names_dir(
                         f"{str(files[lang])!r}, line {number}: not a name "
                         f"({reason}). Received: {line!r}"
                     )
-                dropped[reason] += 1
+                skip(dropped, reason, files[lang], number, line)
                 continue
             names.append(name)
             labels.append(lang)

@@ -29,7 +29,7 @@ import tensorflow as tf
 
 from pipelines import _checks, seq2seq
 from pipelines.download import Remote, locate
-from pipelines.files import bad_line, read_lines
+from pipelines.files import bad_line, read_lines, skip
 from pipelines.splits import Splits, assign_splits, linked_keys, select
 from pipelines.text import Vocabulary, normalize, split_tokens
 
@@ -49,7 +49,7 @@ def read_pairs(path: str | Path, *, strict: bool = False) -> tuple[list[str], li
     first, second, dropped = [], [], Counter(lines.dropped)
     for number, line in lines:
         if not line.strip():
-            dropped["empty"] += 1
+            skip(dropped, "empty", lines.path, number, line)
             continue
         fields = line.split("\t")
         if len(fields) not in (2, 3) or not fields[0].strip() or not fields[1].strip():
@@ -61,7 +61,7 @@ def read_pairs(path: str | Path, *, strict: bool = False) -> tuple[list[str], li
                     "[<TAB>attribution] with both sentences non-empty",
                     line,
                 )
-            dropped["malformed"] += 1
+            skip(dropped, "malformed", lines.path, number, line)
             continue
         first.append(normalize(fields[0].strip()))
         second.append(normalize(fields[1].strip()))

@@ -7,7 +7,7 @@ from collections import Counter
 from collections.abc import Sequence
 from pathlib import Path
 
-from pipelines.files import bad_line, read_lines
+from pipelines.files import bad_line, read_lines, skip
 
 _INTEGER = re.compile(r"-?[0-9]+")  # ASCII digits: str.isdigit() also takes "²"
 
@@ -41,7 +41,7 @@ def read_labeled(
     texts, labels, dropped = [], [], Counter(lines.dropped)
     for number, line in rows:
         if not line.strip():
-            dropped["empty"] += 1
+            skip(dropped, "empty", lines.path, number, line)
             continue
         fields = line.split("\t")
         text = fields[text_at].strip() if len(fields) == len(header) else ""
@@ -54,7 +54,7 @@ def read_labeled(
                     f"fields {list(header)} with a non-empty {text_column}",
                     line,
                 )
-            dropped["malformed"] += 1
+            skip(dropped, "malformed", lines.path, number, line)
             continue
         raw_label = fields[label_at].strip()
         label = int(raw_label) if _INTEGER.fullmatch(raw_label) else -1
@@ -66,7 +66,7 @@ def read_labeled(
                     f"expected a {label_column} in {list(range(num_labels))}, got {raw_label!r}",
                     line,
                 )
-            dropped["bad_label"] += 1
+            skip(dropped, "bad_label", lines.path, number, line)
             continue
         texts.append(text)
         labels.append(label)
@@ -91,7 +91,7 @@ def read_column(
         if len(fields) != len(columns) or not fields[at].strip():
             if strict:
                 raise bad_line(lines.path, number, f"expected fields {list(columns)}", line)
-            dropped["malformed"] += 1
+            skip(dropped, "malformed", lines.path, number, line)
             continue
         texts.append(fields[at].strip())
     return texts, dropped

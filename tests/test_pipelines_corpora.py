@@ -209,6 +209,19 @@ def test_translation_cleaning_counts(tmp_path):
     assert s.info.task == "seq2seq"
 
 
+def test_skipped_lines_are_logged_with_file_and_line(tmp_path, caplog):
+    path = write_pairs(tmp_path, extra=b"one\ntwo\nthree\n\nfour\n")
+    lines = path.read_text().splitlines()
+    with caplog.at_level("WARNING", logger="pipelines"):
+        s = translation.load(data_dir=str(tmp_path), max_length=8, batch_size=4)
+    assert s.info.dropped["malformed"] == 5
+    logged = [r.getMessage() for r in caplog.records if "skipped (malformed)" in r.getMessage()]
+    first = [n for n, line in enumerate(lines, 1) if line.strip() and "\t" not in line]
+    assert [m.split(": skipped")[0] for m in logged] == [f"{str(path)!r}, line {n}"
+                                                       for n in first[:3]]
+    assert logged[0].endswith("'only one field'") and "only counted" in logged[-1]
+
+
 def test_translation_elements_frame_start_and_end(tmp_path):
     write_pairs(tmp_path)
     s = translation.load(data_dir=str(tmp_path), max_length=8, batch_size=4)
