@@ -18,7 +18,8 @@ Python `encode` and the in-graph `tokenize_tf` (the exporter puts it in the Save
    lower class between them: NFD "أَ" is alef, fatha, hamza above), input that is neither NFC
    nor NFD for characters with several marks, decomposed Hangul syllables, and a replaced
    character whose replacement the vocabulary lacks followed by a combining mark (NFC may
-   compose the two: Kelvin sign + acute is "Ḱ").
+   compose the two: Kelvin sign + acute is "Ḱ"), and a several-character `replacements`
+   pattern that needs such a replacement through an escape (``\\x{3b}`` for ";").
 2. `replacements`: (RE2 pattern, rewrite) pairs in order, e.g. ``("<br\\s*/?>", " ")``.
 3. `lowercase`: `tf.strings.lower(encoding="utf-8")`, full Unicode, as `str.lower` up to
    Unicode 13 (``"ŁÓDŹ" -> "łódź"``, ``"Großmann"`` keeps its ``ß``; 40 letters added in
@@ -124,7 +125,8 @@ def _compositions(
 
     First the characters NFC replaces (`_replaced`): each becomes its NFC form, or, when that
     is characters the vocabulary lacks (and no leading mark, space, punctuation or replacement
-    is involved), as many characters the vocabulary lacks. Then the decompositions (NFD): a known
+    is involved: a replacement rewrites it, or names it literally in its pattern), as many
+    characters the vocabulary lacks. Then the decompositions (NFD): a known
     character's decomposition becomes the character. The decompositions of the other
     composites become one character the vocabulary lacks, so that, as after Python's NFC, an
     unknown accented letter is one out-of-vocabulary token, not a known base letter and a mark.
@@ -138,6 +140,7 @@ def _compositions(
     nfc = {c: unicodedata.normalize("NFC", c) for c in _replaced()}
     rewritten = _rewritten((*_composites(), *nfc, *set(nfc.values())), replacements)
     unknown = next(c for c in ("\ufffd", *map(chr, range(0xE000, 0xF900))) if c not in chars)
+    in_patterns = set("".join(pattern for pattern, _ in replacements))  # "&#39;" may need ";"
     pairs: list[tuple[str, str]] = []
     exact: list[tuple[str, str]] = []
     unknown_by_length: dict[int, list[str]] = {}
@@ -147,7 +150,7 @@ def _compositions(
         # character before (a leading mark: U+0340 is U+0300, and "a" U+0300 is "à").
         if (len(target) != len(n) or c in rewritten or n in rewritten
                 or unicodedata.combining(n[0])
-                or any(ch in chars or ch in punctuation
+                or any(ch in chars or ch in punctuation or ch in in_patterns
                        or unicodedata.category(ch).startswith("Z") for ch in target + n)):
             exact.append((_re2_literal(c), n))
         else:

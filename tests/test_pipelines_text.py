@@ -198,6 +198,14 @@ def test_graph_replaces_what_nfc_replaces(lowercase):
     assert got[-1] == vocab.encode(["Kelvin"]).to_list()[0]
 
 
+def test_graph_replaces_what_nfc_replaces_for_a_replacement_that_needs_it():
+    # The Greek question mark is ";" after NFC, which completes "&#39;".
+    vocab = Vocabulary.build(["it's"], level="char", replacements=[("&#39;", "'")])
+    texts = ["it&#39\u037es", "it&#39;s"]
+    assert vocab.tokenize_tf(tf.constant(texts)).to_list() == vocab.encode(texts).to_list()
+    assert vocab.encode(texts).to_list()[0] == vocab.encode(["it's"]).to_list()[0]
+
+
 def test_graph_replaces_what_nfc_replaces_in_words():
     vocab = Vocabulary.build(["¿ qué ? sí ; hola kelvin"], level="word", lowercase=True,
                              punctuation=translation.PUNCTUATION)

@@ -218,17 +218,63 @@ def test_a_killed_run_refuses_to_resume_on_edited_data(tmp_path, cli):
     assert kill_after_an_epoch(args, run_dir / runner.PRETRAIN / runner.BACKUP) >= 1
     german = data_dir / "names" / "German.txt"
     original = german.read_text()
-    lines = original.splitlines()
-    edited = next(i for i, name in enumerate(lines) if name[0] != name[1].upper())
-    lines[edited] = lines[edited][1].upper() + lines[edited][0].lower() + lines[edited][2:]
-    assert lines[edited] not in original.splitlines()
-    german.write_text("\n".join(lines) + "\n")
+    german.write_text(_swap_letters(original))
 
     refused = cli(*args, check=False)
-    assert refused.returncode == 2 and "Traceback" not in refused.stderr
-    assert f"Expected the data that the unfinished run in {run_dir} started on" in refused.stderr
-    assert not (run_dir / "metrics.json").exists()
+    assert_refused(refused, run_dir, "fingerprint")
+
+    # A run started before fingerprints (no "fingerprint" in info.json) is compared by its
+    # counts and vocabularies: a name with a new letter changes the vocabulary.
+    for info in (run_dir / "info.json", run_dir / runner.PRETRAIN / "info.json"):
+        summary = json.loads(info.read_text())
+        del summary["fingerprint"]
+        info.write_text(json.dumps(summary))
+    german.write_text(original + "Quxberg\n")
+    assert_refused(cli(*args, check=False), run_dir, "example counts or vocabularies")
 
     german.write_text(original)  # the data it started on: the run resumes and finishes
     cli(*args)
     assert json.loads((run_dir / "metrics.json").read_text())["test"]["examples"] > 0
+
+
+def test_an_ensemble_member_refuses_data_other_than_the_finished_members(tmp_path, cli):
+    """Killed between members, then the data edited: the next member has no backup of its
+    own, so only the finished member's fingerprint can tell."""
+    import signal
+    import subprocess
+    import sys
+
+    from conftest import ROOT
+
+    data_dir = names_data(tmp_path / "data" / "names", per_language=60)
+    run_dir = tmp_path / "ensemble"
+    args = _train_args(data_dir, run_dir, "pretrain=false", "ensemble=2")
+    proc = subprocess.Popen([sys.executable, "-m", "keras_seq", *args], cwd=ROOT,
+                            stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+    deadline = time.time() + 240
+    while time.time() < deadline and proc.poll() is None:
+        if (run_dir / "member-0" / "metrics.json").exists():
+            break
+        time.sleep(0.01)
+    proc.send_signal(signal.SIGKILL)
+    proc.wait()
+    assert (run_dir / "member-0" / "metrics.json").exists()
+    assert not (run_dir / "metrics.json").exists()
+    german = data_dir / "names" / "German.txt"
+    german.write_text(_swap_letters(german.read_text()))
+    assert_refused(cli(*args, check=False), run_dir / "member-0", "fingerprint")
+
+
+def _swap_letters(text):
+    """`text` with the first two letters of one name swapped (the same letters, counts)."""
+    lines = text.splitlines()
+    i = next(i for i, name in enumerate(lines) if name[0] != name[1].upper())
+    lines[i] = lines[i][1].upper() + lines[i][0].lower() + lines[i][2:]
+    assert lines[i] not in text.splitlines()
+    return "\n".join(lines) + "\n"
+
+
+def assert_refused(result, directory, found):
+    assert result.returncode == 2 and "Traceback" not in result.stderr, result.stderr[-2000:]
+    line = next(x for x in result.stderr.splitlines() if x.startswith("keras-seq"))
+    assert f"Expected the data that {directory} was trained on" in line and found in line, line

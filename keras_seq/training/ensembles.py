@@ -46,7 +46,10 @@ def run(recipe: dict[str, Any], *, run_dir: Path, seed: int = 0, **options) -> d
         sub = copy.deepcopy(recipe)
         sub["name"] = f"{recipe['name']}-member-{k}"
         sub["train"]["ensemble"] = 1
-        parts.append((f"member-{k}", sub, {"seed": seed, "init_seed": seed + k}))
+        # Every member on member-0's data: a member trained after a kill and an edit is refused.
+        same = (run_dir / "member-0",) if k else ()
+        parts.append((f"member-{k}", sub, {"seed": seed, "init_seed": seed + k,
+                                           "same_data_as": same}))
     results = train_sub_runs(recipe, run_dir, parts, recipe["train"].get("time_budget_s"), **options)
     rows = [
         {"member": k, **runner._public(m["test"]), "wall_time_s": m["wall_time_s"]}
@@ -62,6 +65,7 @@ def run(recipe: dict[str, Any], *, run_dir: Path, seed: int = 0, **options) -> d
         recipe, data_dir=options.get("data_dir"), seed=seed, test_data=options.get("test_data"),
         vocabularies=SourceInfo.load_vocabularies(run_dir / "member-0"),
     )
+    runner.require_same_data(run_dir, splits, (run_dir / "member-0",))
     runner.write_run_files(run_dir, splits.info)
     model = keras_seq.models.Ensemble(
         [

@@ -94,12 +94,14 @@ def train(
     strategy: str = "default",
     mixed_precision: bool = False,
     verbose: int | str = "auto",
+    same_data_as: tuple[Path, ...] = (),
 ) -> dict[str, Any]:
     """Train ``recipe`` into ``run_dir`` and return the metrics written to metrics.json.
 
     `seed` fixes the data split; `init_seed` (default `seed`) is the global seed, which fixes
     the initialisation, dropout and the batch order (TensorFlow's seeded shuffles combine it
-    with their own seed). Ensemble members share `seed` and differ in `init_seed`.
+    with their own seed). Ensemble members share `seed` and differ in `init_seed`; a member
+    refuses data other than its finished siblings' (`same_data_as`, see `require_same_data`).
     """
     started = time.time()
     keras.utils.set_random_seed(seed if init_seed is None else init_seed)
@@ -111,7 +113,7 @@ def train(
 
     splits = load_splits(recipe, data_dir=data_dir, seed=seed, test_data=test_data)
     require_examples(recipe, splits, test_data)
-    require_same_data(run_dir, splits)
+    require_same_data(run_dir, splits, same_data_as)
     info = splits.info
     write_run_files(run_dir, info)
 
@@ -142,27 +144,42 @@ def train(
     return metrics
 
 
-def require_same_data(run_dir: Path, splits) -> None:
-    """Refuse to resume `run_dir` on data other than it started on: its examples, split or
-    vocabulary ids differ (a data file edited between the kill and the resume). The restored
-    weights would go on training on other examples, or read other ids."""
-    if not has_started(run_dir):
-        return
-    phases = [(run_dir, splits.info)]
-    if splits.pretrain is not None:
+def require_same_data(run_dir: Path, splits, same_data_as: tuple[Path, ...] = ()) -> None:
+    """Refuse to resume `run_dir` on data other than it started on (a data file edited between
+    the kill and the resume), and to train on data other than the finished runs of
+    `same_data_as` (an ensemble's earlier members): the restored weights would go on training
+    on other examples, or read other ids, and the members would not average one task.
+
+    Compared: the fingerprint of the encoded splits (`SourceInfo.fingerprint`) in each
+    directory's info.json, for the run and its pretraining phase; for a run whose info.json
+    predates fingerprints, its example counts and saved vocabularies.
+    """
+    from pipelines.splits import SourceInfo
+
+    phases = [(run_dir, splits.info)] if has_started(run_dir) else []
+    if phases and splits.pretrain is not None:
         phases.append((run_dir / PRETRAIN, splits.pretrain.info))
+    phases += [(Path(d), splits.info) for d in same_data_as]
     for directory, info in phases:
+        path = directory / "info.json"
         try:
-            before = json.loads((directory / "info.json").read_text()).get("fingerprint")
+            stored = json.loads(path.read_text())
         except (OSError, ValueError):
             continue  # not written yet (killed before), or unreadable: nothing to compare
-        if before and before != info.fingerprint:
+        before = stored.get("fingerprint")
+        if before:
+            differs = before != info.fingerprint
+            found = f"fingerprint {before[:12]} in {path}, now {info.fingerprint[:12]}"
+        else:
+            vocabularies = SourceInfo.load_vocabularies(directory)
+            differs = stored.get("counts") != info.counts or (
+                bool(vocabularies) and vocabularies != info.vocabularies)
+            found = f"example counts or vocabularies in {path.parent}"
+        if differs:
             raise ValueError(
-                f"Expected the data that the unfinished run in {run_dir} started on, but its "
-                f"examples, splits or vocabulary differ now ({directory / 'info.json'}: "
-                f"fingerprint {before[:12]}, now {info.fingerprint[:12]}). Resuming would go on "
-                "training its weights on other data: restore the data, or start a new run "
-                "(another --run-dir)."
+                f"Expected the data that {directory} was trained on, but its examples, "
+                f"splits or vocabulary differ now ({found}). Training {run_dir} on would mix "
+                "two datasets: restore the data, or start a new run (another --run-dir)."
             )
 
 
