@@ -16,7 +16,7 @@ Python `encode` and the in-graph `tokenize_tf` (the exporter puts it in the Save
    composite become one out-of-vocabulary character, as NFC makes them. Not handled: a
    composite whose marks are not adjacent in the input (canonical order may put a mark of a
    lower class between them: NFD "أَ" is alef, fatha, hamza above), input that is neither NFC
-   nor NFD for characters with several marks, decomposed Hangul syllables, and a replaced
+   nor NFD for characters with several marks, decomposed Hangul syllables, a replaced
    character whose replacement the vocabulary lacks followed by a combining mark (NFC may
    compose the two: Kelvin sign + acute is "Ḱ"), and a several-character `replacements`
    pattern that needs such a replacement through an escape (``\\x{3b}`` for ";").
