@@ -166,6 +166,30 @@ def test_verify_passes_for_every_runtime(exports, task):
     assert table.splitlines()[-1] == "PASS"
 
 
+def test_a_mixed_precision_run_exports_in_float32(tmp_path):
+    """A --mixed-precision run (saved under mixed_float16) failed to export once its model
+    loaded in its own policy: a float16 weight met a float32 input in the export graph. It
+    exports in float32, the same variables computing in float32, and verifies against that."""
+    from keras_seq.export.run_dir import load_model
+
+    previous = keras.config.dtype_policy()
+    keras.mixed_precision.set_global_policy("mixed_float16")
+    try:
+        run = make_run(tmp_path / "runs" / "tiny_seq2seq" / "mixed", "seq2seq")
+    finally:
+        keras.mixed_precision.set_global_policy(previous)
+    mixed = _model(run)
+    assert mixed.dtype_policy.name == "mixed_float16"
+    full = load_model(run / "model.keras", float32=True)
+    assert {layer.dtype_policy.name for layer in full._flatten_layers()} == {"float32"}
+    for a, b in zip(full.weights, mixed.weights, strict=True):
+        np.testing.assert_array_equal(np.asarray(a), np.asarray(b))
+    out = export_run(run, tmp_path / "exported", formats=("tflite", "onnx"))
+    report = verify(out)
+    assert report.ok, report.table()
+    assert {"tflite", "onnxruntime"} <= {row.runtime for row in report.rows}
+
+
 def test_verify_fails_on_a_corrupted_artifact(exports, tmp_path):
     out = tmp_path / "corrupt"
     shutil.copytree(exports["classification"][1], out)

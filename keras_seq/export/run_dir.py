@@ -16,6 +16,8 @@ from __future__ import annotations
 
 import hashlib
 import json
+import tempfile
+import zipfile
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -79,8 +81,13 @@ def read_config(run_dir: str | Path) -> Any:
     return _read_json(path, "Run config")
 
 
-def load_model(path: Path) -> Any:
-    """``keras.saving.load_model(path, safe_mode=True)`` with keras_seq's classes registered."""
+def load_model(path: Path, *, float32: bool = False) -> Any:
+    """``keras.saving.load_model(path, safe_mode=True)`` with keras_seq's classes registered.
+
+    ``float32=True``: a model saved under a mixed-precision policy (``--mixed-precision``)
+    loads computing in float32, with the same (float32) variables. Exports are float32: the
+    TFLite and ONNX kernels, and the exporters' fused-RNN patterns, are float32 graphs.
+    """
     import keras
 
     import keras_seq.layers  # noqa: F401  (registers the layers)
@@ -89,7 +96,36 @@ def load_model(path: Path) -> Any:
         import keras_seq.models  # noqa: F401  (registers the task models)
     except ImportError:  # pragma: no cover - only while keras_seq.models is absent
         pass
+    if float32:
+        with zipfile.ZipFile(path) as archive:
+            config = json.loads(archive.read("config.json"))
+            if _to_float32(config):
+                with tempfile.TemporaryDirectory() as tmp:
+                    copy = Path(tmp) / path.name
+                    with zipfile.ZipFile(copy, "w") as out:
+                        for item in archive.infolist():
+                            data = (json.dumps(config).encode() if item.filename == "config.json"
+                                    else archive.read(item))
+                            out.writestr(item, data)
+                    return keras.saving.load_model(copy, safe_mode=True, compile=False)
     return keras.saving.load_model(path, safe_mode=True, compile=False)
+
+
+def _to_float32(config: Any) -> bool:
+    """Replace every mixed dtype policy in a saved model's `config` by float32, in place;
+    whether there was one."""
+    found = False
+    if isinstance(config, dict):
+        if config.get("class_name") == "DTypePolicy" and str(
+                config.get("config", {}).get("name", "")).startswith("mixed_"):
+            config["config"]["name"] = "float32"
+            return True
+        for value in config.values():
+            found = _to_float32(value) or found
+    elif isinstance(config, list):
+        for value in config:
+            found = _to_float32(value) or found
+    return found
 
 
 def load_run(run_dir: str | Path, *, load_keras_model: bool = True) -> RunBundle:
@@ -132,7 +168,7 @@ def load_run(run_dir: str | Path, *, load_keras_model: bool = True) -> RunBundle
     metrics = {}
     if (run_dir / "metrics.json").is_file():
         metrics = _read_json(run_dir / "metrics.json", "Metrics file")
-    model = load_model(run_dir / "model.keras") if load_keras_model else None
+    model = load_model(run_dir / "model.keras", float32=True) if load_keras_model else None
     return RunBundle(run_dir, config, str(name), task, model, vocabularies, labels, samples,
                      metrics)
 
