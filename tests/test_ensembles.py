@@ -172,6 +172,8 @@ def test_an_exported_ensemble_runs_every_member_in_every_runtime(tmp_path):
     out = export_run(run, tmp_path / "exported")
     report = verify(out)
     assert report.ok, report.table()
+    source = json.loads((out / "metadata.json").read_text())["source_run"]
+    assert (source["model_class"], source["members"]) == ("Ensemble", 2)  # was the member's
     ids = (IDS[2:] % first.vocab_size + 4).astype(np.int32)  # one row, no padding
     expected = np.asarray(model(ids))
     tflite = tflite_runner(out / "model.tflite")

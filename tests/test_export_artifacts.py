@@ -136,6 +136,7 @@ def test_metadata_describes_artifacts_run_and_parity(exports):
         "dtype": "int32", "shape": [None, None]}
     assert meta["source_run"]["path"] == str(run.resolve())
     assert meta["source_run"]["model_class"] == "SequenceClassifier"
+    assert meta["source_run"]["members"] == 1
     tflite = meta["artifacts"]["tflite"]
     assert tflite["variants"]["none"]["size_bytes"] == (out / "model.tflite").stat().st_size
     assert tflite["inputs"]["classify"]["token_ids"]["shape"] == [1, -1]

@@ -74,7 +74,10 @@ def base_metadata(bundle: Any, graphs: Any, name: str, digest: str) -> dict[str,
         "source_run": {
             "path": str(bundle.run_dir),
             "recipe": bundle.name,
-            "model_class": model_config.get("class", type(bundle.model).__name__),
+            # The exported model: an ensemble run's is an Ensemble of `members` such models.
+            "model_class": (type(bundle.model).__name__ if bundle.model is not None
+                            else model_config.get("class")),
+            "members": len(getattr(bundle.model, "members", ())) or 1,
             "model_config": model_config,
             "model_sha256": digest,
             "metrics": bundle.metrics,
