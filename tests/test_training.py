@@ -2,6 +2,7 @@
 
 import json
 import os
+import signal
 import socket
 import subprocess
 import sys
@@ -80,6 +81,45 @@ def test_kill_minus_nine_then_resume_ends_like_uninterrupted_run(reference_run, 
     assert json.loads((run_dir / "metrics.json").read_text())["test"] == json.loads(
         (reference_run / "metrics.json").read_text()
     )["test"]
+    for a, b in zip(weights_of(run_dir), weights_of(reference_run), strict=True):
+        np.testing.assert_array_equal(a, b)
+
+
+# Runs keras-seq with a SIGKILL right after its Nth backup weight file is written, before the
+# backup's metadata: the window in which Keras's own BackupAndRestore paired new weights with
+# the previous epoch's metadata.
+KILL_AFTER_BACKUP_WEIGHTS = """
+import os, signal, sys, runpy, keras
+save, written = keras.Model.save_weights, [0]
+def save_weights(self, filepath, *args, **kwargs):
+    save(self, filepath, *args, **kwargs)
+    if "/backup/" in str(filepath):
+        written[0] += 1
+        if written[0] == int(os.environ["KILL_AFTER"]):
+            os.kill(os.getpid(), signal.SIGKILL)
+keras.Model.save_weights = save_weights
+sys.argv = ["keras-seq", *sys.argv[1:]]
+runpy.run_module("keras_seq", run_name="__main__")
+"""
+
+
+def test_a_kill_between_the_backups_weights_and_metadata_resumes_exactly(reference_run,
+                                                                         tmp_path, cli):
+    run_dir = tmp_path / "killed-while-saving"
+    args = ["train", "dates", "--epochs", "3", "--run-dir", str(run_dir), "--quiet", *TINY]
+    killed = subprocess.run([sys.executable, "-c", KILL_AFTER_BACKUP_WEIGHTS, *args], cwd=ROOT,
+                            env={**os.environ, "KILL_AFTER": "2", "TF_CPP_MIN_LOG_LEVEL": "3"},
+                            capture_output=True, timeout=300)
+    assert killed.returncode == -signal.SIGKILL
+    assert json.loads((run_dir / "backup" / "training_metadata.json").read_text())["epoch"] == 1
+
+    cli(*args)
+    rows = (run_dir / "history.csv").read_text().splitlines()[1:]
+    # Epoch 1 was logged, then killed before its backup committed: it runs again, from epoch
+    # 0's backup, and logs the same values (it used to run from its own weights, a second time).
+    assert [r.split(",")[0] for r in rows] == ["0", "1", "1", "2"] and rows[1] == rows[2]
+    assert json.loads((run_dir / "metrics.json").read_text())["test"] == json.loads(
+        (reference_run / "metrics.json").read_text())["test"]
     for a, b in zip(weights_of(run_dir), weights_of(reference_run), strict=True):
         np.testing.assert_array_equal(a, b)
 

@@ -12,6 +12,7 @@ trained on it first, the same way, in ``pretrain/``.
 from __future__ import annotations
 
 import json
+import os
 import shutil
 import sys
 import time
@@ -345,10 +346,46 @@ def callbacks(
     # the run's metrics are written, so a kill in evaluation does not train again.
     result += [
         SeedStateBackup(run_dir / BACKUP / SEED_STATES, resumed_epoch),
-        keras.callbacks.BackupAndRestore(str(run_dir / BACKUP), save_freq="epoch",
-                                         delete_checkpoint=False),
+        AtomicBackupAndRestore(str(run_dir / BACKUP), save_freq="epoch",
+                               delete_checkpoint=False),
     ]
     return result
+
+
+class AtomicBackupAndRestore(keras.callbacks.BackupAndRestore):
+    """`keras.callbacks.BackupAndRestore` whose epoch backup commits in one step.
+
+    Keras overwrites ``latest.weights.h5`` and then ``training_metadata.json``: a kill between
+    the two left epoch k+1's weights under a backup of epoch k, and the resumed run trained
+    epoch k+1 twice. Here each epoch's weights go to a file of their own, and the metadata that
+    names that file is replaced atomically (`os.replace`) afterwards, so a backup is either the
+    previous epoch's or the new one, whole. Older weight files are removed after the commit.
+    """
+
+    def _save_model(self):
+        backup = Path(self.backup_dir)
+        backup.mkdir(parents=True, exist_ok=True)
+        name = f"epoch-{self._current_epoch}.weights.h5"
+        self.model.save_weights(filepath=str(backup / name), overwrite=True)
+        metadata = {"epoch": self._current_epoch, "batch": self._last_batch_seen, "weights": name}
+        partial = backup / "training_metadata.json.partial"
+        with open(partial, "w") as f:
+            f.write(json.dumps(metadata))
+            f.flush()
+            os.fsync(f.fileno())
+        os.replace(partial, self._training_metadata_path)  # the commit
+        for old in backup.glob("*.weights.h5"):
+            if old.name != name:
+                old.unlink(missing_ok=True)
+
+    def _load_model(self):
+        try:
+            metadata = json.loads(Path(self._training_metadata_path).read_text())
+        except (OSError, ValueError):
+            metadata = {}
+        if "weights" in metadata:  # else a backup written by Keras's own callback
+            self._weights_path = str(Path(self.backup_dir) / metadata["weights"])
+        super()._load_model()
 
 
 class _ReplaysFinishedEpochs:
