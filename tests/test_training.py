@@ -124,6 +124,20 @@ def test_a_kill_between_the_backups_weights_and_metadata_resumes_exactly(referen
         np.testing.assert_array_equal(a, b)
 
 
+def test_a_diverged_run_ends_in_one_line_every_time(tmp_path, cli):
+    """A NaN in the first epoch: the best checkpoint held NaN weights, the reports failed on
+    them, and every rerun of the command failed the same way in the plots."""
+    run_dir = tmp_path / "diverged"
+    args = ["train", "dates", "--epochs", "3", "--run-dir", str(run_dir), "--quiet", *TINY,
+            "--set", "learning_rate=1e30", "--set", "clipnorm=1e30"]
+    for _ in range(2):  # the first run, then the same command again
+        result = cli(*args, check=False)
+        assert result.returncode == 2 and "Traceback" not in result.stderr, result.stderr[-2000:]
+        line = next(x for x in result.stderr.splitlines() if x.startswith("keras-seq"))
+        assert f"the run in {run_dir} diverged" in line and "learning_rate (was 1e+30)" in line
+        assert not (run_dir / "metrics.json").exists()
+
+
 def _free_ports(n):
     sockets = [socket.socket() for _ in range(n)]
     for s in sockets:

@@ -233,6 +233,15 @@ def fit(
     best = run_dir / "checkpoints" / "best.weights.h5"
     if best.exists():
         model.load_weights(best)
+    if not all(np.isfinite(np.asarray(w)).all() for w in model.weights):
+        # TerminateOnNaN stopped a diverged first epoch, and ModelCheckpoint keeps a first
+        # epoch whatever its value: no weights are worth evaluating or exporting.
+        raise ValueError(
+            f"Expected finite weights after training, but the run in {run_dir} diverged (a loss "
+            "of NaN or inf; TerminateOnNaN stopped it, see history.csv). Lower "
+            f"train.learning_rate (was {hp['learning_rate']!r}) or train.clipnorm, and start a "
+            "new run (another --run-dir)."
+        )
 
 
 def pretrain(
