@@ -35,7 +35,7 @@ train: install  ## train the default recipe (synthetic dates, no download) and e
 	$(VENV)/bin/keras-seq train dates --run-dir $$run && \
 	$(VENV)/bin/keras-seq export $$run --out exported/dates --version next
 
-export: install  ## export the latest run of every trained recipe into exported/
+export: install  ## export the latest finished run of every trained recipe into exported/
 	$(VENV)/bin/keras-seq export --all-latest runs --out exported
 
 verify: install  ## compare every exported artifact with its Keras model

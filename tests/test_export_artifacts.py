@@ -777,6 +777,50 @@ def test_export_all_latest_exports_each_recipe_once(exports, root, tmp_path, cap
     shutil.rmtree(newer)
 
 
+def test_a_run_killed_while_saving_its_model_is_neither_latest_nor_a_traceback(tmp_path):
+    """A cut-off model.keras (a kill while saving, before metrics.json): `export --all-latest`
+    stopped on it with a BadZipFile traceback, and so did `export RUN`."""
+    from keras_seq import cli
+
+    finished = make_run(tmp_path / "runs" / "tiny_classification" / "run1", "classification")
+    killed = make_run(tmp_path / "runs" / "tiny_classification" / "run2", "classification",
+                      seed=1)
+    (killed / "metrics.json").unlink()
+    model = killed / "model.keras"
+    model.write_bytes(model.read_bytes()[:5000])
+    out = tmp_path / "exported"
+    exported = export_all_latest(tmp_path / "runs", out, formats=["saved_model"],
+                                 parity_examples=0)
+    assert exported == {"tiny_classification": out / "tiny_classification"}
+    meta = json.loads((out / "tiny_classification" / "metadata.json").read_text())
+    assert meta["source_run"]["path"] == str(finished.resolve())
+    with pytest.raises(ValueError, match=rf"Expected a Keras model file at {re.escape(str(model))}"
+                       r", but it is not a readable .keras archive"):
+        export_run(killed, tmp_path / "other", formats=["saved_model"])
+    assert cli.main(["export", str(killed), "--out", str(tmp_path / "other")]) == 2
+
+
+def test_save_model_replaces_model_keras_in_one_step(tmp_path, monkeypatch):
+    from keras_seq.training import runner
+
+    model = keras.Sequential([keras.Input((2,)), keras.layers.Dense(1)])
+    target = tmp_path / "model.keras"
+    target.write_bytes(b"previous")
+
+    def killed(path, *args, **kwargs):  # a kill while writing: only part of the file exists
+        Path(path).write_bytes(b"PK\x03\x04 cut")
+        raise KeyboardInterrupt
+
+    monkeypatch.setattr(model, "save", killed)
+    with pytest.raises(KeyboardInterrupt):
+        runner.save_model(model, target)
+    assert target.read_bytes() == b"previous"
+    monkeypatch.undo()
+    runner.save_model(model, target)
+    assert keras.saving.load_model(target).count_params() == 3
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["model.keras"]
+
+
 def test_predict_through_tf_serving_grpc(exports):
     """The gRPC option against a stand-in PredictionService running the SavedModel."""
     from concurrent import futures

@@ -96,6 +96,16 @@ def load_model(path: Path, *, float32: bool = False) -> Any:
         import keras_seq.models  # noqa: F401  (registers the task models)
     except ImportError:  # pragma: no cover - only while keras_seq.models is absent
         pass
+    try:
+        return _load(keras, path, float32)
+    except zipfile.BadZipFile as err:
+        raise ValueError(
+            f"Expected a Keras model file at {path}, but it is not a readable .keras archive "
+            f"({err}). Was its run killed while saving it? The training command resumes it."
+        ) from None
+
+
+def _load(keras: Any, path: Path, float32: bool) -> Any:
     if float32:
         with zipfile.ZipFile(path) as archive:
             config = json.loads(archive.read("config.json"))
@@ -185,9 +195,9 @@ def model_digest(run_dir: str | Path) -> str:
 def find_latest_runs(runs_root: str | Path) -> dict[str, Path]:
     """``{recipe: latest run dir}`` under ``runs_root`` (``runs/<recipe>/<run>/``).
 
-    A run counts when it holds ``config.json`` and ``model.keras`` and is not part of another
-    run (an ensemble member, an experiment's sub-run); the latest is the one whose
-    ``model.keras`` was written last. The recipe name is read from its config.
+    A run counts when it is finished (``config.json``, ``model.keras``, ``metrics.json``) and is
+    not part of another run (an ensemble member, an experiment's sub-run); the latest is the
+    one whose ``model.keras`` was written last. The recipe name is read from its config.
     """
     runs_root = Path(runs_root)
     if not runs_root.is_dir():
@@ -195,8 +205,8 @@ def find_latest_runs(runs_root: str | Path) -> dict[str, Path]:
     latest: dict[str, tuple[float, Path]] = {}
     for model_path in runs_root.glob("**/model.keras"):
         run = model_path.parent
-        if not (run / "config.json").is_file():
-            continue
+        if not ((run / "config.json").is_file() and (run / "metrics.json").is_file()):
+            continue  # not a run, or an unfinished one (killed; its command resumes it)
         config = _read_json(run / "config.json", "Run config")
         if config.get("task") not in TASKS or config.get("part_of"):
             continue  # not an exportable task, or one member of an ensemble / experiment

@@ -74,7 +74,7 @@ def run(recipe: dict[str, Any], *, run_dir: Path, seed: int = 0, **options) -> d
         ],
         name=f"{recipe['name'].replace('-', '_')}_ensemble",
     )
-    model.save(run_dir / "model.keras")
+    runner.save_model(model, run_dir / "model.keras")
     metrics = {
         "recipe": recipe["name"],
         "test": runner.evaluate(model, recipe, splits),

@@ -134,7 +134,7 @@ def train(
     class_weight = hp.get("class_weight") and recipe["task"] == "classification"
     fit(model, splits, hp, run_dir, started, verbose,
         class_weight=info.class_weight if class_weight else None)
-    model.save(run_dir / "model.keras")
+    save_model(model, run_dir / "model.keras")
 
     metrics = {"recipe": recipe["name"], "test": evaluate(model, recipe, splits)}
     metrics["replicas"] = scope.num_replicas_in_sync
@@ -143,6 +143,14 @@ def train(
     write_metrics(run_dir, metrics)
     shutil.rmtree(run_dir / BACKUP, ignore_errors=True)  # the run is finished
     return metrics
+
+
+def save_model(model, path: Path) -> None:
+    """``model.save(path)`` in one step: written beside it, then renamed over it, so a kill
+    while saving leaves no cut-off model.keras for export to find."""
+    partial = path.with_name(path.stem + ".partial.keras")
+    model.save(partial)
+    os.replace(partial, path)
 
 
 def require_same_data(run_dir: Path, splits, same_data_as: tuple[Path, ...] = ()) -> None:
