@@ -274,6 +274,9 @@ def cmd_export(args) -> int:
 
     formats = [f.strip() for f in args.formats.split(",") if f.strip()]
     if args.all_latest:
+        if args.run_dir or args.version is not None:  # both were ignored
+            raise UsageError("--all-latest exports the latest run of every recipe, each as its "
+                             "next version: give it without RUN_DIR and --version")
         _directory_to_write("--out", args.out or "exported")
         results = export.export_all_latest(args.all_latest, args.out or "exported",
                                            formats=formats, quantize=args.quantize,

@@ -269,3 +269,10 @@ def test_an_empty_split_is_refused_before_training(tmp_path, run, cli, shared_da
     assert_one_line_error(result, "the validation split of recipe 'names-de-it' is empty. "
                                   "Check the [data] settings: fractions=[0.9, 0, 0.1]")
     assert not list(tmp_path.glob("*/backup")) and not list(tmp_path.glob("*/pretrain"))
+
+
+@pytest.mark.parametrize("extra", [["runs/dates/r1"], ["--version", "7"]])
+def test_export_all_latest_refuses_what_it_would_ignore(run, tmp_path, extra):
+    result = run("export", "--all-latest", str(tmp_path), "--out", str(tmp_path / "x"), *extra)
+    assert_one_line_error(result, "--all-latest exports the latest run of every recipe",
+                          "without RUN_DIR and --version")

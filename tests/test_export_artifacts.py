@@ -800,6 +800,19 @@ def test_a_run_killed_while_saving_its_model_is_neither_latest_nor_a_traceback(t
     assert cli.main(["export", str(killed), "--out", str(tmp_path / "other")]) == 2
 
 
+def test_a_model_of_another_task_is_refused_beside_existing_versions(exports, tmp_path):
+    """It became version 2 under the seq2seq export's name; metadata.json then described only
+    it, and `predict` on version 1 failed with a KeyError."""
+    out = tmp_path / "dates"
+    shutil.copytree(exports["seq2seq"][1], out)
+    before = (out / "metadata.json").read_text()
+    with pytest.raises(ValueError, match=r"holds a seq2seq export \(SavedModel version\(s\) "
+                       r"\[1\]\) whose signatures differ from this classification model's"):
+        export_run(exports["classification"][0], out, formats=["saved_model"], version=2)
+    assert (out / "metadata.json").read_text() == before
+    assert sorted(p.name for p in (out / "saved_model").iterdir()) == ["1"]
+
+
 def test_save_model_replaces_model_keras_in_one_step(tmp_path, monkeypatch):
     from keras_seq.training import runner
 

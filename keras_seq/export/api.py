@@ -213,6 +213,16 @@ def export_run(
     metadata = base_metadata(bundle, graphs, name, model_digest(bundle.run_dir))
     if (out / "metadata.json").is_file():  # keep other formats' entries from the same model
         previous = read_metadata(out)
+        others = [v for v in existing_versions(out) if v != target_version]
+        if others and (previous.get("task"), previous.get("signatures")) != (
+                metadata["task"], metadata["signatures"]):
+            # TF Serving serves every version under one name; metadata.json describes them all.
+            raise ValueError(
+                f"Invalid value for argument `out`. {out} holds a {previous.get('task')} export "
+                f"(SavedModel version(s) {others}) whose signatures differ from this "
+                f"{metadata['task']} model's; versions of one model name share them. Export it "
+                f"into another directory. Received: out={str(out)!r}"
+            )
         kept = {k: v for k, v in previous.get("artifacts", {}).items() if k not in formats}
         if previous["source_run"].get("model_sha256") == metadata["source_run"]["model_sha256"]:
             metadata["artifacts"] = kept
