@@ -74,6 +74,45 @@ def test_time_budget_stops_before_an_epoch_that_would_overrun():
     assert epoch == 1
 
 
+def test_a_resumed_run_keeps_the_killed_runs_clock(tmp_path):
+    """Epochs of 10, 15, 12, 12 s of a fake clock and a budget of 50 s: uninterrupted, the run
+    stops after its third epoch (37 s, and a fourth as long as the longest would end at 52 s).
+    Killed after two epochs and resumed, it used to get the whole budget again (and a
+    wall_time_s of the last process only); it stops after the same epoch now."""
+    from keras_seq.training import runner
+
+    class Model:
+        stop_training = False
+
+    def train(start, epochs, times, resumed_epoch, t0):
+        """Run `epochs` epochs from clock `t0`; the epoch the budget stopped at, or None."""
+        t = [t0]
+        clock = lambda: t[0]  # noqa: E731
+        path = tmp_path / runner.BACKUP / runner.EpochClock.FILE
+        record = runner.EpochClock(path, start, resumed_epoch, clock=clock)
+        budget = runner.TimeBudget(start, 50.0, clock=clock,
+                                   longest=runner.EpochClock.saved(path, resumed_epoch)[1])
+        for callback in (record, budget):
+            callback.set_model(Model())
+        for epoch in range(resumed_epoch, resumed_epoch + epochs):
+            record.on_epoch_begin(epoch), budget.on_epoch_begin(epoch)
+            t[0] += times[epoch]
+            record.on_epoch_end(epoch), budget.on_epoch_end(epoch)
+            if budget.model.stop_training:
+                return epoch
+        return None
+
+    times = [10.0, 15.0, 12.0, 12.0, 12.0]
+    assert train(100.0, 5, times, 0, t0=100.0) == 2
+    (tmp_path / runner.BACKUP / runner.EpochClock.FILE).unlink()
+    assert train(100.0, 2, times, 0, t0=100.0) is None  # killed after two epochs (25 s)
+    backup = tmp_path / runner.BACKUP
+    (backup / "training_metadata.json").write_text('{"epoch": 2}')
+    start = runner.clock_start(tmp_path, now=500.0)  # the resumed process starts at 500
+    assert start == 500.0 - 25.0
+    assert train(start, 3, times, 2, t0=500.0) == 2  # the same epoch as uninterrupted
+
+
 def test_budget_share_splits_what_is_left_over_the_runs_to_go():
     assert experiments.budget_share(1800, 0, 6) == 300
     assert experiments.budget_share(1800, 300 + 40 + 60, 3) == pytest.approx(1400 / 3)

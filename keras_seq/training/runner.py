@@ -104,7 +104,7 @@ def train(
     with their own seed). Ensemble members share `seed` and differ in `init_seed`; a member
     refuses data other than its finished siblings' (`same_data_as`, see `require_same_data`).
     """
-    started = time.time()
+    started = clock_start(run_dir)
     keras.utils.set_random_seed(seed if init_seed is None else init_seed)
     tf.config.experimental.enable_op_determinism()
     if mixed_precision:
@@ -355,8 +355,11 @@ def callbacks(
     ]
     if hp.get("stop_below") is not None:
         result.append(StopBelow(monitor, float(hp["stop_below"])))
+    clock = run_dir / BACKUP / EpochClock.FILE
+    result.append(EpochClock(clock, started, resumed_epoch))
     if hp.get("time_budget_s") is not None:
-        result.append(TimeBudget(started, float(hp["time_budget_s"])))
+        longest = EpochClock.saved(clock, resumed_epoch)[1]
+        result.append(TimeBudget(started, float(hp["time_budget_s"]), longest=longest))
     # The backup is the epoch's commit point, after every other callback's work for it (the
     # checkpoints, the reduced learning rate, a decision to stop): a kill before it re-runs
     # the epoch, a kill after it finds all of that done. It is kept after training, until
@@ -548,13 +551,65 @@ class StopBelow(keras.callbacks.Callback):
             self.model.stop_training = True
 
 
+def clock_start(run_dir: Path, now: float | None = None) -> float:
+    """When the run in `run_dir` started, for its time budget and ``wall_time_s``: now, or for
+    a resumed run now minus the killed run's time up to its last finished epoch (pretraining
+    included), so both cover the whole run rather than the last process."""
+    now = time.time() if now is None else now
+    return now - max(
+        EpochClock.saved(d / BACKUP / EpochClock.FILE, _backup_epoch(d / BACKUP))[0]
+        for d in (run_dir, run_dir / PRETRAIN)
+    )
+
+
+class EpochClock(keras.callbacks.Callback):
+    """Records at each epoch end the run's time so far (since `started`) and its longest epoch,
+    in ``FILE`` beside the backup (written before the backup commits the epoch), so that a
+    resumed run's clock goes on from the killed run's last finished epoch."""
+
+    FILE = "times.json"
+
+    def __init__(self, path: Path, started: float, resumed_epoch: int = 0,
+                 clock=time.time) -> None:
+        super().__init__()
+        self.path, self.started, self.clock = Path(path), started, clock
+        self.longest = self.saved(self.path, resumed_epoch)[1]
+
+    @staticmethod
+    def saved(path: Path, epoch: int) -> tuple[float, float]:
+        """``(elapsed_s, longest_epoch_s)`` at the end of `epoch` finished epochs (0, 0 if
+        none are recorded)."""
+        try:
+            elapsed, longest = json.loads(Path(path).read_text())[str(epoch)]
+        except (OSError, ValueError, KeyError):
+            return 0.0, 0.0
+        return float(elapsed), float(longest)
+
+    def on_epoch_begin(self, epoch, logs=None):
+        self.epoch_started = self.clock()
+
+    def on_epoch_end(self, epoch, logs=None):
+        now = self.clock()
+        self.longest = max(self.longest, now - self.epoch_started)
+        try:
+            saved = json.loads(self.path.read_text())
+        except (OSError, ValueError):
+            saved = {}
+        saved[str(epoch + 1)] = [now - self.started, self.longest]
+        self.path.parent.mkdir(parents=True, exist_ok=True)
+        partial = self.path.with_name(self.path.name + ".partial")
+        partial.write_text(json.dumps(saved))
+        os.replace(partial, self.path)
+
+
 class TimeBudget(keras.callbacks.Callback):
     """Stop when another epoch, as long as the longest so far, would end past the budget."""
 
-    def __init__(self, started: float, budget_s: float, clock=time.time) -> None:
+    def __init__(self, started: float, budget_s: float, clock=time.time,
+                 longest: float = 0.0) -> None:
         super().__init__()
         self.started, self.budget_s, self.clock = started, budget_s, clock
-        self.longest = 0.0
+        self.longest = longest
 
     def on_epoch_begin(self, epoch, logs=None):
         self.epoch_started = self.clock()
