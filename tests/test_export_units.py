@@ -162,7 +162,11 @@ def test_find_latest_runs_picks_the_newest_model_per_recipe(tmp_path):
     new = _run_files(tmp_path / "tiny" / "2025")
     other = _run_files(tmp_path / "other" / "x", name="other")
     _run_files(tmp_path / "adding" / "x", task="regression", name="adding")
+    for run in (old, new, other, tmp_path / "adding" / "x"):
+        (run / "metrics.json").write_text("{}")  # finished
+    _run_files(tmp_path / "tiny" / "2026")  # newest, but unfinished: no metrics.json
     os.utime(old / "model.keras", (1, 1))
+    os.utime(new / "model.keras", (2, 2))
     assert find_latest_runs(tmp_path) == {"other": other, "tiny": new}
 
 
