@@ -153,6 +153,17 @@ def save_model(model, path: Path) -> None:
     os.replace(partial, path)
 
 
+def write_json(path: Path, data: Any) -> None:
+    """Write `data` as JSON to `path` in one step: a partial file, flushed to disk, renamed
+    over it, so a kill leaves the old file or the new one, never part of one."""
+    partial = path.with_name(path.name + ".partial")
+    with open(partial, "w") as f:
+        f.write(json.dumps(data))
+        f.flush()
+        os.fsync(f.fileno())
+    os.replace(partial, path)
+
+
 def require_same_data(run_dir: Path, splits, same_data_as: tuple[Path, ...] = ()) -> None:
     """Refuse to resume `run_dir` on data other than it started on (a data file edited between
     the kill and the resume), and to train on data other than the finished runs of
@@ -388,12 +399,7 @@ class AtomicBackupAndRestore(keras.callbacks.BackupAndRestore):
         name = f"epoch-{self._current_epoch}.weights.h5"
         self.model.save_weights(filepath=str(backup / name), overwrite=True)
         metadata = {"epoch": self._current_epoch, "batch": self._last_batch_seen, "weights": name}
-        partial = backup / "training_metadata.json.partial"
-        with open(partial, "w") as f:
-            f.write(json.dumps(metadata))
-            f.flush()
-            os.fsync(f.fileno())
-        os.replace(partial, self._training_metadata_path)  # the commit
+        write_json(Path(self._training_metadata_path), metadata)  # the commit
         for old in backup.glob("*.weights.h5"):
             if old.name != name:
                 old.unlink(missing_ok=True)
@@ -498,9 +504,7 @@ class SeedStateBackup(keras.callbacks.Callback):
         saved[str(epoch + 1)] = [np.asarray(v).tolist() for v in self._states()]
         saved["stopped"] = epoch + 1 if self.model.stop_training else None
         self.path.parent.mkdir(parents=True, exist_ok=True)
-        partial = self.path.with_suffix(".partial")
-        partial.write_text(json.dumps(saved))
-        partial.replace(self.path)
+        write_json(self.path, saved)
 
 
 def _mode(monitor: str) -> str:
@@ -597,9 +601,7 @@ class EpochClock(keras.callbacks.Callback):
             saved = {}
         saved[str(epoch + 1)] = [now - self.started, self.longest]
         self.path.parent.mkdir(parents=True, exist_ok=True)
-        partial = self.path.with_name(self.path.name + ".partial")
-        partial.write_text(json.dumps(saved))
-        os.replace(partial, self.path)
+        write_json(self.path, saved)
 
 
 class TimeBudget(keras.callbacks.Callback):
