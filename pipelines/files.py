@@ -139,12 +139,16 @@ def skip(dropped: Counter, reason: str, path: Path, number: int, line: str) -> N
     aside) with the file, line number and text. The source's summary gives the totals."""
     dropped[reason] += 1
     if reason != "empty" and dropped[reason] <= SHOWN:
-        shown = line if len(line) <= 80 else line[:77] + "..."
         more = " (later ones are only counted)" if dropped[reason] == SHOWN else ""
-        logger.warning("%r, line %d: skipped (%s): %r%s", str(path), number, reason, shown, more)
+        logger.warning("%r, line %d: skipped (%s): %r%s", str(path), number, reason,
+                       _shorten(line), more)
 
 
 def bad_line(path: Path, number: int, problem: str, line: str) -> ValueError:
     """The error raised for a malformed line when `strict=True`."""
-    shown = line if len(line) <= 80 else line[:77] + "..."
-    return ValueError(f"{str(path)!r}, line {number}: {problem}. Received: {shown!r}")
+    return ValueError(f"{str(path)!r}, line {number}: {problem}. Received: {_shorten(line)!r}")
+
+
+def _shorten(line: str, width: int = 80) -> str:
+    """`line` as shown in a message: cut to `width` characters, ending with "..." if cut."""
+    return line if len(line) <= width else line[:width - 3] + "..."

@@ -54,13 +54,14 @@ def test_stop_below_ends_a_run_once_the_monitor_reaches_it(tmp_path):
     assert epochs_run(tmp_path / "full" / "gru-T6") == 3
 
 
-def test_time_budget_stops_before_an_epoch_that_would_overrun():
+def test_time_budget_stops_before_an_epoch_that_would_overrun(tmp_path):
     """Each epoch of this run takes 10 s of a fake clock, the budget is 25 s: a third epoch
     would end at 30 s, so the run stops after two."""
     from keras_seq.training import runner
 
     clock = iter([0, 10, 10, 20, 20, 30, 30, 40])  # epoch begin, epoch end, ...
-    callback = runner.TimeBudget(started=0.0, budget_s=25.0, clock=lambda: float(next(clock)))
+    callback = runner.EpochClock(tmp_path / "times.json", started=0.0, budget_s=25.0,
+                                 clock=lambda: float(next(clock)))
 
     class Model:
         stop_training = False
@@ -89,16 +90,13 @@ def test_a_resumed_run_keeps_the_killed_runs_clock(tmp_path):
         t = [t0]
         clock = lambda: t[0]  # noqa: E731
         path = tmp_path / runner.BACKUP / runner.EpochClock.FILE
-        record = runner.EpochClock(path, start, resumed_epoch, clock=clock)
-        budget = runner.TimeBudget(start, 50.0, clock=clock,
-                                   longest=runner.EpochClock.saved(path, resumed_epoch)[1])
-        for callback in (record, budget):
-            callback.set_model(Model())
+        record = runner.EpochClock(path, start, resumed_epoch, budget_s=50.0, clock=clock)
+        record.set_model(Model())
         for epoch in range(resumed_epoch, resumed_epoch + epochs):
-            record.on_epoch_begin(epoch), budget.on_epoch_begin(epoch)
+            record.on_epoch_begin(epoch)
             t[0] += times[epoch]
-            record.on_epoch_end(epoch), budget.on_epoch_end(epoch)
-            if budget.model.stop_training:
+            record.on_epoch_end(epoch)
+            if record.model.stop_training:
                 return epoch
         return None
 

@@ -366,11 +366,9 @@ def callbacks(
     ]
     if hp.get("stop_below") is not None:
         result.append(StopBelow(monitor, float(hp["stop_below"])))
-    clock = run_dir / BACKUP / EpochClock.FILE
-    result.append(EpochClock(clock, started, resumed_epoch))
-    if hp.get("time_budget_s") is not None:
-        longest = EpochClock.saved(clock, resumed_epoch)[1]
-        result.append(TimeBudget(started, float(hp["time_budget_s"]), longest=longest))
+    budget = hp.get("time_budget_s")
+    result.append(EpochClock(run_dir / BACKUP / EpochClock.FILE, started, resumed_epoch,
+                             budget_s=None if budget is None else float(budget)))
     # The backup is the epoch's commit point, after every other callback's work for it (the
     # checkpoints, the reduced learning rate, a decision to stop): a kill before it re-runs
     # the epoch, a kill after it finds all of that done. It is kept after training, until
@@ -569,14 +567,18 @@ def clock_start(run_dir: Path, now: float | None = None) -> float:
 class EpochClock(keras.callbacks.Callback):
     """Records at each epoch end the run's time so far (since `started`) and its longest epoch,
     in ``FILE`` beside the backup (written before the backup commits the epoch), so that a
-    resumed run's clock goes on from the killed run's last finished epoch."""
+    resumed run's clock goes on from the killed run's last finished epoch.
+
+    With a `budget_s`, it also stops the run when another epoch, as long as the longest so
+    far, would end past the budget."""
 
     FILE = "times.json"
 
     def __init__(self, path: Path, started: float, resumed_epoch: int = 0,
-                 clock=time.time) -> None:
+                 budget_s: float | None = None, clock=time.time) -> None:
         super().__init__()
         self.path, self.started, self.clock = Path(path), started, clock
+        self.budget_s = budget_s
         self.longest = self.saved(self.path, resumed_epoch)[1]
 
     @staticmethod
@@ -602,24 +604,7 @@ class EpochClock(keras.callbacks.Callback):
         saved[str(epoch + 1)] = [now - self.started, self.longest]
         self.path.parent.mkdir(parents=True, exist_ok=True)
         write_json(self.path, saved)
-
-
-class TimeBudget(keras.callbacks.Callback):
-    """Stop when another epoch, as long as the longest so far, would end past the budget."""
-
-    def __init__(self, started: float, budget_s: float, clock=time.time,
-                 longest: float = 0.0) -> None:
-        super().__init__()
-        self.started, self.budget_s, self.clock = started, budget_s, clock
-        self.longest = longest
-
-    def on_epoch_begin(self, epoch, logs=None):
-        self.epoch_started = self.clock()
-
-    def on_epoch_end(self, epoch, logs=None):
-        now = self.clock()
-        self.longest = max(self.longest, now - self.epoch_started)
-        if now - self.started + self.longest > self.budget_s:
+        if self.budget_s is not None and now - self.started + self.longest > self.budget_s:
             self.model.stop_training = True
 
 
