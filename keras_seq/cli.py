@@ -68,8 +68,10 @@ def build_parser() -> argparse.ArgumentParser:
 
     p = sub.add_parser("train", help="train a recipe into a run directory")
     p.add_argument("recipe")
-    p.add_argument("--data-dir", default=None, help="datasets folder (default: $KERAS_SEQ_DATA)")
-    p.add_argument("--test-data", default=None, help="test split in the source's own layout")
+    p.add_argument("--data-dir", type=_absolute, default=None,
+                   help="datasets folder (default: $KERAS_SEQ_DATA)")
+    p.add_argument("--test-data", type=_absolute, default=None,
+                   help="test split in the source's own layout")
     p.add_argument("--epochs", type=int, default=None)
     p.add_argument("--run-dir", default=None, help="default: runs/<recipe>/<timestamp>/")
     p.add_argument("--seed", type=_seed, default=0)
@@ -81,8 +83,8 @@ def build_parser() -> argparse.ArgumentParser:
 
     p = sub.add_parser("evaluate", help="print a run's test metrics as JSON")
     p.add_argument("run_dir")
-    p.add_argument("--data-dir", default=None)
-    p.add_argument("--test-data", default=None)
+    p.add_argument("--data-dir", type=_absolute, default=None)
+    p.add_argument("--test-data", type=_absolute, default=None)
     p.set_defaults(func=cmd_evaluate)
 
     p = sub.add_parser("export", help="export a run to SavedModel, TFLite and ONNX")
@@ -145,6 +147,12 @@ def _read_config(run_dir: str | Path) -> dict[str, Any]:
     if not isinstance(config, dict) or "name" not in config:
         raise UsageError(f"{Path(run_dir) / 'config.json'} is not a run's config (no recipe name)")
     return config
+
+
+def _absolute(text: str) -> str:
+    """A path as an absolute one: the run's config keeps it, and `evaluate` or a resume may
+    run from another working directory."""
+    return os.path.abspath(os.path.expanduser(text))
 
 
 def _version(text: str) -> int | str:

@@ -276,3 +276,19 @@ def test_export_all_latest_refuses_what_it_would_ignore(run, tmp_path, extra):
     result = run("export", "--all-latest", str(tmp_path), "--out", str(tmp_path / "x"), *extra)
     assert_one_line_error(result, "--all-latest exports the latest run of every recipe",
                           "without RUN_DIR and --version")
+
+
+@pytest.mark.parametrize("command", ["train dates", "evaluate runs/x"])
+def test_data_paths_are_kept_absolute(command, tmp_path, monkeypatch):
+    """config.json keeps the data paths as given: a relative one (every README command uses
+    ``--data-dir ../shared/data``) made `evaluate` from another directory read other data."""
+    import os
+
+    from keras_seq import cli
+
+    monkeypatch.chdir(tmp_path)
+    monkeypatch.setenv("HOME", str(tmp_path / "home"))
+    args = cli.build_parser().parse_args(
+        [*command.split(), "--data-dir", "../data", "--test-data", "~/test.tsv"])
+    assert args.data_dir == os.path.join(os.path.dirname(tmp_path), "data")
+    assert args.test_data == str(tmp_path / "home" / "test.tsv")

@@ -7,7 +7,7 @@ import json
 import numpy as np
 import pytest
 
-pytest.importorskip("torch", reason="PyTorch not installed (pip install keras_seq[torch])")
+pytest.importorskip("torch", reason="PyTorch not installed (pip install -e '.[torch]')")
 
 
 @pytest.fixture(scope="module")

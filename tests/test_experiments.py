@@ -42,6 +42,9 @@ def test_a_rerun_keeps_finished_sub_runs_and_trains_the_missing_one(tmp_path):
 
     assert (tmp_path / "rnn-T6" / "model.keras").stat().st_mtime_ns == kept
     assert second["test"]["runs"][0] == first["test"]["runs"][0]
+    # The whole experiment's time, the finished sub-run's included (not only this process's).
+    sub_runs = sum(run["wall_time_s"] for run in second["test"]["runs"])
+    assert sub_runs - 0.1 <= second["wall_time_s"] <= sub_runs + 5
     assert json.loads((tmp_path / "gru-T6" / "metrics.json").read_text())["test"]["mse"] == (
         pytest.approx(second["test"]["runs"][1]["mse"])
     )

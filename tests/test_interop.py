@@ -5,7 +5,7 @@ import sys
 import numpy as np
 import pytest
 
-torch = pytest.importorskip("torch", reason="PyTorch not installed (pip install keras_seq[torch])")
+torch = pytest.importorskip("torch", reason="PyTorch not installed (pip install -e '.[torch]')")
 
 import keras  # noqa: E402
 

@@ -73,7 +73,12 @@ def test_pretraining_fits_the_related_task_and_is_reused_once_finished(tmp_path)
 
     model = fresh_model()
     phase = tmp_path / "run" / runner.PRETRAIN
-    runner.pretrain(recipe, splits.pretrain, model, phase, strategy, time.time(), verbose=0)
+    started = time.time()
+    runner.pretrain(recipe, splits.pretrain, model, phase, strategy, started, verbose=0)
+    # Killed now, before a fine-tuning epoch is backed up, the run resumes with the
+    # pretraining's time on its clock (it started from 0: the phase's backup is removed).
+    now = time.time()
+    assert 0 < now - runner.clock_start(tmp_path / "run", now=now) <= now - started
     history = (phase / "history.csv").read_text().splitlines()
     assert len(history) == 1 + 2 and (phase / "checkpoints" / "best.weights.h5").is_file()
     info = json.loads((phase / "info.json").read_text())

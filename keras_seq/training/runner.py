@@ -11,6 +11,7 @@ trained on it first, the same way, in ``pretrain/``.
 
 from __future__ import annotations
 
+import csv
 import json
 import os
 import shutil
@@ -154,11 +155,16 @@ def save_model(model, path: Path) -> None:
 
 
 def write_json(path: Path, data: Any) -> None:
-    """Write `data` as JSON to `path` in one step: a partial file, flushed to disk, renamed
-    over it, so a kill leaves the old file or the new one, never part of one."""
+    """Write `data` as JSON to `path` in one step (`write_text`)."""
+    write_text(path, json.dumps(data))
+
+
+def write_text(path: Path, text: str) -> None:
+    """Write `text` to `path` in one step: a partial file, flushed to disk, renamed over it,
+    so a kill leaves the old file or the new one, never part of one."""
     partial = path.with_name(path.name + ".partial")
-    with open(partial, "w") as f:
-        f.write(json.dumps(data))
+    with open(partial, "w", newline="") as f:
+        f.write(text)
         f.flush()
         os.fsync(f.fileno())
     os.replace(partial, path)
@@ -235,6 +241,7 @@ def fit(
         # Killed after its last epoch (in evaluation or reports): the training is done.
         model.load_weights(run_dir / "checkpoints" / "last.weights.h5")
     else:
+        forget_unfinished_epochs(run_dir, resumed_epoch)
         # One endless stream whose order is fixed by the seed: a resumed run skips the batches
         # of the epochs it already finished, so it sees exactly the batches the killed run saw.
         train_stream = splits.train.repeat().skip(resumed_epoch * steps)
@@ -293,6 +300,11 @@ def pretrain(
               "steps_per_epoch": None, "validation_steps": None, "stop_below": None}
         fit(pretrained, related, hp, run_dir, started, verbose)
         pretrained.save_weights(done)
+        # The phase's clock outlives its backup: a run killed before its first fine-tuning
+        # epoch is backed up resumes with the pretraining's time counted (`clock_start`).
+        clock = run_dir / BACKUP / EpochClock.FILE
+        if clock.exists():
+            os.replace(clock, run_dir / EpochClock.FILE)
         shutil.rmtree(run_dir / BACKUP, ignore_errors=True)
     transfer_weights(pretrained, model)
 
@@ -344,8 +356,8 @@ def callbacks(
     )
     result = [
         RequireMonitor(monitor),
-        # An epoch's row is written before its backup: a kill in between re-runs that epoch
-        # and its row is written again (read_history keeps the last one).
+        # An epoch's row and TensorBoard events are written before its backup: a kill in
+        # between re-runs that epoch, and forget_unfinished_epochs drops what it logged first.
         keras.callbacks.CSVLogger(str(run_dir / "history.csv"), append=True),
         # With an EMA of the weights (`ema_momentum`), validation and both checkpoints see
         # the averaged weights; the backup holds the swapped state and a resumed run swaps
@@ -529,6 +541,48 @@ class RequireMonitor(keras.callbacks.Callback):
             )
 
 
+def forget_unfinished_epochs(run_dir: Path, epochs_done: int) -> None:
+    """Drop what a killed process logged for the epochs after its last backup (`epochs_done`
+    finished epochs): their history.csv rows and TensorBoard events, which the resumed run
+    logs again. An epoch's events are the ``epoch_*`` scalars at its step and the events
+    written before them (Keras's ``evaluation_*_vs_iterations``, stepped by iterations)."""
+    history = run_dir / "history.csv"
+    lines = []
+    if history.exists():
+        with open(history, newline="") as f:
+            lines = f.readlines()  # CSVLogger's lines, kept byte for byte
+    if lines:
+        at = next(csv.reader(lines[:1])).index("epoch")
+        kept = lines[:1] + [line for line in lines[1:] if line.endswith("\n")  # not cut off
+                            and int(next(csv.reader([line]))[at]) < epochs_done]
+        if len(kept) < len(lines):
+            write_text(history, "".join(kept))
+    for path in sorted((run_dir / "tensorboard").glob("*/events.out.tfevents.*")):
+        _forget_events(path, epochs_done)
+
+
+def _forget_events(path: Path, epochs_done: int) -> None:
+    events, cut = [], False
+    try:
+        for record in tf.data.TFRecordDataset(str(path)):
+            events.append((record.numpy(), tf.compat.v1.Event.FromString(record.numpy())))
+    except tf.errors.DataLossError:
+        cut = True  # the last record, cut off by the kill
+    keep, epoch = [], None  # epoch: that of the next epoch_* event (None: no epoch ended)
+    for record, event in reversed(events):
+        tags = [v.tag for v in event.summary.value]
+        if any(tag.startswith("epoch_") for tag in tags):
+            epoch = event.step
+        if not tags or (epoch is not None and epoch < epochs_done):
+            keep.append(record)
+    if cut or len(keep) < len(events):
+        partial = path.with_name(path.name + ".partial")
+        with tf.io.TFRecordWriter(str(partial)) as writer:
+            for record in reversed(keep):
+                writer.write(record)
+        os.replace(partial, path)
+
+
 def _finished_values(history: Path, monitor: str, epochs_done: int) -> list[float]:
     """The monitored value of each epoch a resumed run has finished, from history.csv."""
     if epochs_done == 0 or not history.exists():
@@ -559,8 +613,9 @@ def clock_start(run_dir: Path, now: float | None = None) -> float:
     included), so both cover the whole run rather than the last process."""
     now = time.time() if now is None else now
     return now - max(
-        EpochClock.saved(d / BACKUP / EpochClock.FILE, _backup_epoch(d / BACKUP))[0]
-        for d in (run_dir, run_dir / PRETRAIN)
+        *(EpochClock.saved(d / BACKUP / EpochClock.FILE, _backup_epoch(d / BACKUP))[0]
+          for d in (run_dir, run_dir / PRETRAIN)),
+        EpochClock.saved(run_dir / PRETRAIN / EpochClock.FILE)[0],  # a finished pretraining
     )
 
 
@@ -582,11 +637,12 @@ class EpochClock(keras.callbacks.Callback):
         self.longest = self.saved(self.path, resumed_epoch)[1]
 
     @staticmethod
-    def saved(path: Path, epoch: int) -> tuple[float, float]:
-        """``(elapsed_s, longest_epoch_s)`` at the end of `epoch` finished epochs (0, 0 if
-        none are recorded)."""
+    def saved(path: Path, epoch: int | None = None) -> tuple[float, float]:
+        """``(elapsed_s, longest_epoch_s)`` at the end of `epoch` finished epochs, or of all
+        those recorded (`epoch` None); (0, 0) if none are recorded."""
         try:
-            elapsed, longest = json.loads(Path(path).read_text())[str(epoch)]
+            saved = json.loads(Path(path).read_text())
+            elapsed, longest = saved[str(max(map(int, saved)) if epoch is None else epoch)]
         except (OSError, ValueError, KeyError):
             return 0.0, 0.0
         return float(elapsed), float(longest)
