@@ -206,10 +206,21 @@ def cmd_train(args) -> int:
     )
     if args.run_dir:
         _directory_to_write("--run-dir", args.run_dir)
-    run_dir = distribute.worker_dir(runner.resolve_run_dir(recipe, args.run_dir, **settings),
-                                    strategy)
+    chief = distribute.is_chief(strategy)  # other workers share the chief's default run dir
+    run_dir = distribute.worker_dir(
+        runner.resolve_run_dir(recipe, args.run_dir, create=chief, **settings), strategy)
+    try:
+        lock = runner.lock_run_dir(run_dir)  # noqa: F841 (held while this process runs)
+    except runner.RunInUse as err:
+        raise UsageError(f"--run-dir {err}; wait for it to end, or choose another "
+                         "directory") from None
     differs = runner.differences(run_dir, recipe, **settings)
     finished = (run_dir / "metrics.json").is_file()
+    if differs is None and runner.has_started(run_dir):
+        raise UsageError(
+            f"--run-dir {run_dir} holds training but no readable config.json, so it cannot be "
+            "resumed under known settings; choose another directory, or delete it to start over"
+        )
     # A run that stopped before any training worth keeping (e.g. refused data or model
     # settings) leaves only its config: a corrected command takes the directory over.
     if differs and (finished or runner.has_started(run_dir)):

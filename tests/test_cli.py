@@ -156,6 +156,31 @@ def test_a_run_refused_before_training_does_not_hold_its_directory(tmp_path, run
     assert (tmp_path / "run" / "config.json").is_file()
 
 
+def test_a_run_directory_in_use_by_a_live_process_is_refused(tmp_path, run):
+    """Two commands trained into one directory at once (the same command again, resuming the
+    live run as if killed): their history.csv rows interleaved and one overwrote the other's
+    model and metrics. The lock goes with the process that holds it, kill -9 included."""
+    import os
+
+    from keras_seq.training import runner
+
+    held = runner.lock_run_dir(tmp_path / "run")
+    assert runner.in_use(tmp_path / "run")
+    result = run("train", "dates", "--run-dir", str(tmp_path / "run"))
+    assert_one_line_error(result, f"--run-dir {tmp_path / 'run'} is being trained by another "
+                                  f"process (pid {os.getpid()}); wait for it to end")
+    held.close()
+    assert not runner.in_use(tmp_path / "run")
+
+
+def test_a_backup_without_a_readable_config_is_not_resumed(tmp_path, run):
+    """The restored optimizer kept the killed run's learning rate while config.json recorded
+    the new one (or restoring failed with a Keras error when the model changed)."""
+    (tmp_path / "run" / "backup").mkdir(parents=True)
+    assert_one_line_error(run("train", "dates", "--run-dir", str(tmp_path / "run")),
+                          "holds training but no readable config.json")
+
+
 @pytest.mark.parametrize("tf_config,fragment", [
     ("{bad", "not JSON"),
     ("[]", '"cluster" must map each job to a list of "host:port" strings'),
@@ -224,6 +249,19 @@ def test_test_data_in_wrong_layout(tmp_path, shared_data, run):
 def test_set_values_are_parsed(text, value):
     recipe = recipes.apply_overrides(recipes.load("dates"), [f"units={text}"])
     assert recipe["model"]["units"] == value
+
+
+@pytest.mark.parametrize("recipe,override", [
+    ("names-de-it", "class_weight=true"), ("sst2", "train.class_weight=true"),
+    ("shakespeare", "sample_prompts=['ROMEO:']"), ("dates", "bleu=true"),
+])
+def test_set_of_a_train_key_of_the_task_that_the_recipe_does_not_list(recipe, override):
+    """Every recipe of a task reads these keys, but --set took only those the recipe listed."""
+    key, text = override.removeprefix("train.").split("=")
+    assert key not in recipes.load(recipe)["train"]
+    changed = recipes.apply_overrides(recipes.load(recipe), [override])
+    assert changed["train"][key] == recipes.parse_value(text)
+    recipes.check_train(changed)
 
 
 def test_set_with_section_prefix_and_ambiguity():

@@ -160,3 +160,18 @@ def test_evaluate_names_the_sub_runs_of_an_experiment_and_reproduces_one(tmp_pat
     sub = cli("evaluate", str(tmp_path / "gru-T6"))
     assert json.loads(sub.stdout)["test"]["mse"] == pytest.approx(
         json.loads((tmp_path / "gru-T6" / "metrics.json").read_text())["test"]["mse"], rel=1e-6)
+
+
+@pytest.mark.parametrize("chrono,forget_bias", [(False, 1.0), (None, 1.0), (True, None)])
+def test_chrono_of_a_recipe_is_true_false_or_none(chrono, forget_bias):
+    """``--set chrono=false`` was refused (an integer >= 2 was expected): false, like none, is
+    Keras's own initialisation (a forget bias of 1); true takes the horizon from the data."""
+    from keras_seq.training.builders import build_model
+
+    recipe = recipes.load("adding")
+    recipe["model"].update(cell="lstm", units=4, chrono=chrono)
+    bias = build_model(recipe, info=None).layers[1].cells[0].bias.numpy()
+    if forget_bias is None:
+        assert bias[4:8].max() > 1.0  # log-uniform timescales up to the data's length
+    else:
+        np.testing.assert_array_equal(bias[4:8], forget_bias)

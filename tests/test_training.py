@@ -307,8 +307,26 @@ def test_default_run_dir_resumes_an_unfinished_run_with_the_same_settings(tmp_pa
     assert runner.resolve_run_dir(recipe, None, root=tmp_path, seed=0) != killed
     (killed / runner.PRETRAIN / runner.PRETRAINED).write_bytes(b"")
     assert runner.resolve_run_dir(recipe, None, root=tmp_path, seed=0) == killed
+    held = runner.lock_run_dir(killed)  # being trained by a live process: not resumed
+    assert runner.resolve_run_dir(recipe, None, root=tmp_path, seed=0) != killed
+    held.close()
+    assert runner.resolve_run_dir(recipe, None, root=tmp_path, seed=0) == killed
     (killed / "metrics.json").write_text("{}")  # finished: never resumed
     assert runner.resolve_run_dir(recipe, None, root=tmp_path, seed=0) != killed
+
+
+def test_commands_started_in_the_same_second_get_their_own_run_dirs(tmp_path, monkeypatch):
+    """Two commands started in the same second shared runs/<recipe>/<timestamp>/ (both
+    failed on one history.csv); a non-chief worker still shares its chief's directory."""
+    from keras_seq.training import recipes, runner
+
+    monkeypatch.setattr(runner.time, "strftime", lambda _: "20260101-000000")
+    recipe = recipes.load("dates")
+    first, second, third = (runner.resolve_run_dir(recipe, None, root=tmp_path) for _ in "abc")
+    assert [first.name, second.name, third.name] == [
+        "20260101-000000", "20260101-000000-2", "20260101-000000-3"]
+    assert all(d.is_dir() for d in (first, second, third))
+    assert runner.resolve_run_dir(recipe, None, root=tmp_path, create=False) == first
 
 
 def test_an_explicit_run_dir_is_finished_or_resumed_only_with_the_same_settings(

@@ -47,8 +47,8 @@ def build_model(recipe: dict[str, Any], info) -> keras.Model:
             **spec,
         )
     if kind == "Regressor":
-        if spec.get("chrono") is True:  # the horizon is the data's sequence length
-            spec["chrono"] = int(recipe["data"]["length"])
+        if isinstance(spec.get("chrono"), bool):  # true: the horizon is the sequence length
+            spec["chrono"] = int(recipe["data"]["length"]) if spec["chrono"] else None
         return regressor(**spec)
     raise ValueError(f"Unknown model class {kind!r} in recipe {recipe['name']!r}")
 

@@ -111,6 +111,8 @@ def _settable(recipe: dict[str, Any], section: str) -> set[str]:
     from keras_seq.training.builders import FROM_DATA
 
     keys = set(recipe[section])
+    if section == "train":  # what the task's training reads, listed by the recipe or not
+        keys |= _TASK_TRAIN_KEYS.get(recipe["task"], set())
     constructor = _constructor(recipe, section)
     if constructor is not None:
         keys |= _parameters(constructor)
@@ -225,6 +227,13 @@ _TRAIN_CHECKS: dict[str, tuple[str, Any]] = {
     "sample_prompts": ("a non-empty list of non-empty strings", lambda v: isinstance(v, list)
                        and v != [] and all(isinstance(p, str) and p for p in v)),
 }  # train.ensemble: ensembles.check
+
+# The [train] keys of one task beyond TRAIN_DEFAULTS (settable with --set in its every recipe).
+_TASK_TRAIN_KEYS: dict[str, set[str]] = {
+    "seq2seq": {"max_decode_length", "bleu"},
+    "classification": {"class_weight"},
+    "language_model": {"sample_length", "temperature", "sample_prompts"},
+}
 
 _EXPERIMENT_CHECKS: dict[str, tuple[str, Any]] = {
     "cells": ("a non-empty list of cells: 'lstm', 'gru', 'rnn'", lambda v: isinstance(

@@ -38,19 +38,72 @@ RUN_SETTINGS = ("seed", "data_dir", "test_data", "strategy", "mixed_precision")
 
 
 def resolve_run_dir(
-    recipe: dict[str, Any], run_dir: str | None, root: str = "runs", **settings
+    recipe: dict[str, Any], run_dir: str | None, root: str = "runs", create: bool = True,
+    **settings,
 ) -> Path:
     """``run_dir``; by default ``runs/<recipe>/<timestamp>/``, except that an unfinished run
-    of the same recipe and `settings` (killed before writing metrics.json) is resumed."""
+    of the same recipe and `settings` (killed before writing metrics.json, and not being
+    trained by a live process) is resumed. `create`: make the new default directory, with a
+    suffix if another command took its name in the same second."""
     if run_dir:
         return Path(run_dir)
     base = Path(root) / recipe["name"]
     for candidate in sorted(base.glob("*/"), reverse=True):
         if has_started(candidate) and not (candidate / "metrics.json").exists():
-            if differences(candidate, recipe, **settings) == []:
+            if differences(candidate, recipe, **settings) == [] and not in_use(candidate):
                 print(f"Resuming the unfinished run {candidate}", file=sys.stderr)
                 return candidate
-    return base / time.strftime("%Y%m%d-%H%M%S")
+    stamp = time.strftime("%Y%m%d-%H%M%S")
+    if not create:
+        return base / stamp
+    base.mkdir(parents=True, exist_ok=True)
+    for suffix in ("", *(f"-{k}" for k in range(2, 1000))):
+        try:
+            (base / (stamp + suffix)).mkdir()
+            return base / (stamp + suffix)
+        except FileExistsError:
+            continue
+    raise FileExistsError(f"{base / stamp}: 999 runs started in the same second")
+
+
+LOCK = ".lock"  # in a run directory: held (flock) by the process training it, with its pid
+
+
+class RunInUse(RuntimeError):
+    """Another live process is training the run directory."""
+
+
+def lock_run_dir(run_dir: Path):
+    """Hold `run_dir` for this process's training, so that a second command cannot train into
+    it at the same time; the lock goes with the process, ``kill -9`` included. Returns the
+    lock file, to keep open; raises `RunInUse` naming the holder's pid."""
+    import fcntl
+
+    run_dir.mkdir(parents=True, exist_ok=True)
+    lock = open(run_dir / LOCK, "a+")  # noqa: SIM115 (held until the process ends)
+    try:
+        fcntl.flock(lock, fcntl.LOCK_EX | fcntl.LOCK_NB)
+    except BlockingIOError:
+        lock.seek(0)
+        holder = lock.read().strip() or "unknown"
+        lock.close()
+        raise RunInUse(f"{run_dir} is being trained by another process (pid {holder})") from None
+    lock.seek(0)
+    lock.truncate()
+    lock.write(f"{os.getpid()}\n")
+    lock.flush()
+    return lock
+
+
+def in_use(run_dir: Path) -> bool:
+    """Whether a live process holds `run_dir` (`lock_run_dir`)."""
+    if not (run_dir / LOCK).exists():
+        return False
+    try:
+        lock_run_dir(run_dir).close()  # closing releases it
+    except RunInUse:
+        return True
+    return False
 
 
 def has_started(run_dir: Path) -> bool:
@@ -668,7 +721,7 @@ def write_config(run_dir: Path, recipe: dict[str, Any], **settings) -> None:
     """``config.json``: the recipe and the run's settings (seed, data dir, ...), not verbosity."""
     run_dir.mkdir(parents=True, exist_ok=True)
     resolved = {**recipe, **{k: v for k, v in settings.items() if k != "verbose"}}
-    (run_dir / "config.json").write_text(json.dumps(resolved, indent=1) + "\n")
+    write_text(run_dir / "config.json", json.dumps(resolved, indent=1) + "\n")
 
 
 def write_metrics(run_dir: Path, metrics: dict[str, Any]) -> None:
