@@ -344,6 +344,9 @@ def main(argv=None) -> dict:
     shapes = SHAPES[:1] if args.quick else SHAPES
     rounds = 3 if args.quick else args.rounds
     names = contenders(not args.no_torch)
+    if not args.no_torch and torch is None:
+        print("torch is not installed: no torch.nn figures (make bench EXTRAS=dev,torch, or "
+              "pip install -e '.[torch]')", file=sys.stderr, flush=True)
     report = {"machine": machine(), "sgemm": sgemm_peak(), "rounds": rounds, "results": []}
     print(f"sgemm peak {report['sgemm']['peak']:.0f} GFLOP/s; contenders {names}", flush=True)
     for shape in shapes:

@@ -280,6 +280,12 @@ def _activation_name(fn: Any) -> str:
     return name if isinstance(name, str) else repr(name)
 
 
+def _describe(layer) -> str:
+    return (f"{type(layer).__name__}(units={layer.units}, num_layers={layer.num_layers}, "
+            f"use_bias={layer.cell.use_bias}, "
+            f"activation={_activation_name(layer.cell.activation)!r})")
+
+
 def _check_exportable(layer, first) -> None:
     """Reject what torch's modules cannot compute; warn about what they cannot train with."""
     from keras_seq import layers
@@ -287,10 +293,13 @@ def _check_exportable(layer, first) -> None:
     cell = layer.cell
     if type(layer) is not type(first) or layer.units != first.units or (
         layer.num_layers != first.num_layers or cell.use_bias != first.cell.use_bias
+        # torch.nn.RNN has one nonlinearity for both directions
+        or _activation_name(cell.activation) != _activation_name(first.cell.activation)
     ):
         raise ValueError(
             "Invalid value for argument `layer`. Expected both directions of the same type, "
-            f"units, num_layers and use_bias. Received: forward={first!r}, backward={layer!r}"
+            "units, num_layers, use_bias and activation. "
+            f"Received: forward={_describe(first)}, backward={_describe(layer)}"
         )
     if not all(c.built for c in layer.cells):
         raise ValueError(

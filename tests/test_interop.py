@@ -208,9 +208,9 @@ def test_rejects_projected_lstm():
 
 def test_missing_torch_names_the_extra(monkeypatch):
     monkeypatch.setitem(sys.modules, "torch", None)  # makes `import torch` fail
-    with pytest.raises(ImportError, match=r"pip install keras_seq\[torch\]"):
+    with pytest.raises(ImportError, match=r"pip install 'keras_seq\[torch\]'"):
         interop.from_torch(object())
-    with pytest.raises(ImportError, match=r"pip install keras_seq\[torch\]"):
+    with pytest.raises(ImportError, match=r"pip install 'keras_seq\[torch\]'"):
         interop.to_torch(object())
 
 
@@ -272,6 +272,9 @@ def test_to_torch_warns_about_cell_dropout():
         (lambda: layers.LSTM(U, peephole=True), r"peephole=True"),
         (lambda: layers.GRU(U, reset_after=False), r"reset_after=False"),
         (lambda: layers.SimpleRNN(U, activation="sigmoid"), r"activation='sigmoid'"),
+        # torch.nn.RNN has one nonlinearity: the backward half was silently computed in tanh
+        (lambda: layers.Bidirectional(layers.SimpleRNN(U), backward_layer=layers.SimpleRNN(
+            U, activation="relu", go_backwards=True)), r"backward=SimpleRNN\(.*'relu'\)"),
         (lambda: keras.layers.Dense(U), r"Expected keras_seq\.layers\.SimpleRNN, LSTM, GRU"),
     ],
 )
