@@ -547,3 +547,33 @@ def test_a_kill_after_training_does_not_train_again(tmp_path, monkeypatch):
     _same_run(tmp_path / "killed", tmp_path / "reference")
     assert (tmp_path / "killed" / "history.csv").read_text() == (
         tmp_path / "reference" / "history.csv").read_text()  # no epoch twice
+
+
+def test_forget_unfinished_epochs_keeps_the_finished_ones_byte_for_byte(tmp_path):
+    """What a killed process logged after its last backup goes; the rest stays as written."""
+    import tensorflow as tf
+
+    from keras_seq.training import runner
+
+    history = tmp_path / "history.csv"
+    rows = ["epoch,loss\r\n", "0,0.9\r\n", "1,0.8\r\n", "2,0.7\r\n", "3,0."]  # 3: cut off
+    history.write_bytes("".join(rows).encode())
+    writer = tf.summary.create_file_writer(str(tmp_path / "tensorboard" / "validation"))
+    with writer.as_default():
+        for epoch, iterations in enumerate([10, 20, 30]):
+            tf.summary.scalar("evaluation_loss_vs_iterations", 1.0 / (epoch + 1), iterations)
+            tf.summary.scalar("epoch_loss", 1.0 / (epoch + 1), epoch)
+        tf.summary.scalar("evaluation_loss_vs_iterations", 0.2, 40)  # killed in epoch 3
+    writer.close()
+
+    runner.forget_unfinished_epochs(tmp_path, 2)
+    assert history.read_bytes() == "".join(rows[:3]).encode()
+    assert scalars(tmp_path) == {
+        ("validation", "evaluation_loss_vs_iterations"): [(10, 1.0), (20, 0.5)],
+        ("validation", "epoch_loss"): [(0, 1.0), (1, 0.5)],
+    }
+    runner.forget_unfinished_epochs(tmp_path, 2)  # nothing more to drop
+    assert history.read_bytes() == "".join(rows[:3]).encode()
+    runner.forget_unfinished_epochs(tmp_path, 0)  # no finished epoch: a fresh CSV header
+    assert not history.exists()
+    assert scalars(tmp_path) == {}

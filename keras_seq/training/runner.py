@@ -608,7 +608,9 @@ def forget_unfinished_epochs(run_dir: Path, epochs_done: int) -> None:
         at = next(csv.reader(lines[:1])).index("epoch")
         kept = lines[:1] + [line for line in lines[1:] if line.endswith("\n")  # not cut off
                             and int(next(csv.reader([line]))[at]) < epochs_done]
-        if len(kept) < len(lines):
+        if len(kept) == 1:  # no finished epoch: CSVLogger writes the header again
+            history.unlink()
+        elif len(kept) < len(lines):
             write_text(history, "".join(kept))
     for path in sorted((run_dir / "tensorboard").glob("*/events.out.tfevents.*")):
         _forget_events(path, epochs_done)
