@@ -206,9 +206,11 @@ def cmd_train(args) -> int:
     )
     if args.run_dir:
         _directory_to_write("--run-dir", args.run_dir)
-    chief = distribute.is_chief(strategy)  # other workers share the chief's default run dir
-    run_dir = distribute.worker_dir(
-        runner.resolve_run_dir(recipe, args.run_dir, create=chief, **settings), strategy)
+    if args.strategy == "multiworker" and not args.run_dir:
+        raise UsageError("--strategy multiworker needs --run-dir, the same on every worker (the "
+                         "default, runs/<recipe>/<timestamp>/, would differ between them)")
+    run_dir = distribute.worker_dir(runner.resolve_run_dir(recipe, args.run_dir, **settings),
+                                    strategy)
     try:
         lock = runner.lock_run_dir(run_dir)  # noqa: F841 (held while this process runs)
     except runner.RunInUse as err:
@@ -235,12 +237,21 @@ def cmd_train(args) -> int:
         print(json.dumps({"run_dir": str(run_dir), **metrics}, indent=1))
         return 0
     options: dict[str, Any] = dict(settings, verbose=0 if args.quiet else "auto")
-    if "experiment" in recipe:
-        metrics = experiments.run(recipe, run_dir=run_dir, **options)
-    elif members > 1:
-        metrics = ensembles.run(recipe, run_dir=run_dir, **options)
-    else:
-        metrics = runner.train(recipe, run_dir=run_dir, **options)
+    import tensorflow as tf
+
+    try:
+        if "experiment" in recipe:
+            metrics = experiments.run(recipe, run_dir=run_dir, **options)
+        elif members > 1:
+            metrics = ensembles.run(recipe, run_dir=run_dir, **options)
+        else:
+            metrics = runner.train(recipe, run_dir=run_dir, **options)
+    except (tf.errors.UnavailableError, tf.errors.AbortedError) as err:
+        if args.strategy != "multiworker":
+            raise
+        raise UsageError(  # a worker killed or lost: TensorFlow's traceback named it deep down
+            f"the cluster lost a worker ({err.message.splitlines()[0][:200]}); rerun this "
+            "command on every worker to resume the run from its last backup") from None
     print(json.dumps({"run_dir": str(run_dir), **runner._public(metrics)}, indent=1))
     return 0
 

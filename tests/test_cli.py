@@ -181,6 +181,37 @@ def test_a_backup_without_a_readable_config_is_not_resumed(tmp_path, run):
                           "holds training but no readable config.json")
 
 
+def test_multiworker_needs_a_run_dir(run, monkeypatch):
+    # Each worker took its own timestamped default, and a resumed worker yet another one.
+    monkeypatch.setenv("TF_CONFIG", '{"cluster": {"worker": ["127.0.0.1:1"]}, '
+                                    '"task": {"type": "worker", "index": 0}}')
+    assert_one_line_error(run("train", "dates", "--strategy", "multiworker"),
+                          "--strategy multiworker needs --run-dir, the same on every worker")
+
+
+def test_a_lost_worker_is_one_line_saying_how_to_resume(tmp_path, monkeypatch, capsys):
+    """TensorFlow raised UnavailableError from a collective, after 40 lines of traceback."""
+    import tensorflow as tf
+
+    from keras_seq import cli
+    from keras_seq.training import distribute, runner
+
+    def lost(*args, **kwargs):
+        raise tf.errors.UnavailableError(None, None, "The following tasks are unhealthy "
+                                         "(stopped sending heartbeats):\n/job:worker/task:1")
+
+    monkeypatch.setattr(distribute, "make_strategy", lambda name: tf.distribute.get_strategy())
+    monkeypatch.setattr(runner, "train", lost)
+    argv = ["train", "dates", "--run-dir", str(tmp_path / "run"), "--strategy"]
+    assert cli.main([*argv, "multiworker"]) == 2
+    error = capsys.readouterr().err.strip()
+    assert error == ("keras-seq train: error: the cluster lost a worker (The following tasks "
+                     "are unhealthy (stopped sending heartbeats):); rerun this command on "
+                     "every worker to resume the run from its last backup")
+    with pytest.raises(tf.errors.UnavailableError):  # not a cluster's: the error as it is
+        cli.main([*argv, "default"])
+
+
 @pytest.mark.parametrize("tf_config,fragment", [
     ("{bad", "not JSON"),
     ("[]", '"cluster" must map each job to a list of "host:port" strings'),
@@ -189,6 +220,13 @@ def test_a_backup_without_a_readable_config_is_not_resumed(tmp_path, run):
                                                                  "the cluster (worker)"),
     ('{"cluster": {"worker": ["h:1"]}, "task": {"type": "worker", "index": -1}}',
      '"task.index" must be an integer in [0, 1)'),
+    # TensorFlow's traceback (no port), or a worker that waited forever (a "ps" job):
+    ('{"cluster": {"worker": ["127.0.0.1"]}, "task": {"type": "worker"}}', '"cluster" must map each job'),
+    ('{"cluster": {"worker": ["h:x"]}, "task": {"type": "worker"}}', '"cluster" must map each job'),
+    ('{"cluster": {"ps": ["h:1"], "worker": ["h:2"]}, "task": {"type": "worker"}}',
+     '"cluster" may have only "chief" and "worker" jobs, not \'ps\''),
+    ('{"cluster": {"chief": ["h:1", "h:2"]}, "task": {"type": "chief"}}',
+     '"cluster" may have at most one "chief"'),
 ])
 def test_invalid_tf_config_is_one_line_naming_it(tf_config, fragment, monkeypatch):
     # These were tracebacks from TensorFlow or from is_chief, some after the data had loaded.

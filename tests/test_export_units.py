@@ -165,6 +165,8 @@ def test_find_latest_runs_picks_the_newest_model_per_recipe(tmp_path):
     for run in (old, new, other, tmp_path / "adding" / "x"):
         (run / "metrics.json").write_text("{}")  # finished
     _run_files(tmp_path / "tiny" / "2026")  # newest, but unfinished: no metrics.json
+    worker = _run_files(new / ".worker-1")  # a multi-worker run's copy, finished last
+    (worker / "metrics.json").write_text("{}")
     os.utime(old / "model.keras", (1, 1))
     os.utime(new / "model.keras", (2, 2))
     assert find_latest_runs(tmp_path) == {"other": other, "tiny": new}

@@ -317,7 +317,7 @@ def test_default_run_dir_resumes_an_unfinished_run_with_the_same_settings(tmp_pa
 
 def test_commands_started_in_the_same_second_get_their_own_run_dirs(tmp_path, monkeypatch):
     """Two commands started in the same second shared runs/<recipe>/<timestamp>/ (both
-    failed on one history.csv); a non-chief worker still shares its chief's directory."""
+    failed on one history.csv)."""
     from keras_seq.training import recipes, runner
 
     monkeypatch.setattr(runner.time, "strftime", lambda _: "20260101-000000")
@@ -326,7 +326,6 @@ def test_commands_started_in_the_same_second_get_their_own_run_dirs(tmp_path, mo
     assert [first.name, second.name, third.name] == [
         "20260101-000000", "20260101-000000-2", "20260101-000000-3"]
     assert all(d.is_dir() for d in (first, second, third))
-    assert runner.resolve_run_dir(recipe, None, root=tmp_path, create=False) == first
 
 
 def test_an_explicit_run_dir_is_finished_or_resumed_only_with_the_same_settings(
@@ -464,7 +463,6 @@ def _train_killed(recipe, run_dir, monkeypatch, epoch, where, **settings):
 
 
 def _same_run(run_dir, reference):
-    from keras_seq.training import reports
 
     assert json.loads((run_dir / "metrics.json").read_text())["test"] == json.loads(
         (reference / "metrics.json").read_text())["test"]
@@ -472,22 +470,28 @@ def _same_run(run_dir, reference):
     for x, y in zip(a.weights, b.weights, strict=True):
         np.testing.assert_array_equal(np.asarray(x), np.asarray(y))
     assert float(a.optimizer.learning_rate) == float(b.optimizer.learning_rate)
-    # An epoch re-run after a kill before its backup writes its row again; the last counts.
-    assert reports.history_rows(run_dir / "history.csv") == reports.history_rows(
-        reference / "history.csv")
+    # The optimizer's state too: a kill after training lost it (iterations 0, no moments).
+    assert len(a.optimizer.variables) == len(b.optimizer.variables) > 2
+    for x, y in zip(a.optimizer.variables, b.optimizer.variables, strict=True):
+        np.testing.assert_array_equal(np.asarray(x), np.asarray(y))
+    # An epoch re-run after a kill before its backup is logged once; the learning rates too.
+    assert (run_dir / "history.csv").read_bytes() == (reference / "history.csv").read_bytes()
+    assert scalars(run_dir) == scalars(reference)
     assert not (run_dir / "backup").exists()
 
 
 @pytest.mark.parametrize("overrides,epoch,where", [
     # The learning rate reduced at epoch 1's end was lost: the backup came before the
-    # reduction, and the replay took the backup's rate as already reduced.
-    (["learning_rate=3.0", "reduce_lr_patience=1", "epochs=4"], 1, "end"),
+    # reduction, and the replay took the backup's rate as already reduced. (A rate too small
+    # to move the weights keeps the validation loss equal, so the rate is reduced at every
+    # epoch's end on any machine; a large one made the epochs' losses machine-dependent.)
+    (["learning_rate=1e-30", "reduce_lr_patience=1", "epochs=4"], 1, "end"),
     # Killed right after the backup of the last epoch, the best one: the resumed run trained
     # nothing more and kept the best checkpoint of an earlier epoch.
     (["learning_rate=0.3", "epochs=3"], 2, "after_backup"),
     # Killed after the checkpoints and the rate's reduction but before the backup: the
     # resumed run re-runs that epoch from the backup before it.
-    (["learning_rate=3.0", "reduce_lr_patience=1", "epochs=4"], 1, "before_backup"),
+    (["learning_rate=1e-30", "reduce_lr_patience=1", "epochs=4"], 1, "before_backup"),
     # stop_below stopped after epoch 0; a kill after its backup trained on (epochs 1, 2).
     (["stop_below=100", "epochs=3"], 0, "end"),
     # With an EMA, the backup holds the averaged weights in the model (as the checkpoints
@@ -504,8 +508,9 @@ def test_a_kill_at_an_epochs_end_resumes_like_an_uninterrupted_run(
     runner.train(recipe, run_dir=tmp_path / "reference", verbose=0)
     _train_killed(recipe, tmp_path / "killed", monkeypatch, epoch, where)
     _same_run(tmp_path / "killed", tmp_path / "reference")
-    if "reduce_lr_patience=1" in overrides:  # the case is real: the rate was reduced
-        assert float(run_model(tmp_path / "reference").optimizer.learning_rate) < 3.0
+    if "reduce_lr_patience=1" in overrides:  # the case is real: reduced at epoch 1's end
+        rates = scalars(tmp_path / "reference")[("train", "epoch_learning_rate")]
+        assert [step for step, _ in rates] == [0, 1, 2, 3] and rates[1][1] == rates[0][1] / 2
 
 
 def test_mirrored_runs_and_resumes_like_the_default_strategy(tmp_path, monkeypatch):

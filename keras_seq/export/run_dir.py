@@ -205,6 +205,8 @@ def find_latest_runs(runs_root: str | Path) -> dict[str, Path]:
     latest: dict[str, tuple[float, Path]] = {}
     for model_path in runs_root.glob("**/model.keras"):
         run = model_path.parent
+        if any(part.startswith(".") for part in run.relative_to(runs_root).parts):
+            continue  # a worker's copy of a multi-worker run (.worker-<k>/), or hidden
         if not ((run / "config.json").is_file() and (run / "metrics.json").is_file()):
             continue  # not a run, or an unfinished one (killed; its command resumes it)
         config = _read_json(run / "config.json", "Run config")

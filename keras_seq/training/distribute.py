@@ -57,10 +57,16 @@ def tf_config() -> dict:
         raise invalid("not JSON") from None
     cluster = config.get("cluster") if isinstance(config, dict) else None
     if not isinstance(cluster, dict) or not cluster or not all(
-        isinstance(hosts, list) and hosts and all(isinstance(h, str) for h in hosts)
+        isinstance(hosts, list) and hosts and all(_host_port(h) for h in hosts)
         for hosts in cluster.values()
     ):
         raise invalid('"cluster" must map each job to a list of "host:port" strings')
+    others = sorted(set(cluster) - {"chief", "worker"})
+    if others:  # e.g. "ps": MultiWorkerMirroredStrategy has none, and waited forever for it
+        raise invalid(f'"cluster" may have only "chief" and "worker" jobs, not '
+                      f'{", ".join(map(repr, others))}')
+    if len(cluster.get("chief", [])) > 1:
+        raise invalid('"cluster" may have at most one "chief"')
     task = config.get("task")
     if not isinstance(task, dict) or task.get("type") not in cluster:
         raise invalid(f'"task" must have a "type" of the cluster ({", ".join(cluster)})')
@@ -68,6 +74,11 @@ def tf_config() -> dict:
     if isinstance(index, bool) or not isinstance(index, int) or not 0 <= index < size:
         raise invalid(f'"task.index" must be an integer in [0, {size})')
     return config
+
+
+def _host_port(text) -> bool:
+    host, _, port = text.rpartition(":") if isinstance(text, str) else ("", "", "")
+    return bool(host) and port.isdigit() and 0 < int(port) < 65536
 
 
 def is_chief(strategy: tf.distribute.Strategy) -> bool:

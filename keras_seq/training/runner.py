@@ -38,12 +38,11 @@ RUN_SETTINGS = ("seed", "data_dir", "test_data", "strategy", "mixed_precision")
 
 
 def resolve_run_dir(
-    recipe: dict[str, Any], run_dir: str | None, root: str = "runs", create: bool = True,
-    **settings,
+    recipe: dict[str, Any], run_dir: str | None, root: str = "runs", **settings
 ) -> Path:
     """``run_dir``; by default ``runs/<recipe>/<timestamp>/``, except that an unfinished run
     of the same recipe and `settings` (killed before writing metrics.json, and not being
-    trained by a live process) is resumed. `create`: make the new default directory, with a
+    trained by a live process) is resumed. A new default directory is made here, with a
     suffix if another command took its name in the same second."""
     if run_dir:
         return Path(run_dir)
@@ -54,8 +53,6 @@ def resolve_run_dir(
                 print(f"Resuming the unfinished run {candidate}", file=sys.stderr)
                 return candidate
     stamp = time.strftime("%Y%m%d-%H%M%S")
-    if not create:
-        return base / stamp
     base.mkdir(parents=True, exist_ok=True)
     for suffix in ("", *(f"-{k}" for k in range(2, 1000))):
         try:
@@ -291,7 +288,10 @@ def fit(
     resumed_epoch = _backup_epoch(run_dir / BACKUP)
     if resumed_epoch and (resumed_epoch >= hp["epochs"] or SeedStateBackup.stopped(
             run_dir / BACKUP / SEED_STATES, resumed_epoch)):
-        # Killed after its last epoch (in evaluation or reports): the training is done.
+        # Killed after its last epoch (in evaluation or reports): the training is done. The
+        # optimizer is built first (fit would), so the file's optimizer state is loaded too.
+        with model.distribute_strategy.scope():
+            model.optimizer.build(model.trainable_variables)
         model.load_weights(run_dir / "checkpoints" / "last.weights.h5")
     else:
         forget_unfinished_epochs(run_dir, resumed_epoch)
