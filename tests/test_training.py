@@ -315,6 +315,32 @@ def test_default_run_dir_resumes_an_unfinished_run_with_the_same_settings(tmp_pa
     assert runner.resolve_run_dir(recipe, None, root=tmp_path, seed=0) != killed
 
 
+def test_a_run_dir_that_cannot_hold_a_lock_file_is_not_locked(tmp_path):
+    """A finished run on a read-only disk was reprinted before the lock, and then failed with
+    an OSError traceback; `.lock` a directory stands for a file that cannot be opened."""
+    from keras_seq.training import runner
+
+    (tmp_path / "run" / runner.LOCK).mkdir(parents=True)
+    assert runner.lock_run_dir(tmp_path / "run") is None
+    assert not runner.in_use(tmp_path / "run")
+
+
+def test_a_run_of_an_older_version_with_a_relative_data_dir_resumes(tmp_path, monkeypatch):
+    """config.json kept `--data-dir ../data` as typed before it was made absolute: the same
+    command from the same directory must still count as the same run."""
+    from keras_seq.training import recipes, runner
+
+    recipe = recipes.load("dates")
+    monkeypatch.chdir(tmp_path)
+    (tmp_path / "run").mkdir()
+    (tmp_path / "run" / "config.json").write_text(json.dumps(
+        {**recipe, "seed": 0, "data_dir": "../data", "test_data": None}))
+    same = {"seed": 0, "data_dir": str(tmp_path.parent / "data"), "test_data": None}
+    assert runner.differences(tmp_path / "run", recipe, **same) == []
+    assert runner.differences(tmp_path / "run", recipe, **{**same, "data_dir": "/x"}) == [
+        "data_dir"]
+
+
 def test_commands_started_in_the_same_second_get_their_own_run_dirs(tmp_path, monkeypatch):
     """Two commands started in the same second shared runs/<recipe>/<timestamp>/ (both
     failed on one history.csv)."""
@@ -579,6 +605,14 @@ def test_forget_unfinished_epochs_keeps_the_finished_ones_byte_for_byte(tmp_path
     }
     runner.forget_unfinished_epochs(tmp_path, 2)  # nothing more to drop
     assert history.read_bytes() == "".join(rows[:3]).encode()
+    # Lines CSVLogger does not write (a disk full, an edit) are dropped, not a traceback; so
+    # is a copy of an event file that a kill cut off while it was being rewritten.
+    history.write_bytes("".join([*rows[:3], "\r\n", ",1\r\n", "0.0,1\r\n"]).encode())
+    (event,) = (tmp_path / "tensorboard" / "validation").iterdir()
+    partial = event.with_name(event.name + ".partial")
+    partial.write_bytes(event.read_bytes())
+    runner.forget_unfinished_epochs(tmp_path, 2)
+    assert history.read_bytes() == "".join(rows[:3]).encode() and not partial.exists()
     runner.forget_unfinished_epochs(tmp_path, 0)  # no finished epoch: a fresh CSV header
     assert not history.exists()
     assert scalars(tmp_path) == {}

@@ -73,11 +73,15 @@ class RunInUse(RuntimeError):
 def lock_run_dir(run_dir: Path):
     """Hold `run_dir` for this process's training, so that a second command cannot train into
     it at the same time; the lock goes with the process, ``kill -9`` included. Returns the
-    lock file, to keep open; raises `RunInUse` naming the holder's pid."""
+    lock file, to keep open (None for a directory it cannot write in); raises `RunInUse`
+    naming the holder's pid."""
     import fcntl
 
-    run_dir.mkdir(parents=True, exist_ok=True)
-    lock = open(run_dir / LOCK, "a+")  # noqa: SIM115 (held until the process ends)
+    try:
+        run_dir.mkdir(parents=True, exist_ok=True)
+        lock = open(run_dir / LOCK, "a+")  # noqa: SIM115 (held until the process ends)
+    except OSError:
+        return None  # not writable (e.g. a finished run on a read-only disk): nothing to hold
     try:
         fcntl.flock(lock, fcntl.LOCK_EX | fcntl.LOCK_NB)
     except BlockingIOError:
@@ -97,9 +101,11 @@ def in_use(run_dir: Path) -> bool:
     if not (run_dir / LOCK).exists():
         return False
     try:
-        lock_run_dir(run_dir).close()  # closing releases it
+        lock = lock_run_dir(run_dir)
     except RunInUse:
         return True
+    if lock is not None:
+        lock.close()  # releases it
     return False
 
 
@@ -118,6 +124,9 @@ def differences(run_dir: Path, recipe: dict[str, Any], **settings) -> list[str] 
         previous = json.loads((Path(run_dir) / "config.json").read_text())
     except (OSError, ValueError):
         return None
+    for key in ("data_dir", "test_data"):  # a run of an older version kept them as typed
+        if isinstance(previous.get(key), str):
+            previous[key] = os.path.abspath(os.path.expanduser(previous[key]))
     current = json.loads(json.dumps({**recipe, **{k: settings.get(k) for k in RUN_SETTINGS}}))
     return sorted(k for k in current if previous.get(k) != current[k])
 
@@ -604,16 +613,28 @@ def forget_unfinished_epochs(run_dir: Path, epochs_done: int) -> None:
     if history.exists():
         with open(history, newline="") as f:
             lines = f.readlines()  # CSVLogger's lines, kept byte for byte
-    if lines:
-        at = next(csv.reader(lines[:1])).index("epoch")
-        kept = lines[:1] + [line for line in lines[1:] if line.endswith("\n")  # not cut off
-                            and int(next(csv.reader([line]))[at]) < epochs_done]
+    header = next(csv.reader(lines[:1]), [])
+    if "epoch" in header:
+        at = header.index("epoch")
+
+        def finished(line: str) -> bool:  # a line cut off or not CSVLogger's is not
+            try:
+                return line.endswith("\n") and int(next(csv.reader([line]))[at]) < epochs_done
+            except (ValueError, IndexError, StopIteration):
+                return False
+
+        kept = lines[:1] + [line for line in lines[1:] if finished(line)]
         if len(kept) == 1:  # no finished epoch: CSVLogger writes the header again
             history.unlink()
         elif len(kept) < len(lines):
             write_text(history, "".join(kept))
-    for path in sorted((run_dir / "tensorboard").glob("*/events.out.tfevents.*")):
-        _forget_events(path, epochs_done)
+    events = sorted((run_dir / "tensorboard").glob("*/events.out.tfevents.*"))
+    for path in events:
+        if path.name.endswith(".partial"):  # a rewrite cut off by a kill: the original stays
+            path.unlink()
+    for path in events:
+        if path.exists():
+            _forget_events(path, epochs_done)
 
 
 def _forget_events(path: Path, epochs_done: int) -> None:
