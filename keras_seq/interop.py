@@ -3,7 +3,8 @@
 ``from_torch(module)`` returns a built keras_seq layer that computes what ``module`` computes:
 for ``x [B, T, D]``, ``layer(x) == module(x)[0]`` (the full output sequence ``[B, T, dirs*U]``).
 ``to_torch(layer)`` goes the other way. PyTorch is an optional dependency
-(``pip install 'keras_seq[torch]'`, or from a checkout `pip install -e '.[torch]'``), imported only when these functions run.
+(``pip install 'keras_seq[torch]'``, or ``pip install -e '.[torch]'`` from a checkout),
+imported only when these functions run.
 
 Weight mapping, per level ``k`` (and per direction: torch suffix ``_reverse`` is the backward
 layer of :class:`keras_seq.layers.Bidirectional`), with ``G`` gates of ``U`` units::
@@ -43,7 +44,8 @@ import numpy as np
 
 __all__ = ["from_torch", "to_torch"]
 
-_INSTALL_HINT = "Install it with `pip install 'keras_seq[torch]'`, or from a checkout `pip install -e '.[torch]'`."
+_INSTALL_HINT = ("Install it with `pip install 'keras_seq[torch]'`, or from a checkout "
+                 "`pip install -e '.[torch]'`.")
 _MODES = {"RNN_TANH": "tanh", "RNN_RELU": "relu", "LSTM": None, "GRU": None}
 _FLOAT_DTYPES = ("float16", "bfloat16", "float32", "float64")
 

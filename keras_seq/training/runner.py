@@ -628,12 +628,12 @@ def forget_unfinished_epochs(run_dir: Path, epochs_done: int) -> None:
             history.unlink()
         elif len(kept) < len(lines):
             write_text(history, "".join(kept))
-    events = sorted((run_dir / "tensorboard").glob("*/events.out.tfevents.*"))
-    for path in events:
-        if path.name.endswith(".partial"):  # a rewrite cut off by a kill: the original stays
-            path.unlink()
-    for path in events:
-        if path.exists():
+    # In name order a file comes before its ".partial" (its rewrite, which renames it over
+    # the file); one still there after its file is a rewrite cut off by a kill.
+    for path in sorted((run_dir / "tensorboard").glob("*/events.out.tfevents.*")):
+        if path.name.endswith(".partial"):
+            path.unlink(missing_ok=True)
+        else:
             _forget_events(path, epochs_done)
 
 
