@@ -2,28 +2,67 @@
 
 from __future__ import annotations
 
+import numbers
 from collections.abc import Iterable
 from typing import Any
 
 import keras
+import numpy as np
+
+
+def _integer(value: Any) -> bool:
+    """Python and NumPy integers, not bools (as Keras's own layers take them)."""
+    return isinstance(value, numbers.Integral) and not isinstance(value, (bool, np.bool_))
 
 
 def positive_int(name: str, value: Any) -> int:
-    if isinstance(value, bool) or not isinstance(value, int) or value <= 0:
+    if not _integer(value) or value <= 0:
         raise ValueError(
             f"Invalid value for argument `{name}`. Expected a positive integer. "
             f"Received: {name}={value!r}"
         )
-    return value
+    return int(value)
 
 
 def rate(name: str, value: Any) -> float:
-    if isinstance(value, bool) or not isinstance(value, (int, float)) or not 0 <= value < 1:
+    real = isinstance(value, numbers.Real) and not isinstance(value, (bool, np.bool_))
+    if not real or not 0 <= value < 1:
         raise ValueError(
             f"Invalid value for argument `{name}`. Expected a float in [0, 1). "
             f"Received: {name}={value!r}"
         )
     return float(value)
+
+
+def non_negative_float(name: str, value: Any) -> float:
+    """A finite real number >= 0 (NaN and inf are refused: they would pass ``>= 0`` checks or
+    silently change what a search returns)."""
+    real = isinstance(value, numbers.Real) and not isinstance(value, (bool, np.bool_))
+    if not real or not 0 <= value < float("inf"):
+        raise ValueError(
+            f"Invalid value for argument `{name}`. Expected a finite float >= 0. "
+            f"Received: {name}={value!r}"
+        )
+    return float(value)
+
+
+def boolean(name: str, value: Any) -> bool:
+    """A bool; ``bool("False")`` is True, so strings and numbers are refused, not coerced."""
+    if not isinstance(value, (bool, np.bool_)):
+        raise ValueError(
+            f"Invalid value for argument `{name}`. Expected a bool. Received: {name}={value!r}"
+        )
+    return bool(value)
+
+
+def seed(name: str, value: Any) -> int | None:
+    """None or a non-negative integer, as ``keras.random.SeedGenerator`` takes."""
+    if value is not None and (not _integer(value) or value < 0):
+        raise ValueError(
+            f"Invalid value for argument `{name}`. Expected None or a non-negative integer. "
+            f"Received: {name}={value!r}"
+        )
+    return None if value is None else int(value)
 
 
 def one_of(name: str, value: Any, allowed: Iterable[Any]) -> Any:
@@ -70,4 +109,16 @@ def sequence_shape(layer: str, shape: tuple) -> None:
         raise ValueError(
             f"Invalid input for layer `{layer}`. Expected a 3D tensor "
             f"(batch, timesteps, features). Received: inputs.shape={shape}"
+        )
+
+
+def sequence_mask(layer: str, mask: Any, shape: tuple) -> None:
+    """A mask for inputs of `shape` must be ``(batch, timesteps)`` (unknown sizes pass)."""
+    mshape = tuple(mask.shape)
+    if len(mshape) != 2 or any(
+        a is not None and b is not None and a != b for a, b in zip(mshape, shape[:2], strict=True)
+    ):
+        raise ValueError(
+            f"Invalid `mask` for layer `{layer}`. Expected shape "
+            f"(batch, timesteps) = {shape[:2]}. Received: mask.shape={mshape}"
         )

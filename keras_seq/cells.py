@@ -54,7 +54,7 @@ class _Cell(keras.layers.Layer):
         super().__init__(**kwargs)
         self.units = _validate.positive_int("units", units)
         self.activation = _validate.activation("activation", activation)
-        self.use_bias = bool(use_bias)
+        self.use_bias = _validate.boolean("use_bias", use_bias)
         self.kernel_initializer = keras.initializers.get(kernel_initializer)
         self.recurrent_initializer = keras.initializers.get(recurrent_initializer)
         self.bias_initializer = keras.initializers.get(bias_initializer)
@@ -66,8 +66,8 @@ class _Cell(keras.layers.Layer):
         self.bias_constraint = keras.constraints.get(bias_constraint)
         self.dropout = _validate.rate("dropout", dropout)
         self.recurrent_dropout = _validate.rate("recurrent_dropout", recurrent_dropout)
-        self.seed = seed
-        self.seed_generator = keras.random.SeedGenerator(seed)
+        self.seed = _validate.seed("seed", seed)
+        self.seed_generator = keras.random.SeedGenerator(self.seed)
         self.state_size: Any = self.units
         self.output_size = self.units
 
@@ -238,9 +238,9 @@ class LSTMCell(_Cell):
         self.recurrent_activation = _validate.activation(
             "recurrent_activation", recurrent_activation
         )
-        self.unit_forget_bias = bool(unit_forget_bias)
-        self.peephole = bool(peephole)
-        self.coupled_gates = bool(coupled_gates)
+        self.unit_forget_bias = _validate.boolean("unit_forget_bias", unit_forget_bias)
+        self.peephole = _validate.boolean("peephole", peephole)
+        self.coupled_gates = _validate.boolean("coupled_gates", coupled_gates)
         self.gates = 3 if self.coupled_gates else 4
         self.state_size = [self.units, self.units]
 
@@ -330,7 +330,7 @@ class GRUCell(_Cell):
         self.recurrent_activation = _validate.activation(
             "recurrent_activation", recurrent_activation
         )
-        self.reset_after = bool(reset_after)
+        self.reset_after = _validate.boolean("reset_after", reset_after)
 
     def build(self, input_shape) -> None:
         self._kernels(_validate.feature_dim(input_shape))

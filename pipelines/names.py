@@ -236,6 +236,8 @@ def load(
             split's training names that it lacks.
     """
     _checks.positive_int("batch_size", batch_size)
+    seed = _checks.seed("seed", seed)
+    lowercase = _checks.boolean("lowercase", lowercase)
     fr = _checks.fractions("fractions", fractions)
     if languages is not None and (
         not isinstance(languages, Sequence) or isinstance(languages, str) or len(languages) < 2

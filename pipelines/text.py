@@ -55,7 +55,14 @@ from typing import Any
 import numpy as np
 import tensorflow as tf
 
-from pipelines._checks import invalid, non_negative_int, one_of, optional_positive_int
+from pipelines._checks import (
+    boolean,
+    invalid,
+    non_negative_int,
+    one_of,
+    optional_positive_int,
+)
+from pipelines._checks import texts as checked_texts
 
 PAD_ID, OOV_ID, START_ID, END_ID = 0, 1, 2, 3
 SPECIAL_TOKENS = ("", "[UNK]", "[START]", "[END]")
@@ -256,23 +263,26 @@ class Vocabulary:
         replacements: Sequence[Sequence[str]] = (),
     ):
         one_of("level", level, LEVELS)
-        tokens = [str(t) for t in tokens]
+        tokens = checked_texts("tokens", tokens)
         if len(set(tokens)) != len(tokens) or "" in tokens:
             dup = next((t for t, n in Counter(tokens).items() if n > 1), "")
             raise invalid("tokens", "distinct non-empty strings", dup)
         if level == "char" and any(len(t) != 1 for t in tokens):
             bad = next(t for t in tokens if len(t) != 1)
             raise invalid("tokens", "single characters when level='char'", bad)
+        if not isinstance(punctuation, str):
+            raise invalid("punctuation", "a str of characters", punctuation)
         if level == "char" and punctuation:
             raise invalid("punctuation", "'' when level='char'", punctuation)
         pairs = []
         for pair in replacements:
-            if len(pair) != 2 or not all(isinstance(p, str) for p in pair):
+            ok = isinstance(pair, (tuple, list)) and len(pair) == 2
+            if not ok or not all(isinstance(p, str) for p in pair):
                 raise invalid("replacements", "(pattern, rewrite) string pairs", pair)
             pairs.append((pair[0], pair[1]))
         self.level = level
-        self.lowercase = bool(lowercase)
-        self.punctuation = str(punctuation)
+        self.lowercase = boolean("lowercase", lowercase)
+        self.punctuation = punctuation
         self.replacements: tuple[tuple[str, str], ...] = tuple(pairs)
         self.tokens: tuple[str, ...] = SPECIAL_TOKENS + tuple(tokens)
         self._index = {t: i for i, t in enumerate(tokens, start=NUM_SPECIAL)}
@@ -305,7 +315,7 @@ class Vocabulary:
             [], level=level, lowercase=lowercase, punctuation=punctuation, replacements=replacements
         )
         counts: Counter[bytes] = Counter()
-        for chunk in _chunks([normalize(t) for t in texts], 50_000):
+        for chunk in _chunks([normalize(t) for t in checked_texts("texts", texts)], 50_000):
             tokens = split_tokens(tf.constant(chunk, dtype=tf.string), **probe._split_options())
             counts.update(tokens.flat_values.numpy().tolist())
         ranked = sorted(counts.items(), key=lambda kv: (-kv[1], kv[0]))
@@ -391,7 +401,8 @@ class Vocabulary:
 
         Out-of-vocabulary words stay as they are (no ``[UNK]``): the reference side of BLEU.
         """
-        if not len(texts):
+        texts = checked_texts("texts", texts)
+        if not texts:
             return []
         strings = tf.constant([normalize(t) for t in texts])
         tokens = split_tokens(strings, **self._split_options())
@@ -403,11 +414,12 @@ class Vocabulary:
         """Ids of `texts` as an int32 `RaggedTensor [N, None]` (NFC applied here, in Python)."""
         if isinstance(texts, str):
             texts = [texts]
+        add_start, add_end = boolean("add_start", add_start), boolean("add_end", add_end)
         chunks = [
             self.tokenize_tf(
                 tf.constant(chunk, dtype=tf.string), add_start=add_start, add_end=add_end
             )
-            for chunk in _chunks([normalize(t) for t in texts], 50_000)
+            for chunk in _chunks([normalize(t) for t in checked_texts("texts", texts)], 50_000)
         ]
         if not chunks:
             return tf.RaggedTensor.from_row_lengths(

@@ -19,7 +19,8 @@ from collections.abc import Callable, Sequence
 import numpy as np
 import tensorflow as tf
 
-from pipelines._checks import invalid, positive_int
+from pipelines._checks import boolean, invalid, positive_int
+from pipelines._checks import seed as check_seed
 
 Transform = Callable[[tf.data.Dataset], tf.data.Dataset]
 LengthFn = Callable[..., tf.Tensor]
@@ -85,6 +86,10 @@ def bucket_by_length(
     wasted recurrent computation; the order of batches is mixed by length.
     """
     positive_int("batch_size", batch_size)
+    if isinstance(boundaries, (str, bytes)) or not all(
+        isinstance(b, (int, np.integer)) and not isinstance(b, bool) for b in boundaries
+    ):
+        raise invalid("boundaries", "strictly increasing positive integers", boundaries)
     boundaries = [int(b) for b in boundaries]
     if any(b <= 0 for b in boundaries) or boundaries != sorted(set(boundaries)):
         raise invalid("boundaries", "strictly increasing positive integers", boundaries)
@@ -120,6 +125,8 @@ def length_sorted_batches(
     """
     positive_int("batch_size", batch_size)
     positive_int("pool_batches", pool_batches)
+    seed = check_seed("seed", seed)
+    drop_remainder = boolean("drop_remainder", drop_remainder)
     table = tf.constant(np.asarray(lengths, dtype=np.int32))
 
     def sorted_batches(indices: tf.Tensor) -> tf.data.Dataset:
@@ -211,6 +218,7 @@ def windows(size: int, shift: int | None = None) -> Transform:
 def shuffle(buffer_size: int, seed: int, reshuffle_each_iteration: bool = True) -> Transform:
     """Seeded shuffle: the same `seed` gives the same order in every run (epoch by epoch)."""
     positive_int("buffer_size", buffer_size)
+    seed = check_seed("seed", seed)
     return lambda ds: ds.shuffle(
         buffer_size, seed=seed, reshuffle_each_iteration=reshuffle_each_iteration
     )

@@ -475,10 +475,38 @@ def test_bad_call_arguments_raise():
         layer(query, values, mask=[None, mask, mask])
     with pytest.raises(
         ValueError,
-        match=r"Invalid `keys`.*\[batch, value_steps, 4\]\. "
+        match=r"Invalid `keys`.*\[2, 5, 4\]\. "
         r"Received: keys\.shape=\(2, 5, 6\)",
     ):
         layer(query, values, keys=values)
+
+
+@pytest.mark.parametrize("name", sorted(CONFIGS))
+def test_an_input_of_another_batch_is_refused_not_broadcast(name):
+    """A batch-1 mask, query or keys broadcast silently over the batch (row 1 attended with
+    row 0's mask); another query width failed later inside a matmul."""
+    layer, query_dim = _built(name)
+    query, values, mask = _inputs(query_dim, tq=None)
+    keys = layer.precompute(values)
+    with pytest.raises(ValueError, match=r"Invalid `mask`.*Received: mask\.shape=\(1, 5\)"):
+        layer(query, values, mask=mask[:1])
+    with pytest.raises(ValueError, match=r"Invalid `query`.*Received: query\.shape=\(1, "):
+        layer(query[:1], values)
+    with pytest.raises(ValueError, match=r"Invalid `query`.*last dimension"):
+        layer(np.concatenate([query, query], -1), values)
+    with pytest.raises(ValueError, match=r"Invalid `keys`.*Received: keys\.shape=\(1, 5, "):
+        layer(query, values, keys=keys[:1])
+    with pytest.raises(ValueError, match=r"Invalid `keys`.*Received: keys\.shape=\(2, 4, "):
+        layer(query, values, keys=keys[:, :4])
+    # Unknown sizes still pass: a traced call with a dynamic batch gives the eager answer.
+    traced = tf.function(
+        lambda q, v, m: layer(q, v, mask=m),
+        input_signature=[tf.TensorSpec((None, query_dim)), tf.TensorSpec((None, None, DV)),
+                         tf.TensorSpec((None, None), tf.bool)],
+    )
+    for got, want in zip(traced(query, values, mask), layer(query, values, mask=mask),
+                         strict=True):
+        np.testing.assert_allclose(got, want, rtol=1e-6, atol=1e-6)
 
 
 def test_unbuilt_and_unknown_dims_raise():

@@ -171,6 +171,21 @@ def test_unfinished_hypotheses_are_returned_at_max_length():
     np.testing.assert_allclose(scores.numpy(), [4 * np.log(0.9)], rtol=1e-5)
 
 
+@pytest.mark.parametrize("kwargs, match", [
+    # 0 failed in ArgMax / StridedSlice; 2.7 was truncated to a beam of 2.
+    (dict(beam_width=0), r"argument `beam_width`. Expected a positive integer"),
+    (dict(beam_width=2.7), r"argument `beam_width`. Expected a positive integer"),
+    (dict(max_length=0), r"argument `max_length`. Expected a positive integer"),
+])
+def test_search_arguments_are_checked(kwargs, match):
+    step = table_step(make_tables([TRAP]))
+    with pytest.raises(ValueError, match=match):
+        beam_search(step, initial(1), 1, **{"beam_width": 2, "max_length": 4, **kwargs})
+    if "max_length" in kwargs:
+        with pytest.raises(ValueError, match=match):
+            greedy_search(step, initial(1), 1, kwargs["max_length"])
+
+
 def test_length_penalty_and_tile_beams():
     np.testing.assert_allclose(length_penalty(3, 0.0).numpy(), 1.0)
     np.testing.assert_allclose(length_penalty(7, 0.6).numpy(), 2.0**0.6, rtol=1e-6)

@@ -70,8 +70,8 @@ def names_dir(root):
 def tiny_recipe(count=2, **train):
     recipe = recipes.apply_overrides(
         recipes.load("names-de-it"),
-        ["units=4", "embedding_dim=4", "batch_size=16", "epochs=2", "time_budget_s=none",
-         f"ensemble={count}"],
+        ["units=4", "embedding_dim=4", "batch_size=16", "epochs=2", "pretrain_epochs=2",
+         "time_budget_s=none", f"ensemble={count}"],
     )
     recipe["train"].update(train)
     return recipe

@@ -78,8 +78,55 @@ def test_initial_state_count_and_shape():
     x = np.zeros((2, 5, 3), "float32")
     with pytest.raises(ValueError, match=r"Invalid `initial_state`.*Expected a list of 2 tensors.*Received: 1 tensors"):
         layers.LSTM(4)(x, initial_state=[np.zeros((2, 4), "float32")])
-    with pytest.raises(ValueError, match=r"Invalid `initial_state\[0\]`.*Expected shape \(batch, 4\). Received: shape=\(2, 6\)"):
+    with pytest.raises(ValueError, match=r"Invalid `initial_state\[0\]`.*Expected shape \(2, 4\). Received: shape=\(2, 6\)"):
         layers.GRU(4)(x, initial_state=[np.zeros((2, 6), "float32")])
+
+
+@pytest.mark.parametrize("rows", [1, 3])
+def test_initial_state_of_another_batch_is_refused_not_broadcast(rows):
+    # A (1, 4) state was broadcast over a batch of 2 (and (3, 4) failed inside the loop).
+    x = np.zeros((2, 5, 3), "float32")
+    with pytest.raises(ValueError, match=rf"Invalid `initial_state\[1\]`.*Expected shape \(2, 4\). Received: shape=\({rows}, 4\)"):
+        layers.LSTM(4)(x, initial_state=[np.zeros((2, 4), "float32"), np.zeros((rows, 4), "float32")])
+    bidirectional = layers.Bidirectional(layers.GRU(4))
+    with pytest.raises(ValueError, match=rf"Invalid `initial_state\[0\]`.*Received: shape=\({rows}, 4\)"):
+        bidirectional(x, initial_state=[np.zeros((2, 4), "float32"), np.zeros((rows, 4), "float32")])
+
+
+def test_bidirectional_initial_state_count():
+    # Two tensors for an LSTM pair that needs four were split in halves and reported as one.
+    x = np.zeros((2, 5, 3), "float32")
+    with pytest.raises(ValueError, match=r"Invalid `initial_state`.*Expected a list of 4 tensors: the forward layer's 2, then the backward layer's 2. Received: 2 tensors"):
+        layers.Bidirectional(layers.LSTM(4))(x, initial_state=[np.zeros((2, 4), "float32")] * 2)
+
+
+@pytest.mark.parametrize("make,argument", [
+    (lambda v: layers.LSTM(4, return_sequences=v), "return_sequences"),
+    (lambda v: layers.GRU(4, go_backwards=v), "go_backwards"),
+    (lambda v: layers.SimpleRNN(4, return_state=v), "return_state"),
+    (lambda v: cells.LSTMCell(4, peephole=v), "peephole"),
+    (lambda v: cells.LSTMCell(4, coupled_gates=v), "coupled_gates"),
+    (lambda v: cells.GRUCell(4, reset_after=v), "reset_after"),
+    (lambda v: cells.SimpleRNNCell(4, use_bias=v), "use_bias"),
+])
+def test_flags_are_bools_not_truthy_values(make, argument):
+    # bool("False") is True: LSTM(8, return_sequences="False") returned sequences.
+    for value in ["False", 0, None]:
+        with pytest.raises(ValueError, match=rf"argument `{argument}`. Expected a bool. Received: {argument}="):
+            make(value)
+    assert make(np.bool_(False)) is not None
+
+
+@pytest.mark.parametrize("seed", ["a", 1.7, -1])
+def test_seed(seed):
+    with pytest.raises(ValueError, match=r"argument `seed`. Expected None or a non-negative integer"):
+        layers.LSTM(4, dropout=0.5, seed=seed)
+
+
+def test_numpy_numbers_are_accepted_as_keras_accepts_them():
+    layer = layers.LSTM(np.int64(4), num_layers=np.int32(2), dropout=np.float32(0.25), seed=np.int64(3))
+    assert (layer.units, layer.num_layers, layer.cell.dropout) == (4, 2, 0.25)
+    assert type(layer.units) is int and layer(np.zeros((2, 5, 3), "float32")).shape == (2, 4)
 
 
 def test_stateful_needs_static_batch():

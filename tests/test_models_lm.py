@@ -143,11 +143,22 @@ def test_constructor_errors(kwargs, match):
         (dict(length=3, temperature=float("inf")), r"Expected a finite float >= 0"),
         (dict(length=3, top_k=0), r"argument `top_k`. Expected None or an integer in \[1, "),
         (dict(length=3, top_k=17), r"argument `top_k`. Expected None or an integer in \[1, "),
+        # "a" failed in int(), 1.7 was truncated to seed 1, "no" returned the logits.
+        (dict(length=3, seed="a"), r"argument `seed`. Expected None or a non-negative integer"),
+        (dict(length=3, seed=1.7), r"argument `seed`. Expected None or a non-negative integer"),
+        (dict(length=3, return_logits="no"), r"argument `return_logits`. Expected a bool"),
     ],
 )
 def test_generate_errors(kwargs, match):
     with pytest.raises(ValueError, match=match):
         make().generate(PROMPT, **kwargs)
+
+
+def test_generate_rejects_ids_outside_the_vocabulary():
+    for bad in (-1, 16):
+        with pytest.raises(ValueError, match=r"argument `prompt_ids`. Expected token ids in "
+                                             rf"\[0, 16\). Received: ids from {min(bad, 2)}"):
+            make().generate(np.array([[2, bad]]), 3)
 
 
 def test_generate_rejects_a_prompt_without_steps():

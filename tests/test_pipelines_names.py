@@ -257,6 +257,12 @@ def test_argument_errors(tmp_path):
     for bad in ("German", 5, ("German", 7), ("German", "German"), ("German", "Italian", "German")):
         with pytest.raises(ValueError, match=r"argument `languages`. Expected a sequence of at"):
             names.load(data_dir=str(tmp_path), languages=bad)
+    # Checked before any file is read: "a" and -1 failed in NumPy, "no" lowercased.
+    for bad in ("a", -1):
+        with pytest.raises(ValueError, match=r"argument `seed`. Expected a non-negative integer"):
+            names.load(data_dir=str(tmp_path / "absent"), seed=bad)
+    with pytest.raises(ValueError, match=r"argument `lowercase`. Expected a bool"):
+        names.load(data_dir=str(tmp_path / "absent"), lowercase="no")
 
 
 def test_registry_and_split_helpers():

@@ -147,6 +147,46 @@ def test_argument_errors():
         Vocabulary(["a"], level="char", punctuation=".")
     with pytest.raises(ValueError, match="argument `max_tokens`. Expected a positive integer"):
         Vocabulary.build(["a"], max_tokens=0)
+    assert Vocabulary.build(["abca"], max_tokens=np.int64(2)).tokens[4:] == ("a", "b")
+
+
+def test_one_text_where_a_list_is_expected_is_refused():
+    # A bare string was iterated: a word vocabulary of single letters, one "text" per character.
+    with pytest.raises(ValueError, match=r"argument `texts`. Expected a sequence of strings .* "
+                                         r"Received: texts='hello world'"):
+        Vocabulary.build("hello world", level="word")
+    vocab = Vocabulary.build(["hello world"], level="word")
+    with pytest.raises(ValueError, match=r"argument `texts`. Expected a sequence of strings"):
+        vocab.split("hello world")
+    assert vocab.split(["hello world"]) == [["hello", "world"]]
+    for bad in ([1], [b"hello"], ["ok", None]):
+        with pytest.raises(ValueError, match=r"argument `texts\[\d\]`. Expected a str"):
+            Vocabulary.build(bad)
+        with pytest.raises(ValueError, match=r"argument `texts\[\d\]`. Expected a str"):
+            vocab.encode(bad)
+
+
+@pytest.mark.parametrize("kwargs, match", [
+    # punctuation=[".", ","] became the text "['.', ',']" (splitting off brackets and quotes).
+    (dict(level="word", punctuation=[".", ","]), r"argument `punctuation`. Expected a str"),
+    # "ab" was taken as the pair ("a", "b").
+    (dict(replacements=["ab"]), r"argument `replacements`. Expected \(pattern, rewrite\)"),
+    # lowercase="no" lowercased.
+    (dict(lowercase="no"), r"argument `lowercase`. Expected a bool"),
+])
+def test_vocabulary_options_are_checked_not_coerced(kwargs, match):
+    with pytest.raises(ValueError, match=match):
+        Vocabulary.build(["Cab. Cab, cab"], **kwargs)
+
+
+def test_tokens_are_strings_not_their_reprs():
+    # [b"hello", None] became the tokens "b'hello'" and "None".
+    with pytest.raises(ValueError, match=r"argument `tokens\[0\]`. Expected a str. Received: "
+                                         r"tokens\[0\]=b'hello'"):
+        Vocabulary([b"hello", None], level="word")
+    vocab = Vocabulary(["a"])
+    with pytest.raises(ValueError, match=r"argument `add_start`. Expected a bool"):
+        vocab.encode(["a"], add_start="no")
 
 
 def test_tokenize_tf_in_tf_function_matches_encode():

@@ -40,6 +40,23 @@ def test_filter_by_length_errors():
         T.filter_by_length(min_length=0)
 
 
+@pytest.mark.parametrize("seed", ["a", -1, 1.5])
+def test_seeds_are_checked(seed):
+    # "a" failed inside tf.data's string formatting; 1.5 was truncated.
+    with pytest.raises(ValueError, match=r"argument `seed`. Expected a non-negative integer"):
+        T.shuffle(4, seed)
+    with pytest.raises(ValueError, match=r"argument `seed`. Expected a non-negative integer"):
+        T.length_sorted_batches([1, 2, 3], 2, seed)
+
+
+def test_bucket_boundaries_are_integers_not_coerced():
+    # [2.7, 5.1] became [2, 5], and ["3", "5"] was accepted.
+    for bad in ([2.7, 5.1], ["3", "5"], "35", [True, 5]):
+        with pytest.raises(ValueError, match=r"argument `boundaries`. Expected strictly increasing"):
+            T.bucket_by_length(bad, batch_size=2)
+    assert as_lists(sequences().apply(T.bucket_by_length(np.array([3, 5]), batch_size=8)))
+
+
 def test_padded_batch_pads_with_zero_to_longest_in_batch():
     batches = list(sequences().apply(T.padded_batch(2)).as_numpy_iterator())
     np.testing.assert_array_equal(batches[0], [[5, 6, 7], [8, 0, 0]])

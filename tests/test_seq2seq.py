@@ -219,12 +219,18 @@ def test_constructor_errors(kwargs, match):
         (dict(method="sample"), r"argument `method`. Expected one of \{'greedy', 'beam'\}"),
         (dict(max_length=0), r"argument `max_length`. Expected a positive integer"),
         (dict(method="beam", beam_width=0), r"argument `beam_width`. Expected a positive"),
-        (dict(length_penalty=-1.0), r"argument `length_penalty`. Expected a float >= 0"),
+        (dict(length_penalty=-1.0), r"argument `length_penalty`. Expected a finite float >= 0"),
+        # NaN never stopped early (ran to max_length); inf scored every longer hypothesis 0.
+        (dict(length_penalty=float("nan")), r"argument `length_penalty`. Expected a finite"),
+        (dict(length_penalty=float("inf")), r"argument `length_penalty`. Expected a finite"),
+        # A negative id read the embedding's last row.
+        (dict(src_ids=np.array([[5, -1]])), r"argument `src_ids`. Expected token ids in \[0, "),
+        (dict(src_ids=np.array([[5, 10**6]])), r"argument `src_ids`. Expected token ids in \[0, "),
     ],
 )
 def test_translate_errors(kwargs, match):
     with pytest.raises(ValueError, match=match):
-        make("none").translate(SRC, **kwargs)
+        make("none").translate(**{"src_ids": SRC, **kwargs})
 
 
 # ------------------------------------------------------------------ learning

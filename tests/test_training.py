@@ -398,7 +398,8 @@ def test_evaluate_reads_the_runs_vocabulary_also_with_other_test_data(
     run_dir = tmp_path / "run"
     cli("train", "names-de-it", "--data-dir", str(tmp_path / "data"), "--epochs", "2",
               "--run-dir", str(run_dir), "--quiet", "--set", "units=8",
-              "--set", "embedding_dim=4", "--set", "time_budget_s=none")
+              "--set", "embedding_dim=4", "--set", "pretrain_epochs=2",
+              "--set", "time_budget_s=none")
     vocab = Vocabulary.from_json(run_dir / "vocab_text.json")
     # The 'z' names leave training with --test-data: a vocabulary rebuilt there ranks the
     # characters differently, so an evaluation that rebuilt it would feed the model wrong ids.
@@ -421,7 +422,8 @@ def test_evaluate_reads_the_runs_vocabulary_also_with_other_test_data(
     with_test = tmp_path / "run-with-test-data"
     cli("train", "names-de-it", "--data-dir", str(tmp_path / "data"), "--epochs", "2",
         "--run-dir", str(with_test), "--test-data", str(test_dir), "--quiet",
-        "--set", "units=8", "--set", "embedding_dim=4", "--set", "time_budget_s=none")
+        "--set", "units=8", "--set", "embedding_dim=4", "--set", "pretrain_epochs=2",
+        "--set", "time_budget_s=none")
     printed = json.loads(cli("evaluate", str(with_test)).stdout)["test"]
     assert printed == json.loads((with_test / "metrics.json").read_text())["test"]
     assert printed["examples"] == 10

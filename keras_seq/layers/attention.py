@@ -38,26 +38,18 @@ import numpy as np
 import tensorflow as tf
 from keras import ops
 
+from keras_seq import _validate
+
 _LUONG_SCORES = ("dot", "general", "concat")
-
-
-def _check_positive_int(name: str, value: Any) -> None:
-    if isinstance(value, bool) or not isinstance(value, (int, np.integer)) or value <= 0:
-        raise ValueError(
-            f"Invalid value for argument `{name}`. Expected a positive integer. "
-            f"Received: {name}={value!r}"
-        )
-
-
-def _check_bool(name: str, value: Any) -> None:
-    if not isinstance(value, (bool, np.bool_)):
-        raise ValueError(
-            f"Invalid value for argument `{name}`. Expected a bool. Received: {name}={value!r}"
-        )
 
 
 def _shape(x: Any) -> tuple:
     return tuple(x.shape) if hasattr(x, "shape") else tuple(np.shape(x))
+
+
+def _agree(*dims: Any) -> bool:
+    """Whether the known (static) sizes among `dims` are equal; None is unknown."""
+    return len({d for d in dims if d is not None}) <= 1
 
 
 class _Attention(keras.layers.Layer):
@@ -143,9 +135,7 @@ class _Attention(keras.layers.Layer):
         if mask.dtype != "bool":
             mask = ops.cast(mask, "bool")
         shape, v_shape = _shape(mask), _shape(values)
-        if len(shape) != 2 or (
-            shape[1] is not None and v_shape[1] is not None and shape[1] != v_shape[1]
-        ):
+        if len(shape) != 2 or not (_agree(shape[0], v_shape[0]) and _agree(shape[1], v_shape[1])):
             raise ValueError(
                 f"Invalid `mask` for {type(self).__name__}. Expected a bool tensor "
                 f"[batch, value_steps] matching values.shape={v_shape}. "
@@ -184,13 +174,21 @@ class _Attention(keras.layers.Layer):
                 "[batch, query_dim] or a 3-D tensor [batch, query_steps, query_dim]. "
                 f"Received: query.shape={_shape(query)}"
             )
+        q_shape, v_shape = _shape(query), _shape(values)
+        if not _agree(q_shape[0], v_shape[0]) or not _agree(q_shape[-1], self._query_dim):
+            raise ValueError(
+                f"Invalid `query` for {type(self).__name__}. Expected the batch size of "
+                f"`values` ({v_shape[0]}) and last dimension {self._query_dim} (the size the "
+                f"weights were built for). Received: query.shape={q_shape}, "
+                f"values.shape={v_shape}"
+            )
         single_step = q_rank == 2
         if single_step:
             query = ops.expand_dims(query, 1)  # (B, 1, Dq)
         if keys is None:
             keys = self.precompute(values)
         else:
-            self._check_keys(keys)
+            self._check_keys(keys, values)
         scores = self.score(query, keys)  # (B, Tq, Tv)
         if values_mask is not None:
             valid = ops.expand_dims(values_mask, 1)  # (B, 1, Tv)
@@ -210,12 +208,14 @@ class _Attention(keras.layers.Layer):
             return ops.squeeze(context, 1), ops.squeeze(weights, 1)
         return context, weights
 
-    def _check_keys(self, keys: Any) -> None:
-        shape, want = _shape(keys), self._keys_dim()
-        if len(shape) != 3 or (shape[-1] is not None and shape[-1] != want):
+    def _check_keys(self, keys: Any, values: Any) -> None:
+        shape, want, (batch, steps, _) = _shape(keys), self._keys_dim(), _shape(values)
+        if len(shape) != 3 or not (
+            _agree(shape[0], batch) and _agree(shape[1], steps) and _agree(shape[2], want)
+        ):
             raise ValueError(
                 f"Invalid `keys` for {type(self).__name__}. Expected `precompute(values)`, "
-                f"a tensor [batch, value_steps, {want}]. Received: keys.shape={shape}"
+                f"a tensor [{batch}, {steps}, {want}]. Received: keys.shape={shape}"
             )
 
     def _keys_dim(self) -> int:  # pragma: no cover - overridden
@@ -252,8 +252,8 @@ class BahdanauAttention(_Attention):
 
     def __init__(self, units: int, normalize: bool = False, **kwargs: Any) -> None:
         super().__init__(**kwargs)
-        _check_positive_int("units", units)
-        _check_bool("normalize", normalize)
+        _validate.positive_int("units", units)
+        _validate.boolean("normalize", normalize)
         self.units = int(units)
         self.normalize = bool(normalize)
 
@@ -342,13 +342,13 @@ class LuongAttention(_Attention):
                     "Argument `units` is required when score='concat'. Expected a positive "
                     "integer. Received: units=None"
                 )
-            _check_positive_int("units", units)
+            _validate.positive_int("units", units)
         elif units is not None:
             raise ValueError(
                 "Argument `units` is only used when score='concat'. Expected units=None. "
                 f"Received: units={units!r} with score={score!r}"
             )
-        _check_bool("scale", scale)
+        _validate.boolean("scale", scale)
         self.score_mode = score
         self.units = None if units is None else int(units)
         self.scale = bool(scale)

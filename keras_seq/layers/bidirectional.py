@@ -128,13 +128,22 @@ class Bidirectional(keras.layers.Layer):
             mask = tf.cast(mask, tf.bool)
         batch = tf.shape(sequences)[0]
         if initial_state is not None:
-            initial_state = list(initial_state)
-            half = len(initial_state) // 2
+            initial_state = (
+                list(initial_state) if isinstance(initial_state, (list, tuple)) else [initial_state]
+            )
+            half = len(fwd_layer.state_sizes)
+            if len(initial_state) != 2 * half:
+                raise ValueError(
+                    f"Invalid `initial_state` for layer `{self.name}`. Expected a list of "
+                    f"{2 * half} tensors: the forward layer's {half}, then the backward "
+                    f"layer's {half}. Received: {len(initial_state)} tensors"
+                )
             fwd_init, bwd_init = initial_state[:half], initial_state[half:]
         else:
             fwd_init = bwd_init = None
-        fwd_states = fwd_layer._initial_states(fwd_init, batch, sequences.dtype)
-        bwd_states = bwd_layer._initial_states(bwd_init, batch, sequences.dtype)
+        static_batch = sequences.shape[0]
+        fwd_states = fwd_layer._initial_states(fwd_init, batch, sequences.dtype, static_batch)
+        bwd_states = bwd_layer._initial_states(bwd_init, batch, sequences.dtype, static_batch)
         per = len(fwd_states) // self.num_layers
 
         x, fwd_finals, bwd_finals = sequences, [], []

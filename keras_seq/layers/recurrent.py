@@ -121,13 +121,13 @@ class RecurrentLayer(keras.layers.Layer):
         self.units = _validate.positive_int("units", units)
         self.num_layers = _validate.positive_int("num_layers", num_layers)
         self.inter_layer_dropout = _validate.rate("inter_layer_dropout", inter_layer_dropout)
-        self.return_sequences = bool(return_sequences)
-        self.return_state = bool(return_state)
-        self.go_backwards = bool(go_backwards)
-        self.stateful = bool(stateful)
-        self.zero_output_for_mask = bool(zero_output_for_mask)
+        self.return_sequences = _validate.boolean("return_sequences", return_sequences)
+        self.return_state = _validate.boolean("return_state", return_state)
+        self.go_backwards = _validate.boolean("go_backwards", go_backwards)
+        self.stateful = _validate.boolean("stateful", stateful)
+        self.zero_output_for_mask = _validate.boolean("zero_output_for_mask", zero_output_for_mask)
         self.supports_masking = True
-        seed = cell_kwargs.get("seed")
+        seed = _validate.seed("seed", cell_kwargs.get("seed"))
         self._cell_kwargs = cell_kwargs
         self.cells = [
             self.cell_class(
@@ -205,7 +205,7 @@ class RecurrentLayer(keras.layers.Layer):
         sequences = as_float(sequences, self.compute_dtype)
         self._check_inputs(sequences, mask)
         batch = tf.shape(sequences)[0]
-        states = self._initial_states(initial_state, batch, sequences.dtype)
+        states = self._initial_states(initial_state, batch, sequences.dtype, sequences.shape[0])
         if mask is not None:
             mask = tf.cast(mask, tf.bool)
 
@@ -262,16 +262,11 @@ class RecurrentLayer(keras.layers.Layer):
                 f"Received: inputs.shape={shape}"
             )
         if mask is not None:
-            mshape = tuple(mask.shape)
-            if len(mshape) != 2 or any(
-                a is not None and b is not None and a != b for a, b in zip(mshape, shape[:2], strict=True)
-            ):
-                raise ValueError(
-                    f"Invalid `mask` for layer `{self.name}`. Expected shape "
-                    f"(batch, timesteps) = {shape[:2]}. Received: mask.shape={mshape}"
-                )
+            _validate.sequence_mask(self.name, mask, shape)
 
-    def _initial_states(self, initial_state, batch, dtype) -> list[tf.Tensor]:
+    def _initial_states(self, initial_state, batch, dtype, static_batch=None) -> list[tf.Tensor]:
+        """The states to start from; `static_batch` (the inputs' static batch size, if known)
+        is checked against each given state's, which would otherwise broadcast silently."""
         sizes = self.state_sizes
         if initial_state is None:
             if self.stateful and self.states:
@@ -288,10 +283,15 @@ class RecurrentLayer(keras.layers.Layer):
         result = []
         for k, (state, size) in enumerate(zip(initial_state, sizes, strict=True)):
             state = tf.convert_to_tensor(state, dtype=dtype)
-            if state.shape.rank != 2 or (state.shape[-1] is not None and state.shape[-1] != size):
+            rows = state.shape[0] if state.shape.rank == 2 else None
+            if (
+                state.shape.rank != 2
+                or (state.shape[-1] is not None and state.shape[-1] != size)
+                or (None not in (rows, static_batch) and rows != static_batch)
+            ):
                 raise ValueError(
                     f"Invalid `initial_state[{k}]` for layer `{self.name}`. Expected shape "
-                    f"(batch, {size}). Received: shape={tuple(state.shape)}"
+                    f"({static_batch or 'batch'}, {size}). Received: shape={tuple(state.shape)}"
                 )
             result.append(state)
         return result

@@ -33,14 +33,6 @@ def states_per_level(cell: str) -> int:
     return 2 if cell == "lstm" else 1
 
 
-def check_bool(name: str, value: Any) -> bool:
-    if not isinstance(value, (bool, np.bool_)):
-        raise ValueError(
-            f"Invalid value for argument `{name}`. Expected a bool. Received: {name}={value!r}"
-        )
-    return bool(value)
-
-
 def check_int_at_least(name: str, value: Any, minimum: int, why: str = "") -> int:
     if isinstance(value, bool) or not isinstance(value, (int, np.integer)) or value < minimum:
         reason = f" ({why})" if why else ""
@@ -52,6 +44,23 @@ def check_int_at_least(name: str, value: Any, minimum: int, why: str = "") -> in
 
 
 check_cell = lambda value: _validate.one_of("cell", value, CELL_TYPES)  # noqa: E731
+def check_token_ids(name: str, ids: Any, vocab_size: int) -> None:
+    """Eager ids must lie in ``[0, vocab_size)``: the embedding would wrap a negative id to the
+    last row and fail on a large one inside its gather. Traced ids are not checked."""
+    values = getattr(ids, "numpy", None)
+    if values is None or not np.size(values := np.asarray(values())):
+        return
+    low, high = int(values.min()), int(values.max())
+    if low < 0 or high >= vocab_size:
+        raise ValueError(
+            f"Invalid value for argument `{name}`. Expected token ids in [0, {vocab_size}). "
+            f"Received: ids from {low} to {high}"
+        )
+
+
+check_bool = _validate.boolean
+check_seed = _validate.seed
+non_negative_float = _validate.non_negative_float
 positive_int = _validate.positive_int
 rate = _validate.rate
 one_of = _validate.one_of

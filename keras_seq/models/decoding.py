@@ -26,6 +26,8 @@ from typing import Any
 
 import tensorflow as tf
 
+from keras_seq import _validate
+
 __all__ = ["beam_search", "greedy_search", "length_penalty", "tile_beams"]
 
 StepFn = Callable[[tf.Tensor, Any], tuple[tf.Tensor, Any, tf.Tensor]]
@@ -58,6 +60,14 @@ def _ban(log_probs: tf.Tensor, banned_ids: tuple[int, ...]) -> tf.Tensor:
     return tf.where(banned, _NEG, log_probs)
 
 
+def _max_length(value: Any) -> tf.Tensor:
+    """`max_length` as an int32 tensor; a Python or NumPy number must be a positive integer
+    (a tensor, as inside a traced function, is taken as it is)."""
+    if not tf.is_tensor(value):
+        _validate.positive_int("max_length", value)
+    return tf.convert_to_tensor(value, tf.int32)
+
+
 def greedy_search(
     step_fn: StepFn,
     initial_states: Any,
@@ -70,7 +80,7 @@ def greedy_search(
 ) -> tuple[tf.Tensor, tf.Tensor, tf.Tensor]:
     """Pick ``argmax`` at every step (never a ``banned_ids`` token), feeding it back; see the
     module docstring."""
-    max_length = tf.convert_to_tensor(max_length, tf.int32)
+    max_length = _max_length(max_length)
     tokens = tf.fill(tf.reshape(batch_size, [1]), tf.constant(start_id, tf.int32))
     done = tf.zeros_like(tokens, dtype=tf.bool)
     scores = tf.zeros_like(tokens, dtype=tf.float32)
@@ -126,9 +136,9 @@ def beam_search(
     search. An entry with no finished hypothesis after ``max_length`` steps returns its
     best alive one. Tokens in ``banned_ids`` (padding and start by default) are never chosen.
     """
-    K = int(beam_width)
+    K = _validate.positive_int("beam_width", beam_width)
     B = tf.convert_to_tensor(batch_size, tf.int32)
-    max_length = tf.convert_to_tensor(max_length, tf.int32)
+    max_length = _max_length(max_length)
     alpha = tf.convert_to_tensor(length_penalty_alpha, tf.float32)
     offsets = tf.range(B)[:, None] * K  # (B, 1): first row of each entry
 

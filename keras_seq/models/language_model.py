@@ -160,13 +160,9 @@ class LanguageModel(_common.TaskModel):
             ``return_logits=True`` also ``logits [B, length, V]`` (before temperature).
         """
         _common.positive_int("length", length)
-        if isinstance(temperature, bool) or not isinstance(temperature, (int, float)) or not (
-            0 <= temperature < float("inf")
-        ):
-            raise ValueError(
-                "Invalid value for argument `temperature`. Expected a finite float >= 0. "
-                f"Received: temperature={temperature!r}"
-            )
+        temperature = _common.non_negative_float("temperature", temperature)
+        seed = _common.check_seed("seed", seed)
+        return_logits = _common.check_bool("return_logits", return_logits)
         if top_k is not None:
             if isinstance(top_k, bool) or not isinstance(top_k, (int, np.integer)) or not (
                 1 <= top_k <= self.vocab_size
@@ -182,9 +178,10 @@ class LanguageModel(_common.TaskModel):
                 "Invalid value for argument `prompt_ids`. Expected a [batch, steps] tensor of "
                 f"token ids with steps >= 1. Received: shape={tuple(prompt.shape)}"
             )
+        _common.check_token_ids("prompt_ids", prompt, self.vocab_size)
         if seed is None:
             seed = int(np.random.randint(0, 2**31 - 1))
-        seed_pair = tf.constant([int(seed) % 2**63, 0], tf.int64)
+        seed_pair = tf.constant([seed % 2**63, 0], tf.int64)
         self.ensure_built()
         greedy = temperature == 0
         fn = self._cached(("generate", greedy, top_k), lambda: self._generate_fn(greedy, top_k))

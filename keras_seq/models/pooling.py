@@ -86,6 +86,16 @@ class AttentionPooling(keras.layers.Layer):
         return tf.where(valid, tf.nn.softmax(scores, axis=-1), tf.zeros_like(scores))
 
     def call(self, sequences, mask=None):
+        shape = tuple(sequences.shape)
+        _validate.sequence_shape(self.name, shape)
+        if shape[-1] is not None and shape[-1] != self.kernel.shape[0]:
+            raise ValueError(
+                f"Invalid input for layer `{self.name}`. Expected inputs with last dimension "
+                f"{self.kernel.shape[0]} (the size the weights were built for). "
+                f"Received: inputs.shape={shape}"
+            )
+        if mask is not None:
+            _validate.sequence_mask(self.name, mask, shape)
         weights = self.attention_weights(sequences, mask)
         return tf.einsum("bt,btd->bd", weights, sequences)
 

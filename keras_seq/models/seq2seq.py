@@ -366,19 +366,14 @@ class Seq2Seq(_common.TaskModel):
         _common.positive_int("max_length", max_length)
         _common.one_of("method", method, METHODS)
         beam_width = _common.positive_int("beam_width", beam_width)
-        if isinstance(length_penalty, bool) or not isinstance(length_penalty, (int, float)) or (
-            length_penalty < 0
-        ):
-            raise ValueError(
-                "Invalid value for argument `length_penalty`. Expected a float >= 0. "
-                f"Received: length_penalty={length_penalty!r}"
-            )
+        length_penalty = _common.non_negative_float("length_penalty", length_penalty)
         src = tf.convert_to_tensor(src_ids)
         if src.shape.rank != 2:
             raise ValueError(
                 "Invalid value for argument `src_ids`. Expected a [batch, steps] tensor of "
                 f"token ids. Received: shape={tuple(src.shape)}"
             )
+        _common.check_token_ids("src_ids", src, self.src_vocab_size)
         self.ensure_built()
         width = beam_width if method == "beam" else 1
         fn = self._cached(("translate", method, width), lambda: self._translate_fn(method, width))
