@@ -223,6 +223,47 @@ def test_verify_fails_on_a_perturbed_weight(exports, tmp_path):
     assert rows["tflite"].ok
 
 
+def test_verify_fails_on_nan_outputs(exports, tmp_path):
+    # Python's max(0.0, nan) is 0.0: an ONNX model answering NaN passed with max|diff| 0.
+    import onnx
+    from onnx import numpy_helper
+
+    out = tmp_path / "nan"
+    shutil.copytree(exports["classification"][1], out)
+    model = onnx.load(out / "model.onnx")
+    heads = [t for t in model.graph.initializer if "head" in t.name]  # every probability NaN
+    assert heads
+    for head in heads:
+        head.CopyFrom(numpy_helper.from_array(
+            np.full_like(numpy_helper.to_array(head), np.nan), head.name))
+    onnx.save(model, out / "model.onnx")
+    report = verify(out, max_examples=4)
+    rows = {row.runtime: row for row in report.rows}
+    assert not report.ok and report.table().splitlines()[-1] == "FAIL"
+    onnx_row = rows["onnxruntime"]
+    assert not onnx_row.ok and np.isnan(onnx_row.max_abs_diff) and onnx_row.note == "NaN outputs"
+    assert rows["tflite"].ok
+
+
+def test_verify_fails_when_serving_returns_other_labels(exports, tmp_path, monkeypatch):
+    """``serving_default``'s label must agree as well as its probabilities: a graph whose
+    label lookup is wrong (right probabilities, another label) fails its row."""
+    from keras_seq.export.runtimes import SavedModelSession
+
+    serve = SavedModelSession.serve
+
+    def wrong_labels(self, texts):
+        outputs = dict(serve(self, texts))
+        outputs["label"] = np.full_like(outputs["label"], b"WRONG")
+        return outputs
+
+    monkeypatch.setattr(SavedModelSession, "serve", wrong_labels)
+    report = verify(exports["classification"][1], max_examples=4)
+    row = next(r for r in report.rows if "serving_default" in r.runtime)
+    assert row.max_abs_diff is not None and row.max_abs_diff <= 1e-4  # the probabilities agree
+    assert row.agreement == 0.0 and not row.ok and not report.ok
+
+
 # -- SavedModel: TF1 loader, saved_model_cli, warm-up --------------------------------------------
 
 

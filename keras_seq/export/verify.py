@@ -115,13 +115,19 @@ def _dir_size(path: Path) -> int:
     return sum(f.stat().st_size for f in path.rglob("*") if f.is_file())
 
 
+def _worst(current: float, new: float) -> float:
+    """The larger difference, NaN winning (Python's ``max(0.0, nan)`` is 0.0: an artifact that
+    answered NaN would pass)."""
+    return new if np.isnan(new) or new > current else current
+
+
 def _compare(probes: Sequence[Probe], reference: Sequence[Probe]) -> tuple[float, float]:
     diff, agree = 0.0, 0
     for probe, ref in zip(probes, reference, strict=True):
         if probe.values.shape != ref.values.shape:
             diff = float("inf")
         else:
-            diff = max(diff, float(np.max(np.abs(probe.values - ref.values), initial=0.0)))
+            diff = _worst(diff, float(np.max(np.abs(probe.values - ref.values), initial=0.0)))
         agree += probe.top1 == ref.top1
     return diff, agree / max(len(reference), 1)
 
@@ -151,7 +157,9 @@ class _Verifier:
         )
 
     def judge(self, row: RuntimeRow) -> RuntimeRow:
-        if row.kind == "quantized":
+        if row.max_abs_diff is not None and np.isnan(row.max_abs_diff):
+            row.ok, row.note = False, "NaN outputs"
+        elif row.kind == "quantized":
             row.ok = row.agreement is not None and row.agreement >= self.min_agreement
         elif row.max_abs_diff is not None:
             row.ok = row.max_abs_diff <= self.tolerance
@@ -213,9 +221,9 @@ class _Verifier:
             batched = readable(batch, i, i)
             same = all(single[k] == want[k] == batched[k] for k in want if k != "probabilities")
             if "probabilities" in want:
-                delta = max(np.max(np.abs(np.subtract(x["probabilities"], want["probabilities"])))
-                            for x in (single, batched))
-                diff = max(diff or 0.0, float(delta))
+                for x in (single, batched):
+                    delta = np.max(np.abs(np.subtract(x["probabilities"], want["probabilities"])))
+                    diff = _worst(diff or 0.0, float(delta))
             agree += same
         row = RuntimeRow("saved_model serving_default (text)", artifact, "float", len(self.texts),
                          diff, agree / len(self.texts), latency)
