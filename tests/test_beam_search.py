@@ -171,6 +171,30 @@ def test_unfinished_hypotheses_are_returned_at_max_length():
     np.testing.assert_allclose(scores.numpy(), [4 * np.log(0.9)], rtol=1e-5)
 
 
+@pytest.mark.parametrize("alpha", [0.0, 1.0])
+def test_unfinished_hypotheses_are_scored_with_the_length_penalty(alpha):
+    step = table_step(make_tables([{2: [0.0, 0.9, 0.1], A: [0.0, 0.9, 0.1], B_: [0, 0.5, 0.5]}]))
+    _, _, scores = beam_search(step, initial(1), 1, beam_width=3, max_length=4,
+                               length_penalty_alpha=alpha)
+    np.testing.assert_allclose(scores.numpy(), [4 * np.log(0.9) / ((5 + 4) / 6) ** alpha],
+                               rtol=1e-5)
+
+
+def test_an_entry_decodes_the_same_alone_and_in_a_batch():
+    """An entry that is done keeps its answer while others go on: row 0 stops at step 0
+    ("end" is its best extension), though with alpha=4 "A end" would score higher later."""
+    short = {2: [0.5, 0.45, 0.05], A: [0.95, 0.04, 0.01]}
+    long_ = {2: [0.0, 0.9, 0.1], A: [0.0, 0.9, 0.1], B_: [0.0, 0.5, 0.5]}
+    step = table_step(make_tables([short, long_]))
+    kwargs = dict(beam_width=2, max_length=5, length_penalty_alpha=4.0)
+    alone, _, alone_scores = beam_search(step, initial(1), 1, **kwargs)
+    both, _, both_scores = beam_search(step, initial(2), 2, **kwargs)
+    assert alone.numpy().tolist() == [[END]]
+    assert both.numpy()[0].tolist() == [END] + [0] * (both.shape[1] - 1)
+    assert both.numpy()[1].tolist() == [A] * 5  # the other row ran to max_length
+    np.testing.assert_allclose(both_scores.numpy()[0], alone_scores.numpy()[0], rtol=1e-6)
+
+
 @pytest.mark.parametrize("kwargs, match", [
     # 0 failed in ArgMax / StridedSlice; 2.7 was truncated to a beam of 2.
     (dict(beam_width=0), r"argument `beam_width`. Expected a positive integer"),
@@ -204,3 +228,25 @@ def test_seq2seq_beam_width_one_equals_greedy():
     np.testing.assert_allclose(beam[1].numpy(), greedy[1].numpy(), atol=1e-6)
     wide, wide_weights = model.translate(src, max_length=8, method="beam", beam_width=4)
     assert wide.shape[0] == 3 and wide_weights.shape[::2] == (3, 5)
+
+
+def test_seq2seq_beam_search_uses_the_length_penalty():
+    """``translate(method="beam", length_penalty=a)`` is `beam_search` over the model's own
+    steps with that alpha, and alpha changes what it picks."""
+    keras.utils.set_random_seed(5)
+    model = Seq2Seq(12, 9, units=16, embedding_dim=8, attention="bahdanau")
+    src = np.random.default_rng(0).integers(4, 12, size=(32, 6))
+    outputs, encoder_mask, states = model.encode(src)
+    outputs, encoder_mask = tile_beams((outputs, encoder_mask), 4)
+
+    def step(tokens, step_states):
+        return model.decode_step(tokens, step_states, outputs, encoder_mask)
+
+    found = {}
+    for alpha in (0.0, 5.0):
+        tokens, _ = model.translate(src, max_length=6, method="beam", beam_width=4,
+                                    length_penalty=alpha)
+        want, _, _ = beam_search(step, states, 32, 4, 6, alpha)
+        np.testing.assert_array_equal(tokens.numpy(), want.numpy())
+        found[alpha] = tokens.numpy()
+    assert (found[0.0] != found[5.0]).any()

@@ -225,6 +225,8 @@ def test_classification_reports_the_interval_of_its_accuracy():
     assert metrics["accuracy_ci95"][0] < 0.75 < metrics["accuracy_ci95"][1]
     # The loss is the label's probability, also where the prediction is wrong (row 2).
     assert metrics["loss"] == pytest.approx(-np.mean(np.log([0.9, 0.8, 0.4, 0.7])), rel=1e-6)
+    # Rows are the true class, columns the prediction (the plot normalises rows: recall).
+    np.testing.assert_array_equal(metrics["_confusion"], [[1, 0], [1, 2]])
 
 
 def test_language_model_loss_leaves_padding_targets_out():

@@ -63,6 +63,9 @@ def test_mean_pooling_matches_numpy():
     m = (IDS > 0)[:, :, None]
     np.testing.assert_allclose(pooled.numpy(), (h * m).sum(1) / m.sum(1), atol=1e-6)
     np.testing.assert_array_equal(mask.numpy(), IDS > 0)
+    empty, _ = model.encode(np.zeros((1, 3), np.int32))  # an empty text: zeros, not NaN
+    np.testing.assert_array_equal(empty.numpy(), np.zeros((1, model.encoder.units)))
+    assert np.isfinite(model(np.zeros((1, 3), np.int32)).numpy()).all()
 
 
 def test_max_pooling_matches_numpy():

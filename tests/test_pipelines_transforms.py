@@ -170,6 +170,25 @@ def test_batched_training_keeps_every_example_once():
     assert sorted(groups) == [[0, 3], [1, 2]]  # lengths 3, 5 vs 1, 2: bucketed apart
 
 
+@pytest.mark.parametrize("bucketing", [None, "sorted", "boundaries"])
+def test_training_batches_are_shuffled_afresh_every_epoch_and_evaluation_is_not(bucketing):
+    n = 64
+    rows = tf.ragged.constant([[4] * (1 + i % 5) for i in range(n)])
+    options = dict(batch_size=8, seed=0, bucketing=bucketing, lengths=[1 + i % 5 for i in range(n)],
+                   boundaries=[3])
+    ds = batched((rows, np.arange(n, dtype=np.int32)), training=True, **options)
+    epochs = [np.concatenate([y for _, y in ds.as_numpy_iterator()]) for _ in range(2)]
+    for order in epochs:
+        assert sorted(order.tolist()) == list(range(n))  # every example once
+        assert order.tolist() != list(range(n))  # not the file's order
+    assert epochs[0].tolist() != epochs[1].tolist()  # reshuffled, not cached
+    again = batched((rows, np.arange(n, dtype=np.int32)), training=True, **options)
+    assert np.concatenate([y for _, y in again.as_numpy_iterator()]).tolist() == epochs[0].tolist()
+    evaluation = batched((rows, np.arange(n, dtype=np.int32)), training=False, batch_size=8, seed=0)
+    for _ in range(2):
+        assert np.concatenate([y for _, y in evaluation.as_numpy_iterator()]).tolist() == list(range(n))
+
+
 def test_batched_evaluation_keeps_order():
     ds = batched((ragged_rows(), np.arange(4, dtype=np.int32)), training=False, batch_size=3,
                  seed=0)

@@ -87,41 +87,52 @@ def _np_log_softmax(z):
     return z - np.log(np.exp(z).sum(-1, keepdims=True))
 
 
+@pytest.mark.parametrize("levels", [1, 2])
 @pytest.mark.parametrize("attention", ["bahdanau", "luong-general"])
-def test_decode_step_matches_numpy_equations(attention):
-    """The papers' equations for one step, with the model's own weights."""
+def test_decode_step_matches_numpy_equations(attention, levels):
+    """The papers' equations for one step, with the model's own weights. The states are
+    random, not an untrained encoder's small ones, so that which level's state is the query
+    shows (a bottom-level Bahdanau query moved the weights by only ~6e-8 from those)."""
     feed = attention != "bahdanau"
-    model = make("bahdanau", attention=attention, input_feeding=feed)
+    model = make("bahdanau", attention=attention, input_feeding=feed, num_layers=levels)
     enc, mask, states = (np.asarray(a) for a in _flatten(model.encode(SRC)))
-    h, c = states[0], states[1]
-    h_tilde = states[2] if feed else None
+    rng = np.random.default_rng(levels)
+    states = [rng.normal(size=s.shape).astype("float32") for s in states]
+    h_tilde = states[-1] if feed else None
     w = {v.path.split("/", 1)[1]: v.numpy().astype(np.float64) for v in model.weights}
     tokens = np.array([2, 2, 2])
     y = w["tgt_embedding/embeddings"][tokens]
-    cell = lambda x: _np_lstm(  # noqa: E731
-        x, h, c, w["decoder_cell_0/kernel"], w["decoder_cell_0/recurrent_kernel"],
-        w["decoder_cell_0/bias"],
-    )
-    if attention == "bahdanau":  # score from the previous state, context fed to the cell
+
+    def cells(x):  # the stack: level k reads level k-1's new h
+        new = []
+        for k in range(levels):
+            h, c = _np_lstm(x, states[2 * k], states[2 * k + 1], w[f"decoder_cell_{k}/kernel"],
+                            w[f"decoder_cell_{k}/recurrent_kernel"], w[f"decoder_cell_{k}/bias"])
+            new += [h, c]
+            x = h
+        return x, new
+
+    if attention == "bahdanau":  # score from the top level's previous state, context fed in
+        query = states[2 * (levels - 1)]
         keys = enc @ w["attention/values_kernel"]
-        scores = np.tanh(keys + (h @ w["attention/query_kernel"])[:, None]) @ w["attention/v"]
+        scores = np.tanh(keys + (query @ w["attention/query_kernel"])[:, None]) @ w["attention/v"]
         a = _np_softmax_masked(scores, mask)
         context = np.einsum("bt,btd->bd", a, enc)
-        h1, c1 = cell(np.concatenate([y, context], -1))
-        features = np.concatenate([h1, context], -1)
-        want_states = [h1, c1]
-    else:  # score from the new state, attentional h~ = tanh(W_c [c; h])
-        h1, c1 = cell(np.concatenate([y, h_tilde], -1))
-        scores = np.einsum("bd,btd->bt", h1, enc @ w["attention/kernel"])
+        top, want_states = cells(np.concatenate([y, context], -1))
+        features = np.concatenate([top, context], -1)
+    else:  # score from the top level's new state, attentional h~ = tanh(W_c [c; h])
+        top, want_states = cells(np.concatenate([y, h_tilde], -1))
+        scores = np.einsum("bd,btd->bt", top, enc @ w["attention/kernel"])
         a = _np_softmax_masked(scores, mask)
         context = np.einsum("bt,btd->bd", a, enc)
-        features = np.tanh(np.concatenate([context, h1], -1) @ w["attentional/kernel"])
-        want_states = [h1, c1, features]
+        features = np.tanh(np.concatenate([context, top], -1) @ w["attentional/kernel"])
+        want_states.append(features)
     logits = features @ w["output/kernel"] + w["output/bias"]
 
     lp, new_states, weights = model.decode_step(tokens, list(states), enc, mask)
     np.testing.assert_allclose(lp.numpy(), _np_log_softmax(logits), atol=1e-5)
     np.testing.assert_allclose(weights.numpy(), a, atol=1e-6)
+    assert len(new_states) == len(want_states)
     for got, want in zip(new_states, want_states, strict=True):
         np.testing.assert_allclose(got.numpy(), want, atol=1e-5)
 
