@@ -148,7 +148,7 @@ def test_fused_equals_generic_runner(kind, engine, rng, monkeypatch):
     ours, _ = twins(kind, return_sequences=True, return_state=True)
     x = tf.constant(rng.normal(size=(B, T, D)).astype("float32"))
     init = [tf.constant(rng.normal(size=(B, U)).astype("float32"))
-            for _ in range(2 if kind == "lstm" else 1)]
+            for _ in range(2 if kind.startswith("lstm") else 1)]
     fused_y, fused_g = outputs_and_grads(ours, x, init, mixed_mask(), training=True)
     generic_only(monkeypatch)
     generic_y, generic_g = outputs_and_grads(ours, x, init, mixed_mask(), training=True)
@@ -184,7 +184,7 @@ def test_recurrent_dropout_mask_equals_cell_step(kind, training, engine, rng, mo
     cell = ours.cell
     x = tf.constant(rng.normal(size=(B, T, D)).astype("float32"))
     init = [tf.constant(rng.normal(size=(B, U)).astype("float32"))
-            for _ in range(2 if kind == "lstm" else 1)]
+            for _ in range(2 if kind.startswith("lstm") else 1)]
     dropped = tf.constant((rng.random((B, U)) > 0.4).astype("float32") / 0.6)
     weights = [cell.kernel, cell.recurrent_kernel] + ([cell.bias] if cell.bias is not None else [])
 
@@ -211,20 +211,25 @@ def test_recurrent_dropout_mask_equals_cell_step(kind, training, engine, rng, mo
 
 
 @pytest.mark.parametrize("engine", ["graph", "xla"])
-@pytest.mark.parametrize("kind", ["lstm", "gru"])
+@pytest.mark.parametrize("kind", sorted(KINDS))
 def test_layer_dropout_equals_generic_runner(kind, engine, rng, monkeypatch):
-    """Input and recurrent dropout at training time: same masks, same results."""
+    """Input and recurrent dropout at training time: same masks, same results, also for the
+    gradients of watched initial states (a decoder's, from its encoder). The recurrent mask
+    is built from ``ones_like(h0)``: eagerly, a watched h0 made the XLA engine fail with
+    "TensorList crossing the XLA/TF boundary"."""
     use_engine(engine, monkeypatch)
     x = tf.constant(rng.normal(size=(B, T, D)).astype("float32"))
+    init = [tf.constant(rng.normal(size=(B, U)).astype("float32"))
+            for _ in range(2 if kind.startswith("lstm") else 1)]
 
     def run():  # a fresh layer with the same seed draws the same dropout masks
         layer, _ = twins(kind, return_sequences=True, dropout=0.3, recurrent_dropout=0.4,
                          seed=3)
         with tf.GradientTape() as tape:
-            tape.watch(x)
-            y = layer(x, mask=mixed_mask(), training=True)
+            tape.watch([x, *init])
+            y = layer(x, initial_state=init, mask=mixed_mask(), training=True)
             loss = tf.reduce_sum(tf.sin(3.0 * y))
-        return [np.asarray(y)], tape.gradient(loss, [x, *layer.trainable_weights])
+        return [np.asarray(y)], tape.gradient(loss, [x, *init, *layer.trainable_weights])
 
     fused_y, fused_g = run()
     generic_only(monkeypatch)

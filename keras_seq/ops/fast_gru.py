@@ -72,6 +72,8 @@ def gru(
     has_bias = bias is not None
     has_extra = recurrent_bias is not None and reset_after
 
+    recurrent_mask = fused.no_gradient(recurrent_mask)
+
     def make(name, chunk=None):
         kind = _XlaEngine if name == "xla" else _GraphEngine
         return kind(fused.Mask(keep, h0.dtype), recurrent_mask, has_bias, has_extra,

@@ -58,6 +58,8 @@ def simple_rnn(
     """
     units, has_bias = recurrent_kernel.shape[0], bias is not None
 
+    recurrent_mask = fused.no_gradient(recurrent_mask)
+
     def make(name, chunk=None):
         kind = _XlaEngine if name == "xla" else _GraphEngine
         return kind(fused.Mask(keep, h0.dtype), recurrent_mask, has_bias, activation, chunk)

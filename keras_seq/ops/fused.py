@@ -94,6 +94,13 @@ def jit(function: Callable) -> Callable:
     return tf.function(function, jit_compile=True, reduce_retracing=False, autograph=False)
 
 
+def no_gradient(recurrent_mask: tf.Tensor | None) -> tf.Tensor | None:
+    """The recurrent-dropout mask, cut from the tape: it is built from ``ones_like(h0)``, so a
+    watched initial state made tapes record a differentiable copy of the loops that capture it
+    (which XLA cannot build: "TensorList crossing the XLA/TF boundary")."""
+    return None if recurrent_mask is None else tf.stop_gradient(recurrent_mask)
+
+
 # -- a level as one custom-gradient op ----------------------------------------------------------
 def run_level(
     x: tf.Tensor,
