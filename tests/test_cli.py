@@ -283,7 +283,9 @@ def test_test_data_in_wrong_layout(tmp_path, shared_data, run):
 
 @pytest.mark.parametrize("text,value", [("256", 256), ("0.5", 0.5), ("true", True),
                                         ("none", None), ("['a', 'b']", ["a", "b"]),
-                                        ("lstm", "lstm")])
+                                        ("lstm", "lstm"), ("'ROMEO:'", "ROMEO:"),
+                                        ("['First Citizen:']", ["First Citizen:"]),
+                                        ("/Data/Names", "/Data/Names")])
 def test_set_values_are_parsed(text, value):
     recipe = recipes.apply_overrides(recipes.load("dates"), [f"units={text}"])
     assert recipe["model"]["units"] == value
@@ -292,6 +294,9 @@ def test_set_values_are_parsed(text, value):
 @pytest.mark.parametrize("recipe,override", [
     ("names-de-it", "class_weight=true"), ("sst2", "train.class_weight=true"),
     ("shakespeare", "sample_prompts=['ROMEO:']"), ("dates", "bleu=true"),
+    # The exported language model's continuation length was read from config.json but could
+    # not be set: every export wrote 40 tokens.
+    ("shakespeare", "generate_length=100"),
 ])
 def test_set_of_a_train_key_of_the_task_that_the_recipe_does_not_list(recipe, override):
     """Every recipe of a task reads these keys, but --set took only those the recipe listed."""
@@ -307,6 +312,13 @@ def test_set_with_section_prefix_and_ambiguity():
     assert recipe["train"]["epochs"] == 2
     with pytest.raises(recipes.RecipeError, match="Expected KEY=VALUE"):
         recipes.apply_overrides(recipes.load("dates"), ["units"])
+    # adding has time_budget_s in [train] and [experiment]: a bare key must not pick one.
+    with pytest.raises(recipes.RecipeError, match=r"Ambiguous --set key 'time_budget_s': it is "
+                                                  r"in \['train', 'experiment'\]"):
+        recipes.apply_overrides(recipes.load("adding"), ["time_budget_s=60"])
+    recipe = recipes.apply_overrides(recipes.load("adding"), ["experiment.time_budget_s=60"])
+    assert recipe["experiment"]["time_budget_s"] == 60
+    assert recipe["train"]["time_budget_s"] == recipes.load("adding")["train"]["time_budget_s"]
 
 
 def test_paths_and_seeds_are_checked_before_any_work(tmp_path, run):

@@ -64,6 +64,32 @@ def test_top_k_and_temperature():
         assert 0 not in flat.numpy()
 
 
+def test_padding_is_never_drawn_even_where_it_is_the_best_logit():
+    """Greedy, top-k (padding masked before the k best are taken) and sampling alike."""
+    model = make()
+    model.ensure_built()
+    bias = model.head.bias.numpy()
+    bias[0] = 100.0  # padding dominates every step
+    model.head.bias.assign(bias)
+    for kwargs in (dict(temperature=0.0), dict(top_k=1, seed=0), dict(top_k=2, seed=0),
+                   dict(seed=0)):
+        tokens, logits = model.generate(PROMPT, length=8, return_logits=True, **kwargs)
+        assert 0 not in tokens.numpy(), kwargs
+    best = _without_padding(logits.numpy()).argmax(-1)
+    top1 = model.generate(PROMPT, length=8, top_k=1, seed=0)
+    np.testing.assert_array_equal(top1.numpy(), model.generate(PROMPT, 8, temperature=0.0))
+    assert best.shape == top1.shape
+
+
+def test_each_top_k_gets_its_own_compiled_sampler():
+    # A cache keyed without top_k reused the first call's top_k=1 for every later call.
+    model = make()
+    greedy = model.generate(PROMPT, length=20, temperature=0.0).numpy()
+    np.testing.assert_array_equal(model.generate(PROMPT, 20, top_k=1, seed=3), greedy)
+    hot = model.generate(PROMPT, 20, temperature=50.0, top_k=None, seed=3).numpy()
+    assert (hot != greedy).mean() > 0.5
+
+
 def test_batched_prompts_and_padding():
     model = make("gru", 1)
     batch = model.generate(PROMPT, length=5, temperature=0).numpy()

@@ -82,12 +82,14 @@ def test_sst2_max_length_is_checked(tmp_path, max_length):
 
 def test_sentence_roots_gather_each_phrase_under_its_longest_container():
     keys = ["a very good movie .", "very good", "good", "movie", "a dull film", "dull",
-            "very good movie", "film ,"]
+            "very good movie", "film ,", "movie .", "dull film", "film"]
     assert sst2.sentence_roots(keys) == {
         "a very good movie .": "a very good movie .", "very good": "a very good movie .",
         "good": "a very good movie .", "movie": "a very good movie .",
         "very good movie": "a very good movie .", "a dull film": "a dull film",
         "dull": "a dull film", "film ,": "film ,",  # not a word span of "a dull film"
+        # Spans that end a sentence (its last word included) belong to it too.
+        "movie .": "a very good movie .", "dull film": "a dull film", "film": "a dull film",
     }
 
 
@@ -415,6 +417,18 @@ def test_shakespeare_test_path_and_bad_input(tmp_path):
     with pytest.raises(ValueError, match=r"utf16.txt', line 1: a NUL byte at column 2 "
                        r"\(UTF-16 text\?\). Expected UTF-8 text."):
         shakespeare.read_text(utf16, strict=True)
+
+
+def test_shakespeare_vocabulary_is_the_training_texts_only(tmp_path):
+    # Built from every segment, it gave characters seen only in validation their own ids.
+    path = tmp_path / "tinyshakespeare" / "input.txt"
+    path.parent.mkdir(parents=True)
+    path.write_text("ROMEO:\nMy lord, a line.\n\n" * 60 + "ZOUNDS:\n~ ~ ~\n" * 4)
+    s = shakespeare.load(data_dir=str(tmp_path), seq_length=10)
+    text = path.read_text()
+    cut = shakespeare.cut_points(text, (0.9, 0.1))[0]
+    assert "~" in text[cut:] and "~" not in text[:cut]
+    assert set(s.info.vocabulary.tokens[4:]) == set(text[:cut])
 
 
 def test_shakespeare_lowercase_vocabulary_lowercases(tmp_path):

@@ -204,3 +204,15 @@ def test_source_check_fails_early(tmp_path):
                                                   test_path=str(tmp_path / "nope.txt"))
     assert pipelines.get_source("dates").check() is None
     assert pipelines.get_source("shakespeare").check(use_tfds=True) is None
+
+
+@pytest.mark.parametrize("tail", [b"", b"\xff bad\r\n"], ids=["utf-8", "a non-utf-8 line"])
+def test_read_lines_takes_windows_line_endings_off(tmp_path, tail):
+    """Both paths (a whole UTF-8 file, and line by line when a line is not UTF-8) drop the
+    "\\r" of CRLF files: "ROMEO:\\r" was a different speaker, and a name a new spelling."""
+    path = tmp_path / "crlf.txt"
+    path.write_bytes(b"\xef\xbb\xbfROMEO:\r\nBro\xc5\xbc\r\nlast" + (b"\r\n" + tail if tail else b""))
+    lines = files.read_lines(path, "a test file")
+    assert lines.texts == ["ROMEO:", "Bro\u017c", "last"]
+    assert lines.numbers == [1, 2, 3]
+    assert sum(lines.dropped.values()) == (1 if tail else 0)

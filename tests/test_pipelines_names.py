@@ -148,6 +148,31 @@ def test_deduplicate_and_lowercase(tmp_path):
     assert not any(c.isupper() for c in s.info.vocabulary.tokens[4:])
 
 
+def test_lowercased_names_are_split_by_their_lowercase_form(tmp_path):
+    """With `lowercase` (names-de-it), "Abel" and "ABEL" are one name to the model: split by
+    the raw text, they fell into different splits and the test set held training names."""
+    folder = tmp_path / "names"
+    folder.mkdir()
+    stems = [f"{a}{b}{c}" for a in "bdkt" for b in "aeiou" for c in "lmnr"]  # 80 names
+    for language, ending in (("German", "berg"), ("Italian", "ini")):
+        rows = [f"{s}{ending}".capitalize() for s in stems] + [f"{s}{ending}".upper() for s in stems]
+        (folder / f"{language}.txt").write_text("\n".join(rows) + "\n")
+    s = names.load(data_dir=str(tmp_path), lowercase=True, seed=1)
+    found = {split: {n for n, _ in examples(getattr(s, split), s.info.vocabulary)}
+             for split in ("train", "validation", "test")}
+    assert all(found.values())
+    assert not found["train"] & found["test"] and not found["train"] & found["validation"]
+    assert not found["validation"] & found["test"]
+    # A --test-data name in other capitals leaves training too.
+    other = tmp_path / "other"
+    other.mkdir()
+    (other / "German.txt").write_text("BALBERG\n")
+    s = names.load(data_dir=str(tmp_path), lowercase=True, test_path=str(other))
+    assert s.info.dropped["in_test_path"] == 2  # "Balberg" and "BALBERG"
+    trained = [n for split in (s.train, s.validation) for n, _ in examples(split, s.info.vocabulary)]
+    assert "balberg" not in trained
+
+
 def test_test_path_replaces_test_split(tmp_path):
     other = with_test_dir(tmp_path, German="Schmidt\nZimmermann\n")
     s = names.load(data_dir=str(tmp_path / "a"), test_path=str(other))

@@ -137,6 +137,28 @@ def test_decode_step_matches_numpy_equations(attention, levels):
         np.testing.assert_allclose(got.numpy(), want, atol=1e-5)
 
 
+def test_the_exported_greedy_loop_equals_translate_on_a_batch():
+    """The builtins-only loop of the export (TFLite, ONNX, the SavedModel's `translate`)
+    gives `translate`'s tokens, 0 after each row's end, on a batch whose rows end apart.
+    verify feeds TFLite one source at a time, so it cannot see a row that goes on after
+    its end token."""
+    from keras_seq.export.tasks.seq2seq import greedy_translate
+
+    model = make("luong_general_feed", seed=4)
+    model.ensure_built()
+    kernel = model.output_layer.kernel.numpy()  # the end token's score varies by row
+    kernel[:, 3] = np.random.default_rng(1).normal(size=kernel.shape[0]) * 4.0
+    model.output_layer.kernel.assign(kernel)
+    src = np.random.default_rng(0).integers(4, 12, size=(16, 5)).astype(np.int32)
+    want, _ = model.translate(src, max_length=7)
+    want = want.numpy()
+    ends = {list(row).index(3) if 3 in row else None for row in want}
+    assert len(ends) > 2 and None in ends  # rows end at different steps, some never
+    got = greedy_translate(model, tf.constant(src), 7).numpy()
+    np.testing.assert_array_equal(got[:, : want.shape[1]], want)
+    assert not got[:, want.shape[1]:].any()
+
+
 def _flatten(encoded):
     outputs, mask, states = encoded
     return outputs, mask, [s.numpy() for s in states]

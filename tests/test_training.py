@@ -54,6 +54,8 @@ def test_run_directory_contents(reference_run):
     assert events and all(e.stat().st_size > 0 for e in events)  # real TensorBoard logs
     config = json.loads((reference_run / "config.json").read_text())
     assert config["model"]["units"] == 16 and config["train"]["epochs"] == 3
+    optimizer = run_model(reference_run).optimizer  # the recipe's clipping reached Adam
+    assert config["train"]["clipnorm"] and optimizer.clipnorm == config["train"]["clipnorm"]
     assert not (reference_run / "backup").exists()  # removed after a finished run
     history = (reference_run / "history.csv").read_text().splitlines()
     assert len(history) == 1 + 3

@@ -223,6 +223,7 @@ _TRAIN_CHECKS: dict[str, tuple[str, Any]] = {
     "bleu": ("true or false", lambda v: isinstance(v, bool)),
     "class_weight": ("true or false", lambda v: isinstance(v, bool)),  # classifiers
     "sample_length": ("a positive integer", _positive_int),  # language models
+    "generate_length": ("a positive integer", _positive_int),  # exported `generate` signature
     "temperature": ("a finite number >= 0", lambda v: _number(v) and 0 <= v < math.inf),
     "sample_prompts": ("a non-empty list of non-empty strings", lambda v: isinstance(v, list)
                        and v != [] and all(isinstance(p, str) and p for p in v)),
@@ -232,7 +233,7 @@ _TRAIN_CHECKS: dict[str, tuple[str, Any]] = {
 _TASK_TRAIN_KEYS: dict[str, set[str]] = {
     "seq2seq": {"max_decode_length", "bleu"},
     "classification": {"class_weight"},
-    "language_model": {"sample_length", "temperature", "sample_prompts"},
+    "language_model": {"sample_length", "generate_length", "temperature", "sample_prompts"},
 }
 
 _EXPERIMENT_CHECKS: dict[str, tuple[str, Any]] = {
