@@ -203,9 +203,10 @@ def write_pairs(root, extra=b""):
 
 
 def test_translation_cleaning_counts(tmp_path):
-    write_pairs(tmp_path, extra=b"Bad\xff\tMal\n")
+    # A fourth field is not an attribution: the line is malformed, not a pair.
+    write_pairs(tmp_path, extra=b"Bad\xff\tMal\nGo on.\tSigue.\tCC-BY\textra\n")
     s = translation.load(data_dir=str(tmp_path), max_length=8, batch_size=4)
-    assert s.info.dropped == {"duplicate": 1, "empty": 1, "malformed": 1, "non_utf8": 1,
+    assert s.info.dropped == {"duplicate": 1, "empty": 1, "malformed": 2, "non_utf8": 1,
                               "too_long": 1}
     assert sum(s.info.counts.values()) == 30 + 4
     assert s.info.task == "seq2seq"
