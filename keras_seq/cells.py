@@ -19,6 +19,7 @@ from __future__ import annotations
 from typing import Any
 
 import keras
+import numpy as np
 import tensorflow as tf
 
 from keras_seq import _validate
@@ -134,6 +135,7 @@ class _Cell(keras.layers.Layer):
         sequence (variational dropout, as ``keras.layers.LSTM``).
         """
         states = list(states) if isinstance(states, (list, tuple)) else [states]
+        self._check_states(inputs, states)
         recurrent_mask = None
         if training:
             if self.dropout > 0:
@@ -141,6 +143,30 @@ class _Cell(keras.layers.Layer):
             if self.recurrent_dropout > 0:
                 recurrent_mask = self.recurrent_dropout_mask(states[0])
         return self.step(self.project_inputs(inputs), states, recurrent_mask)
+
+    def _check_states(self, inputs, states) -> None:
+        """Refuse states of the wrong count, width or (static) batch, which would otherwise
+        broadcast against the inputs silently."""
+        sizes = self.state_size if isinstance(self.state_size, (list, tuple)) else [self.units]
+        if len(states) != len(sizes):
+            raise ValueError(
+                f"Invalid `states` for cell `{self.name}`. Expected {len(sizes)} tensors "
+                f"(sizes {sizes}). Received: {len(states)} tensors"
+            )
+        in_shape = tf.TensorShape(np.shape(inputs) if not hasattr(inputs, "shape") else inputs.shape)
+        batch = in_shape[0] if in_shape.rank else None
+        for k, (state, size) in enumerate(zip(states, sizes, strict=True)):
+            shape = tf.TensorShape(state.shape if hasattr(state, "shape") else np.shape(state))
+            rows = shape[0] if shape.rank == 2 else None
+            if (
+                shape.rank != 2
+                or (shape[-1] is not None and shape[-1] != size)
+                or (None not in (rows, batch) and rows != batch)
+            ):
+                raise ValueError(
+                    f"Invalid `states[{k}]` for cell `{self.name}`. Expected shape "
+                    f"({batch or 'batch'}, {size}). Received: shape={tuple(shape)}"
+                )
 
     def dropout_mask(self, like: tf.Tensor) -> tf.Tensor:
         return keras.random.dropout(tf.ones_like(like), self.dropout, seed=self.seed_generator)

@@ -69,7 +69,7 @@ def build_parser() -> argparse.ArgumentParser:
     p = sub.add_parser("train", help="train a recipe into a run directory")
     p.add_argument("recipe")
     p.add_argument("--data-dir", type=_absolute, default=None,
-                   help="datasets folder (default: $KERAS_SEQ_DATA)")
+                   help="datasets folder (default: $KERAS_SEQ_DATA; the run records it)")
     p.add_argument("--test-data", type=_absolute, default=None,
                    help="test split in the source's own layout")
     p.add_argument("--epochs", type=int, default=None)
@@ -198,6 +198,13 @@ def cmd_train(args) -> int:
         )
 
     strategy = distribute.make_strategy(args.strategy)  # before any TensorFlow op runs
+    # $KERAS_SEQ_DATA is recorded as the data directory it names, as --data-dir is: a resume
+    # under another $KERAS_SEQ_DATA is then refused, and a resume or `evaluate` given the
+    # same folder by the other route is the same run.
+    from pipelines import DATA_ENV
+
+    if args.data_dir is None and os.environ.get(DATA_ENV):
+        args.data_dir = _absolute(os.environ[DATA_ENV])
     _check_data(recipe, args.data_dir, args.test_data)
 
     settings: dict[str, Any] = dict(

@@ -380,3 +380,34 @@ def test_data_paths_are_kept_absolute(command, tmp_path, monkeypatch):
         [*command.split(), "--data-dir", "../data", "--test-data", "~/test.tsv"])
     assert args.data_dir == os.path.join(os.path.dirname(tmp_path), "data")
     assert args.test_data == str(tmp_path / "home" / "test.tsv")
+
+
+def test_the_data_folder_of_keras_seq_data_is_recorded_like_data_dir(tmp_path, monkeypatch,
+                                                                     capsys):
+    """A run trained under $KERAS_SEQ_DATA recorded no data folder: a resume under another
+    $KERAS_SEQ_DATA read other data, and --data-dir to the same folder was another run."""
+    from keras_seq import cli
+    from keras_seq.training import runner
+
+    seen = []
+
+    def train(recipe, run_dir, **options):
+        seen.append(options["data_dir"])
+        (run_dir / runner.BACKUP).mkdir(exist_ok=True)  # training that a resume must match
+        runner.write_config(run_dir, recipe, **{k: options[k] for k in runner.RUN_SETTINGS})
+        raise KeyboardInterrupt
+
+    monkeypatch.setattr(runner, "train", train)
+    monkeypatch.chdir(tmp_path)
+    monkeypatch.setenv("KERAS_SEQ_DATA", "data")
+    argv = ["train", "dates", "--run-dir", str(tmp_path / "run")]
+    with pytest.raises(KeyboardInterrupt):
+        cli.main(argv)
+    assert seen == [str(tmp_path / "data")]
+    with pytest.raises(KeyboardInterrupt):  # the same folder through --data-dir resumes
+        cli.main([*argv, "--data-dir", str(tmp_path / "data")])
+    assert seen[-1] == str(tmp_path / "data")
+    monkeypatch.setenv("KERAS_SEQ_DATA", str(tmp_path / "other"))
+    assert cli.main(argv) == 2  # another folder: refused, naming the difference
+    assert "holds a run with other settings (differing in: data_dir)" in capsys.readouterr().err
+    assert len(seen) == 2

@@ -93,6 +93,29 @@ def test_initial_state_of_another_batch_is_refused_not_broadcast(rows):
         bidirectional(x, initial_state=[np.zeros((2, 4), "float32"), np.zeros((rows, 4), "float32")])
 
 
+@pytest.mark.parametrize("make, states, k, expected, received", [
+    (lambda: cells.LSTMCell(4), [(2, 4), (1, 4)], 1, r"\(2, 4\)", r"\(1, 4\)"),
+    (lambda: cells.GRUCell(4), [(3, 4)], 0, r"\(2, 4\)", r"\(3, 4\)"),
+    (lambda: cells.SimpleRNNCell(4), [(2, 6)], 0, r"\(2, 4\)", r"\(2, 6\)"),
+    (lambda: cells.LSTMCell(4, peephole=True), [(2, 4), (4,)], 1, r"\(2, 4\)", r"\(4,\)"),
+], ids=["lstm-batch", "gru-batch", "rnn-width", "lstm-rank"])
+def test_a_cells_states_of_another_shape_are_refused_not_broadcast(make, states, k, expected,
+                                                                    received):
+    # A (1, 4) state broadcast over a batch of 2: one step returned (2, 4) silently.
+    x = np.zeros((2, 3), "float32")
+    with pytest.raises(ValueError, match=rf"Invalid `states\[{k}\]` for cell .*Expected shape "
+                       rf"{expected}. Received: shape={received}"):
+        make()(x, [np.zeros(shape, "float32") for shape in states])
+
+
+def test_a_cells_state_count_is_checked():
+    with pytest.raises(ValueError, match=r"Invalid `states` for cell .*Expected 2 tensors "
+                       r"\(sizes \[4, 4\]\). Received: 1 tensors"):
+        cells.LSTMCell(4)(np.zeros((2, 3), "float32"), [np.zeros((2, 4), "float32")])
+    h, (new,) = cells.GRUCell(4)(np.zeros((2, 3), "float32"), [np.zeros((2, 4), "float32")])
+    assert h.shape == new.shape == (2, 4)
+
+
 def test_bidirectional_initial_state_count():
     # Two tensors for an LSTM pair that needs four were split in halves and reported as one.
     x = np.zeros((2, 5, 3), "float32")

@@ -188,3 +188,41 @@ def test_token_dropout_replaces_tokens_by_the_oov_id_in_training_only():
     ids = np.full((64, 50), 7)
     replaced = np.asarray(half.encode(ids, training=True)[0])  # pooled features vary by row
     assert len({tuple(np.round(r, 5)) for r in replaced}) > 32
+
+
+
+def test_dropout_hits_the_embeddings_and_the_pooled_vector_in_training_only():
+    keras.utils.set_random_seed(0)
+    model = SequenceClassifier(20, 3, cell="gru", units=32, bidirectional=True, pooling="max",
+                               embedding_dim=32, dropout=0.5)
+    calls = {"dropout": [], "head": []}
+
+    def spy(layer, name):
+        call = layer.call
+
+        def recorded(x, *args, **kwargs):
+            out = call(x, *args, **kwargs)
+            calls[name].append((np.asarray(x), np.asarray(out)))
+            return out
+
+        layer.call = recorded
+
+    spy(model.dropout_layer, "dropout")
+    spy(model.head, "head")
+    ids = np.tile(IDS, (20, 1))
+    valid = ids > 0
+    model(ids)
+    (embedded, _), (pooled, _) = calls["dropout"]
+    np.testing.assert_array_equal(embedded, model.embedding(ids).numpy())
+    np.testing.assert_array_equal(pooled, model.encode(ids)[0].numpy())
+    np.testing.assert_array_equal(calls["head"][0][0], pooled)  # inference: no dropout
+    calls["dropout"].clear()
+    model(ids, training=True)
+    (emb_in, emb_out), (pool_in, pool_out) = calls["dropout"]
+    np.testing.assert_array_equal(emb_in, embedded)
+    np.testing.assert_array_equal(calls["head"][-1][0], pool_out)  # the head sees dropout
+    for x, y in ((emb_in[valid], emb_out[valid]), (pool_in, pool_out)):
+        dropped = y == 0
+        assert 0.45 < dropped.mean() < 0.55, dropped.mean()  # rate 0.5, thousands of draws
+        np.testing.assert_allclose(y[~dropped], 2 * x[~dropped], rtol=1e-6)
+    assert np.all(pool_in != 0)

@@ -81,6 +81,29 @@ def test_padding_is_never_drawn_even_where_it_is_the_best_logit():
     assert best.shape == top1.shape
 
 
+def test_exported_clients_continuation_skips_padding_like_generate():
+    """The TFLite / ONNX path (``LanguageModelClient`` re-reading the growing text through
+    ``next_token``) gives ``generate``'s greedy tokens, padding excluded where it is best."""
+    from keras_seq.export.tasks.language_model import LanguageModelClient
+    from pipelines.text import Vocabulary
+
+    vocab = Vocabulary.build(["abcdefghijkl"], level="char")
+    model = LanguageModel(vocab.size, units=12, embedding_dim=6)
+    model.ensure_built()
+    bias = model.head.bias.numpy()
+    bias[0] = 100.0
+    model.head.bias.assign(bias)
+    client = LanguageModelClient(
+        {"vocabularies": {"source": vocab.get_config()}, "decoding": {"length": 6}}
+    )
+    ids = client.token_ids("abc")
+    assert np.argmax(model(ids).numpy()[0, -1]) == 0  # padding is the best logit
+    want = model.generate(ids, 6, temperature=0.0).numpy()
+    assert 0 not in want
+    got = client.continue_text(lambda name, inputs: {"logits": model(inputs["token_ids"])}, ids)
+    assert got == vocab.decode(want)[0]
+
+
 def test_each_top_k_gets_its_own_compiled_sampler():
     # A cache keyed without top_k reused the first call's top_k=1 for every later call.
     model = make()

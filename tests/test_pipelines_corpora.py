@@ -341,6 +341,13 @@ def test_translation_test_path(tmp_path):
     mine.write_text("I see the red cat.\tVeo el cat red.\nNew one.\tNueva.\n", encoding="utf-8")
     s = translation.load(data_dir=str(tmp_path), test_path=str(mine))
     assert s.info.counts["test"] == 2 and s.info.dropped["in_test_path"] == 1
+    # A pair leaves train / validation when either side is a test sentence, in both directions.
+    sides = tmp_path / "sides.txt"
+    sides.write_text("I see the red cat.\tAlgo nuevo.\nSomething new.\tVeo el dog blue.\n",
+                     encoding="utf-8")
+    for direction in ("eng-spa", "spa-eng"):
+        s = translation.load(data_dir=str(tmp_path), test_path=str(sides), direction=direction)
+        assert s.info.counts["test"] == 2 and s.info.dropped["in_test_path"] == 2
     wrong = tmp_path / "wrong.txt"
     wrong.write_text("just english\n", encoding="utf-8")
     with pytest.raises(ValueError, match=r"Expected sentence pairs in .*wrong.txt', but no line "
@@ -418,6 +425,15 @@ def test_shakespeare_test_path_and_bad_input(tmp_path):
     with pytest.raises(ValueError, match=r"utf16.txt', line 1: a NUL byte at column 2 "
                        r"\(UTF-16 text\?\). Expected UTF-8 text."):
         shakespeare.read_text(utf16, strict=True)
+
+
+def test_shakespeare_cut_points_are_the_first_line_start_at_or_after_each_fraction():
+    text = "ab\n" * 10  # lines start at 0, 3, ..., 27
+    assert shakespeare.cut_points(text, (0.9, 0.1)) == [27]  # 27 is a line start: cut there
+    assert shakespeare.cut_points(text, (0.5, 0.5)) == [15]
+    assert shakespeare.cut_points(text, (0.45, 0.55)) == [15]  # 13 is mid-line: next start
+    assert shakespeare.cut_points(text, (0.8, 0.1, 0.1)) == [24, 27]
+    assert shakespeare.cut_points("one line, no break", (0.5, 0.5)) == [18]  # none: the end
 
 
 def test_shakespeare_vocabulary_is_the_training_texts_only(tmp_path):

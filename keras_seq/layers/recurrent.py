@@ -11,7 +11,10 @@ Constructor options and weight layout match ``keras.layers.{SimpleRNN, LSTM, GRU
 
 States: ``return_state=True`` returns ``output, *states`` where ``states`` lists each
 level's states in order (LSTM: ``h_0, c_0, h_1, c_1, ...``); ``initial_state`` takes the
-same list.
+same list. A state's batch is checked against the inputs' where both are static (eager calls,
+a fixed input signature). In a graph traced with an unknown batch no runtime assert is added
+(it would sit in every exported graph): a one-row state fed at run time then broadcasts over
+the batch, as in ``keras.layers.GRU``.
 """
 
 from __future__ import annotations
