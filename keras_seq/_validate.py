@@ -122,3 +122,19 @@ def sequence_mask(layer: str, mask: Any, shape: tuple) -> None:
             f"Invalid `mask` for layer `{layer}`. Expected shape "
             f"(batch, timesteps) = {shape[:2]}. Received: mask.shape={mshape}"
         )
+
+
+def state_shape(what: str, shape: Any, size: int, batch: int | None) -> None:
+    """A recurrent state must be ``(batch, size)``: refuse another rank, width or (where both
+    are static) batch, which would otherwise broadcast silently. `what` names it, e.g.
+    ``"`states[1]` for cell `lstm_cell`"``."""
+    shape = tuple(shape)
+    rows = shape[0] if len(shape) == 2 else None
+    if (
+        len(shape) != 2
+        or (shape[-1] is not None and shape[-1] != size)
+        or (None not in (rows, batch) and rows != batch)
+    ):
+        raise ValueError(
+            f"Invalid {what}. Expected shape ({batch or 'batch'}, {size}). Received: shape={shape}"
+        )

@@ -19,7 +19,6 @@ from __future__ import annotations
 from typing import Any
 
 import keras
-import numpy as np
 import tensorflow as tf
 
 from keras_seq import _validate
@@ -144,29 +143,24 @@ class _Cell(keras.layers.Layer):
                 recurrent_mask = self.recurrent_dropout_mask(states[0])
         return self.step(self.project_inputs(inputs), states, recurrent_mask)
 
+    @property
+    def state_sizes(self) -> list[int]:
+        """The width of each state (LSTM: ``[units, units]``; GRU, SimpleRNN: ``[units]``)."""
+        return list(self.state_size) if isinstance(self.state_size, (list, tuple)) else [
+            self.state_size]
+
     def _check_states(self, inputs, states) -> None:
         """Refuse states of the wrong count, width or (static) batch, which would otherwise
-        broadcast against the inputs silently."""
-        sizes = self.state_size if isinstance(self.state_size, (list, tuple)) else [self.units]
+        broadcast against the inputs silently (Keras has made both tensors by now)."""
+        sizes = self.state_sizes
         if len(states) != len(sizes):
             raise ValueError(
                 f"Invalid `states` for cell `{self.name}`. Expected {len(sizes)} tensors "
                 f"(sizes {sizes}). Received: {len(states)} tensors"
             )
-        in_shape = tf.TensorShape(np.shape(inputs) if not hasattr(inputs, "shape") else inputs.shape)
-        batch = in_shape[0] if in_shape.rank else None
+        batch = inputs.shape[0] if inputs.shape.rank else None
         for k, (state, size) in enumerate(zip(states, sizes, strict=True)):
-            shape = tf.TensorShape(state.shape if hasattr(state, "shape") else np.shape(state))
-            rows = shape[0] if shape.rank == 2 else None
-            if (
-                shape.rank != 2
-                or (shape[-1] is not None and shape[-1] != size)
-                or (None not in (rows, batch) and rows != batch)
-            ):
-                raise ValueError(
-                    f"Invalid `states[{k}]` for cell `{self.name}`. Expected shape "
-                    f"({batch or 'batch'}, {size}). Received: shape={tuple(shape)}"
-                )
+            _validate.state_shape(f"`states[{k}]` for cell `{self.name}`", state.shape, size, batch)
 
     def dropout_mask(self, like: tf.Tensor) -> tf.Tensor:
         return keras.random.dropout(tf.ones_like(like), self.dropout, seed=self.seed_generator)
@@ -177,8 +171,7 @@ class _Cell(keras.layers.Layer):
         )
 
     def get_initial_state(self, batch_size):
-        sizes = self.state_size if isinstance(self.state_size, (list, tuple)) else [self.units]
-        return [tf.zeros((batch_size, size), dtype=self.compute_dtype) for size in sizes]
+        return [tf.zeros((batch_size, size), dtype=self.compute_dtype) for size in self.state_sizes]
 
     def get_config(self) -> dict[str, Any]:
         ser = keras.saving.serialize_keras_object

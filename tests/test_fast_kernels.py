@@ -63,6 +63,12 @@ def mixed_mask():
     return np.arange(T)[None, :] < np.array(lengths)[:, None]
 
 
+def initial_states(kind, rng):
+    """Random initial states for one level of `kind` (LSTM kinds have ``h`` and ``c``)."""
+    return [tf.constant(rng.normal(size=(B, U)).astype("float32"))
+            for _ in range(2 if kind.startswith("lstm") else 1)]
+
+
 def twins(kind, **options):
     ours_cls, keras_cls, shared = KINDS[kind]
     reference = keras_cls(U, **shared, **options)
@@ -147,8 +153,7 @@ def test_fused_equals_generic_runner(kind, engine, rng, monkeypatch):
     use_engine(engine, monkeypatch)
     ours, _ = twins(kind, return_sequences=True, return_state=True)
     x = tf.constant(rng.normal(size=(B, T, D)).astype("float32"))
-    init = [tf.constant(rng.normal(size=(B, U)).astype("float32"))
-            for _ in range(2 if kind.startswith("lstm") else 1)]
+    init = initial_states(kind, rng)
     fused_y, fused_g = outputs_and_grads(ours, x, init, mixed_mask(), training=True)
     generic_only(monkeypatch)
     generic_y, generic_g = outputs_and_grads(ours, x, init, mixed_mask(), training=True)
@@ -183,8 +188,7 @@ def test_recurrent_dropout_mask_equals_cell_step(kind, training, engine, rng, mo
     ours, _ = twins(kind)
     cell = ours.cell
     x = tf.constant(rng.normal(size=(B, T, D)).astype("float32"))
-    init = [tf.constant(rng.normal(size=(B, U)).astype("float32"))
-            for _ in range(2 if kind.startswith("lstm") else 1)]
+    init = initial_states(kind, rng)
     dropped = tf.constant((rng.random((B, U)) > 0.4).astype("float32") / 0.6)
     weights = [cell.kernel, cell.recurrent_kernel] + ([cell.bias] if cell.bias is not None else [])
 
@@ -219,8 +223,7 @@ def test_layer_dropout_equals_generic_runner(kind, engine, rng, monkeypatch):
     "TensorList crossing the XLA/TF boundary"."""
     use_engine(engine, monkeypatch)
     x = tf.constant(rng.normal(size=(B, T, D)).astype("float32"))
-    init = [tf.constant(rng.normal(size=(B, U)).astype("float32"))
-            for _ in range(2 if kind.startswith("lstm") else 1)]
+    init = initial_states(kind, rng)
 
     def run():  # a fresh layer with the same seed draws the same dropout masks
         layer, _ = twins(kind, return_sequences=True, dropout=0.3, recurrent_dropout=0.4,

@@ -64,13 +64,18 @@ def test_top_k_and_temperature():
         assert 0 not in flat.numpy()
 
 
-def test_padding_is_never_drawn_even_where_it_is_the_best_logit():
-    """Greedy, top-k (padding masked before the k best are taken) and sampling alike."""
-    model = make()
+def favour_padding(model):
+    """`model` with its head's padding bias so high that padding is the best logit at every step."""
     model.ensure_built()
     bias = model.head.bias.numpy()
-    bias[0] = 100.0  # padding dominates every step
+    bias[0] = 100.0
     model.head.bias.assign(bias)
+    return model
+
+
+def test_padding_is_never_drawn_even_where_it_is_the_best_logit():
+    """Greedy, top-k (padding masked before the k best are taken) and sampling alike."""
+    model = favour_padding(make())
     for kwargs in (dict(temperature=0.0), dict(top_k=1, seed=0), dict(top_k=2, seed=0),
                    dict(seed=0)):
         tokens, logits = model.generate(PROMPT, length=8, return_logits=True, **kwargs)
@@ -88,11 +93,7 @@ def test_exported_clients_continuation_skips_padding_like_generate():
     from pipelines.text import Vocabulary
 
     vocab = Vocabulary.build(["abcdefghijkl"], level="char")
-    model = LanguageModel(vocab.size, units=12, embedding_dim=6)
-    model.ensure_built()
-    bias = model.head.bias.numpy()
-    bias[0] = 100.0
-    model.head.bias.assign(bias)
+    model = favour_padding(LanguageModel(vocab.size, units=12, embedding_dim=6))
     client = LanguageModelClient(
         {"vocabularies": {"source": vocab.get_config()}, "decoding": {"length": 6}}
     )

@@ -155,9 +155,7 @@ class RecurrentLayer(keras.layers.Layer):
 
     @property
     def state_sizes(self) -> list[int]:
-        per_level = self.cell.state_size
-        per_level = list(per_level) if isinstance(per_level, (list, tuple)) else [per_level]
-        return per_level * self.num_layers
+        return self.cell.state_sizes * self.num_layers
 
     # Cell options read through the layer, as on keras.layers.LSTM.
     dropout = property(lambda self: self.cell.dropout)
@@ -286,16 +284,8 @@ class RecurrentLayer(keras.layers.Layer):
         result = []
         for k, (state, size) in enumerate(zip(initial_state, sizes, strict=True)):
             state = tf.convert_to_tensor(state, dtype=dtype)
-            rows = state.shape[0] if state.shape.rank == 2 else None
-            if (
-                state.shape.rank != 2
-                or (state.shape[-1] is not None and state.shape[-1] != size)
-                or (None not in (rows, static_batch) and rows != static_batch)
-            ):
-                raise ValueError(
-                    f"Invalid `initial_state[{k}]` for layer `{self.name}`. Expected shape "
-                    f"({static_batch or 'batch'}, {size}). Received: shape={tuple(state.shape)}"
-                )
+            _validate.state_shape(f"`initial_state[{k}]` for layer `{self.name}`", state.shape,
+                                  size, static_batch)
             result.append(state)
         return result
 
