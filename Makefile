@@ -30,10 +30,11 @@ install: $(STAMP)  ## create/reuse .venv and install keras_seq with the $(EXTRAS
 test: install  ## the test suite (2 processes)
 	$(PY) -m pytest -q -n 2 --dist loadfile tests
 
+# Without --run-dir, train resumes an unfinished (killed) dates run, else starts a new one;
+# export then takes the latest finished one as exported/dates' next version.
 train: install  ## train the default recipe (synthetic dates, no download) and export it
-	run=runs/dates/$$(date +%Y%m%d-%H%M%S) && \
-	$(VENV)/bin/keras-seq train dates --run-dir $$run && \
-	$(VENV)/bin/keras-seq export $$run --out exported/dates --version next
+	$(VENV)/bin/keras-seq train dates && \
+	$(VENV)/bin/keras-seq export --all-latest runs/dates --out exported
 
 export: install  ## export the latest finished run of every trained recipe into exported/
 	$(VENV)/bin/keras-seq export --all-latest runs --out exported

@@ -51,7 +51,7 @@ def main(argv: list[str] | None = None) -> int:
         print(f"keras-seq {args.command}: error: {err}", file=sys.stderr)
         return 2
     except (ValueError, FileNotFoundError, FileExistsError, NotADirectoryError,
-            IsADirectoryError) as err:
+            IsADirectoryError, PermissionError) as err:
         if os.environ.get("KERAS_SEQ_DEBUG"):
             raise
         message = str(err).splitlines()[0] if str(err) else type(err).__name__

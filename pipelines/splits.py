@@ -199,10 +199,10 @@ def balanced_class_weight(labels: Sequence[int], num_classes: int) -> dict[int, 
 
 
 def sample_indices(n: int, seed: int, cap: int = MAX_TEST_EXAMPLES) -> list[int]:
-    """Up to `cap` indices of range(n), a seeded sample kept in increasing order."""
-    if n <= cap:
-        return list(range(n))
-    return sorted(np.random.default_rng(seed).choice(n, size=cap, replace=False).tolist())
+    """Up to `cap` indices of range(n) in a seeded random order, so that every prefix of them
+    is a sample of the whole split, not of its start (the files are sorted: names by language,
+    sentence pairs by length)."""
+    return np.random.default_rng(seed).permutation(n)[:cap].tolist()
 
 
 def select(keep: Sequence[bool], *columns: Sequence[Any]) -> tuple[list[Any], ...]:

@@ -5,9 +5,10 @@ Layout: ``<data_dir>/spa-eng/spa.txt``, one pair per UTF-8 line,
 ignored). Public copy: TensorFlow's ``spa-eng.zip``. Data: www.manythings.org/anki and
 tatoeba.org, CC-BY 2.0 (France).
 
-Cleaning, counted in ``info.dropped``: ``"non_utf8"``, ``"empty"``, ``"malformed"`` (not 2 or 3
-fields, or an empty side), ``"duplicate"`` (the same pair again, after NFC and lowercasing),
-``"too_long"`` (more than `max_length` tokens on either side).
+Cleaning, counted in ``info.dropped``: ``"non_utf8"``, ``"empty"``, ``"malformed"`` (not 2
+fields, or 3 with an attribution starting ``CC-BY``, or an empty side), ``"duplicate"`` (the same
+pair again, after NFC and lowercasing), ``"too_long"`` (more than `max_length` tokens on either
+side).
 
 Text: lowercase, punctuation ``.?!,¿¡;:"`` split into tokens (``"¿Qué?"`` -> ``¿ qué ?``).
 Splits: grouped by sentence on both sides, seeded: pairs that share an English or a Spanish
@@ -35,6 +36,7 @@ from pipelines.text import Vocabulary, normalize, split_tokens
 
 DIRECTIONS = ("eng-spa", "spa-eng")
 PUNCTUATION = '.?!,¿¡;:"'
+ATTRIBUTION = "CC-BY"  # how the third column of newer ManyThings files starts
 REMOTE = Remote(
     url="http://storage.googleapis.com/download.tensorflow.org/data/spa-eng.zip",
     target="spa-eng/spa.txt",
@@ -52,13 +54,16 @@ def read_pairs(path: str | Path, *, strict: bool = False) -> tuple[list[str], li
             skip(dropped, "empty", lines.path, number, line)
             continue
         fields = line.split("\t")
-        if len(fields) not in (2, 3) or not fields[0].strip() or not fields[1].strip():
+        # A third field must be ManyThings' attribution: a tab inside a sentence would
+        # otherwise cut that sentence short unseen.
+        attributed = len(fields) == 3 and fields[2].startswith(ATTRIBUTION)
+        if not (len(fields) == 2 or attributed) or not fields[0].strip() or not fields[1].strip():
             if strict:
                 raise bad_line(
                     lines.path,
                     number,
-                    "expected english<TAB>translation"
-                    "[<TAB>attribution] with both sentences non-empty",
+                    "expected english<TAB>translation[<TAB>attribution] (starting "
+                    f"{ATTRIBUTION!r}) with both sentences non-empty",
                     line,
                 )
             skip(dropped, "malformed", lines.path, number, line)

@@ -1,5 +1,8 @@
 """`keras-seq`'s user errors: one line naming the problem, non-zero exit, no traceback."""
 
+import os
+from pathlib import Path
+
 import pytest
 
 from keras_seq.training import recipes
@@ -144,6 +147,37 @@ def test_set_of_a_key_the_experiment_grid_sets_is_refused(key):
     assert (f"the experiment sets {field} for each of its runs. Set "
             f"experiment.{field}s instead.") in str(error.value)
     assert recipes.apply_overrides(recipes.load("dates"), ["units=7"])  # not an experiment
+
+
+@pytest.mark.parametrize("key", ["time_budget_s", "train.time_budget_s"])
+def test_a_run_time_budget_under_a_shared_one_is_refused(key):
+    # Each run's budget is its share of experiment.time_budget_s, so train.time_budget_s (which
+    # the message for the ambiguous `time_budget_s` once suggested) was silently overwritten.
+    with pytest.raises(recipes.RecipeError) as error:
+        recipes.apply_overrides(recipes.load("adding"), [f"{key}=600"])
+    assert ("the experiment sets time_budget_s for each of its runs. Set "
+            "experiment.time_budget_s instead.") in str(error.value)
+    free = recipes.apply_overrides(
+        recipes.load("adding"), ["experiment.time_budget_s=none", "train.time_budget_s=600"]
+    )
+    assert free["train"]["time_budget_s"] == 600 and free["experiment"]["time_budget_s"] is None
+
+
+def test_a_run_directory_it_cannot_write_is_one_line(tmp_path, capsys):
+    # lock_run_dir lets an unwritable directory pass (a finished run on a read-only disk),
+    # and writing config.json then ended in a PermissionError traceback.
+    from keras_seq import cli
+
+    if os.geteuid() == 0:  # root writes anywhere else; sysfs refuses new directories
+        parent = Path("/sys")
+    else:
+        parent = tmp_path / "read-only"
+        parent.mkdir()
+        parent.chmod(0o555)
+    assert cli.main(["train", "dates", "--run-dir", str(parent / "run"), "--quiet"]) == 2
+    lines = capsys.readouterr().err.strip().splitlines()
+    assert lines[-1].startswith("keras-seq train: error: ")
+    assert str(parent) in lines[-1] and "Traceback" not in "".join(lines)
 
 
 def test_a_run_refused_before_training_does_not_hold_its_directory(tmp_path, run):

@@ -162,9 +162,29 @@ def test_verify_passes_for_every_runtime(exports, task):
         if row.kind == "float" and row.max_abs_diff is not None:
             assert row.max_abs_diff <= 1e-4
         assert row.latency_ms is not None and row.latency_ms > 0
-    if task == "seq2seq":
-        assert "tflite translate" in runtimes  # whole greedy decode in one TFLite graph
+    if task == "seq2seq":  # whole greedy decodes in one graph
+        assert {"saved_model translate", "tflite translate"} <= set(runtimes)
     assert table.splitlines()[-1] == "PASS"
+
+
+def test_verify_runs_the_saved_models_translate_signature(exports, monkeypatch):
+    """The SavedModel's `translate` (greedy decode in one graph) is checked against Keras's
+    greedy tokens: a wrong one fails verify (it was not run before)."""
+    from keras_seq.export import runtimes
+
+    real = runtimes.SavedModelSession.__call__
+
+    def wrong_translate(self, name, feeds):
+        outputs = real(self, name, feeds)
+        if name == "translate":
+            outputs["token_ids"] = outputs["token_ids"][:, ::-1].copy()
+        return outputs
+
+    monkeypatch.setattr(runtimes.SavedModelSession, "__call__", wrong_translate)
+    report = verify(exports["seq2seq"][1])
+    rows = {row.runtime: row for row in report.rows}
+    assert not rows["saved_model translate"].ok and not report.ok
+    assert rows["tflite translate"].ok and rows["saved_model (TF1 loader)"].ok
 
 
 def test_a_mixed_precision_run_exports_in_float32(tmp_path):

@@ -80,6 +80,17 @@ def test_sst2_max_length_is_checked(tmp_path, max_length):
         sst2.load(data_dir=str(tmp_path), max_length=max_length)
 
 
+def test_sample_indices_any_prefix_spans_the_split():
+    # The files are sorted (names by language, pairs by length) and samples.json keeps the
+    # first 64: in index order they were all German for names-de-it, all short for spa-eng.
+    picks = splits_module.sample_indices(200, seed=0)
+    assert sorted(picks) == list(range(200))
+    assert min(picks[:64]) < 50 and max(picks[:64]) >= 150
+    capped = splits_module.sample_indices(1000, seed=0, cap=256)
+    assert len(set(capped)) == 256 and max(capped[:64]) >= 500
+    assert picks != splits_module.sample_indices(200, seed=1)
+
+
 def test_sentence_roots_gather_each_phrase_under_its_longest_container():
     keys = ["a very good movie .", "very good", "good", "movie", "a dull film", "dull",
             "very good movie", "film ,", "movie .", "dull film", "film"]
@@ -203,10 +214,12 @@ def write_pairs(root, extra=b""):
 
 
 def test_translation_cleaning_counts(tmp_path):
-    # A fourth field is not an attribution: the line is malformed, not a pair.
-    write_pairs(tmp_path, extra=b"Bad\xff\tMal\nGo on.\tSigue.\tCC-BY\textra\n")
+    # A fourth field is not an attribution, and neither is a third that is the rest of a
+    # sentence with a tab in it (once kept as "Pasa"): such lines are malformed, not pairs.
+    write_pairs(tmp_path, extra="Bad\xff\tMal\nGo on.\tSigue.\tCC-BY\textra\n"
+                "Come in.\tPasa\tadelante.\n".encode("latin-1"))
     s = translation.load(data_dir=str(tmp_path), max_length=8, batch_size=4)
-    assert s.info.dropped == {"duplicate": 1, "empty": 1, "malformed": 2, "non_utf8": 1,
+    assert s.info.dropped == {"duplicate": 1, "empty": 1, "malformed": 3, "non_utf8": 1,
                               "too_long": 1}
     assert sum(s.info.counts.values()) == 30 + 4
     assert s.info.task == "seq2seq"

@@ -193,6 +193,31 @@ def test_stacked_equals_keras_stack(kind, rng):
     assert max_diff(got, [out2[0], *out1[1:], *out2[1:]]) < FWD_TOL
 
 
+@pytest.mark.parametrize("kind", ["lstm", "gru", "simple_rnn"])
+def test_stacked_backwards_runs_every_level_backwards_over_valid_steps(kind, rng):
+    """Unpadded, a go_backwards stack is Keras's backwards layer under a forward one (which
+    reads the first's outputs, in processing order: backwards in time). Right padding then
+    changes nothing: the second level once read the padding and skipped the row's last valid
+    steps, its input in processing order and the mask in input order."""
+    ours_cls, keras_cls, shared = KINDS[kind]
+    options = dict(return_sequences=True, return_state=True, **shared)
+    ours = ours_cls(U, num_layers=2, go_backwards=True, **options)
+    first = keras_cls(U, go_backwards=True, **options)
+    second = keras_cls(U, **options)
+    x = rng.normal(size=(1, 4, D)).astype("float32")
+    out1 = first(x)
+    out2 = second(out1[0])
+    ours(x)
+    ours.set_weights(first.get_weights() + second.get_weights())
+    short = as_list(ours(x))
+    assert max_diff(short, [out2[0], *out1[1:], *out2[1:]]) < FWD_TOL
+
+    padded = np.concatenate([x, rng.normal(size=(1, 2, D)).astype("float32")], axis=1)
+    padded_out = as_list(ours(padded, mask=np.array([[1, 1, 1, 1, 0, 0]], bool)))
+    # Sequences come in processing order, so a right-padded row's padding comes first.
+    assert max_diff([padded_out[0][:, 2:], *padded_out[1:]], short) < FWD_TOL
+
+
 def test_cell_runs_inside_keras_rnn(rng):
     from keras_seq import cells
 

@@ -620,3 +620,33 @@ def test_forget_unfinished_epochs_keeps_the_finished_ones_byte_for_byte(tmp_path
     runner.forget_unfinished_epochs(tmp_path, 0)  # no finished epoch: a fresh CSV header
     assert not history.exists()
     assert scalars(tmp_path) == {}
+
+
+def test_run_files_are_utf8_and_whole_or_absent(tmp_path, monkeypatch):
+    """samples.json and labels.json hold raw names ("Müller"): they were written in the
+    locale's encoding (a UnicodeEncodeError under LC_ALL=C), and export reads UTF-8. And a
+    kill while metrics.json (which marks a run finished) or a finished pretraining's weights
+    are written leaves no cut-off file: both were written in place."""
+    from keras_seq.training import runner
+
+    code = ("import sys, types; from pathlib import Path; from keras_seq.training import runner;"
+            "runner.write_run_files(Path(sys.argv[1]), types.SimpleNamespace(labels=['German'],"
+            " test_examples=[('M\\u00fcller', 0)], save=lambda d: None))")
+    env = {**os.environ, "LC_ALL": "C", "PYTHONCOERCECLOCALE": "0", "PYTHONUTF8": "0"}
+    subprocess.run([sys.executable, "-c", code, str(tmp_path)], env=env, check=True,
+                   timeout=120)
+    assert json.loads((tmp_path / "samples.json").read_text(encoding="utf-8")) == [
+        {"input": "Müller", "target": "German"}]
+    assert json.loads((tmp_path / "labels.json").read_text(encoding="utf-8")) == ["German"]
+
+    def killed(*args):
+        raise KeyboardInterrupt  # the process ends after the bytes, before the rename
+
+    monkeypatch.setattr(runner.os, "replace", killed)
+    with pytest.raises(KeyboardInterrupt):
+        runner.write_metrics(tmp_path, {"recipe": "dates", "test": {}})
+    model = keras.Sequential([keras.Input((2,)), keras.layers.Dense(1)])
+    with pytest.raises(KeyboardInterrupt):
+        runner.save_weights(model, tmp_path / runner.PRETRAINED)
+    assert not (tmp_path / "metrics.json").exists()
+    assert not (tmp_path / runner.PRETRAINED).exists()

@@ -199,6 +199,9 @@ class _Verifier:
             size = _dir_size(path)
             rows = [self.numeric("saved_model (TF1 loader)", entry["path"], "float", session, size)]
             rows.append(self.serving_text(session, entry["path"]))
+            if "translate" in session.signatures:
+                rows.append(self.whole_decode("saved_model translate", entry["path"], "float",
+                                              session))
         finally:
             session.close()
         return rows

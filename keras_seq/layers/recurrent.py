@@ -216,6 +216,14 @@ class RecurrentLayer(keras.layers.Layer):
             if k > 0 and training and self.inter_layer_dropout > 0:
                 x = keras.random.dropout(x, self.inter_layer_dropout, seed=self._inter_dropout_seed)
             last_level = k == self.num_layers - 1
+            # With go_backwards every level runs backwards in time. A level's outputs come in
+            # processing order, which the next level reads forwards, unless there is a mask:
+            # it is in input order (a right-padded row's padding comes first in processing
+            # order), so the next level flips its input back and runs backwards itself. (A
+            # stack of Keras layers passes the mask on unflipped and reads padding.)
+            backwards = self.go_backwards and (k == 0 or mask is not None)
+            if k > 0 and backwards:
+                x = tf.reverse(x, [1])
             last, outputs, level_states = self.run_level(
                 cell,
                 x,
@@ -223,7 +231,7 @@ class RecurrentLayer(keras.layers.Layer):
                 mask=mask,
                 training=training,
                 return_sequences=self.return_sequences or not last_level,
-                go_backwards=self.go_backwards if k == 0 else False,
+                go_backwards=backwards,
             )
             finals.extend(level_states)
             x = outputs
@@ -237,10 +245,7 @@ class RecurrentLayer(keras.layers.Layer):
         self, cell, x, states, *, mask, training, return_sequences, go_backwards
     ) -> tuple[tf.Tensor, tf.Tensor | None, list[tf.Tensor]]:
         """One stacked level over the whole sequence: ``(last, outputs, final_states)``.
-
-        Later levels of a stack read the previous level's outputs in the order it produced
-        them, so only the first level reverses time (as a stack of Keras layers would).
-        """
+"""
         recurrent_mask = None
         if training and cell.dropout > 0:
             x = x * cell.dropout_mask(x[:, 0, :])[:, None, :]  # one mask per sequence

@@ -159,8 +159,8 @@ def apply_overrides(recipe: dict[str, Any], overrides: list[str]) -> dict[str, A
     """Apply ``key=value`` overrides; unknown keys are an error naming the known ones."""
     recipe = copy.deepcopy(recipe)
     sections = _sections(recipe)
-    grid = _grid_keys(recipe)
     for item in overrides:
+        grid = _grid_keys(recipe)  # as set so far: experiment.time_budget_s=none frees it
         if "=" not in item:
             raise RecipeError(f"Invalid --set {item!r}. Expected KEY=VALUE, e.g. units=256.")
         key, raw = item.split("=", 1)
@@ -284,10 +284,14 @@ def _cell_types() -> tuple[str, ...]:
 
 
 def _grid_keys(recipe: dict[str, Any]) -> dict[str, str]:
-    """``{field: experiment key}`` of the data and model fields an experiment's grid sets."""
+    """``{field: experiment key}`` of the fields an experiment sets for each of its runs: the
+    grid's data and model fields, and each run's share of a shared time budget."""
     if "experiment" not in recipe:
         return {}
-    return {recipe["experiment"].get("length_key", "length"): "lengths", "cell": "cells"}
+    keys = {recipe["experiment"].get("length_key", "length"): "lengths", "cell": "cells"}
+    if recipe["experiment"].get("time_budget_s") is not None:
+        keys["time_budget_s"] = "time_budget_s"
+    return keys
 
 
 def _unknown(key: str, recipe: dict[str, Any]) -> str:

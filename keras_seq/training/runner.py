@@ -213,6 +213,13 @@ def save_model(model, path: Path) -> None:
     os.replace(partial, path)
 
 
+def save_weights(model, path: Path) -> None:
+    """``model.save_weights(path)`` in one step, as `save_model` (`path` ends .weights.h5)."""
+    partial = path.with_name("partial." + path.name)
+    model.save_weights(partial)
+    os.replace(partial, path)
+
+
 def write_json(path: Path, data: Any) -> None:
     """Write `data` as JSON to `path` in one step (`write_text`)."""
     write_text(path, json.dumps(data))
@@ -222,7 +229,7 @@ def write_text(path: Path, text: str) -> None:
     """Write `text` to `path` in one step: a partial file, flushed to disk, renamed over it,
     so a kill leaves the old file or the new one, never part of one."""
     partial = path.with_name(path.name + ".partial")
-    with open(partial, "w", newline="") as f:
+    with open(partial, "w", encoding="utf-8", newline="") as f:
         f.write(text)
         f.flush()
         os.fsync(f.fileno())
@@ -361,7 +368,7 @@ def pretrain(
         hp = {**recipe["train"], "epochs": recipe["train"]["pretrain_epochs"],
               "steps_per_epoch": None, "validation_steps": None, "stop_below": None}
         fit(pretrained, related, hp, run_dir, started, verbose)
-        pretrained.save_weights(done)
+        save_weights(pretrained, done)  # its existence marks the phase done
         # The phase's clock outlives its backup: a run killed before its first fine-tuning
         # epoch is backed up resumes with the pretraining's time counted (`clock_start`).
         clock = run_dir / BACKUP / EpochClock.FILE
@@ -749,7 +756,7 @@ def write_config(run_dir: Path, recipe: dict[str, Any], **settings) -> None:
 
 def write_metrics(run_dir: Path, metrics: dict[str, Any]) -> None:
     """``metrics.json``: `metrics` without its private entries (a run, ensemble or experiment)."""
-    (run_dir / "metrics.json").write_text(json.dumps(_public(metrics), indent=1) + "\n")
+    write_text(run_dir / "metrics.json", json.dumps(_public(metrics), indent=1) + "\n")
 
 
 def write_run_files(run_dir: Path, info) -> None:
@@ -757,7 +764,7 @@ def write_run_files(run_dir: Path, info) -> None:
     info.save(run_dir)
     write_samples(run_dir, info)
     if info.labels:
-        (run_dir / "labels.json").write_text(json.dumps(info.labels, ensure_ascii=False) + "\n")
+        write_text(run_dir / "labels.json", json.dumps(info.labels, ensure_ascii=False) + "\n")
 
 
 def write_samples(run_dir: Path, info, limit: int = 64) -> None:
@@ -768,7 +775,7 @@ def write_samples(run_dir: Path, info, limit: int = 64) -> None:
             if info.labels and isinstance(target, (int, np.integer)):
                 target = info.labels[int(target)]
             samples.append({"input": text, "target": str(target)})
-    (run_dir / "samples.json").write_text(json.dumps(samples, indent=1, ensure_ascii=False) + "\n")
+    write_text(run_dir / "samples.json", json.dumps(samples, indent=1, ensure_ascii=False) + "\n")
 
 
 def _count_batches(dataset: tf.data.Dataset) -> int:
