@@ -346,10 +346,12 @@ def test_set_with_section_prefix_and_ambiguity():
     assert recipe["train"]["epochs"] == 2
     with pytest.raises(recipes.RecipeError, match="Expected KEY=VALUE"):
         recipes.apply_overrides(recipes.load("dates"), ["units"])
-    # adding has time_budget_s in [train] and [experiment]: a bare key must not pick one.
+    # adding has time_budget_s in [train] and [experiment]: a bare key must not pick one (once
+    # the experiment's shared budget is off, which otherwise refuses the run's own).
     with pytest.raises(recipes.RecipeError, match=r"Ambiguous --set key 'time_budget_s': it is "
                                                   r"in \['train', 'experiment'\]"):
-        recipes.apply_overrides(recipes.load("adding"), ["time_budget_s=60"])
+        recipes.apply_overrides(recipes.load("adding"),
+                                ["experiment.time_budget_s=none", "time_budget_s=60"])
     recipe = recipes.apply_overrides(recipes.load("adding"), ["experiment.time_budget_s=60"])
     assert recipe["experiment"]["time_budget_s"] == 60
     assert recipe["train"]["time_budget_s"] == recipes.load("adding")["train"]["time_budget_s"]

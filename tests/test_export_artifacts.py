@@ -351,6 +351,8 @@ def test_warmup_records_replay_through_the_tf1_loader(exports, task):
     version = out / "saved_model" / "1"
     requests = list(read_warmup_requests(version))
     assert len(requests) == min(len(texts), 16) + 1
+    assert json.loads((out / "metadata.json").read_text())["artifacts"]["saved_model"][
+        "warmup_requests"] == len(requests)
     session = SavedModelSession(version)
     try:
         replies = [session.run_request(r) for r in requests]
@@ -397,6 +399,27 @@ def test_tflite_matches_keras_on_exact_length_ids(exports):
         ids = vocab.encode_padded([text])
         got = run("classify", {"token_ids": ids})["probabilities"]
         np.testing.assert_allclose(got, model(ids), atol=1e-5)
+
+
+def test_int8_is_judged_on_samples_it_was_not_calibrated_on(exports, tmp_path, monkeypatch):
+    # It was calibrated on samples.json[:32]: all of the export's 16 parity examples and half
+    # of verify's, so its agreement was measured mostly on its own calibration data.
+    from keras_seq.export import api
+
+    run, _ = exports["classification"]
+    texts = [s["input"] for s in json.loads((run / "samples.json").read_text())]
+    calibrated = []
+    real = api._record_feeds
+    monkeypatch.setattr(api, "_record_feeds",
+                        lambda client, graphs, t: (calibrated.extend(t), real(client, graphs, t))[1])
+    out = export_run(run, tmp_path / "names", formats=["tflite"], quantize="int8")
+    half = len(texts) // 2
+    assert calibrated == texts[half:half + 32] and len(texts) >= 4
+    entry = json.loads((out / "metadata.json").read_text())["artifacts"]["tflite"]["variants"]
+    assert entry["int8"]["calibration_samples"] == [half, min(len(texts), half + 32)]
+    rows = {row.runtime: row for row in verify(out).rows}
+    assert rows["tflite int8"].examples == half  # the samples before the calibration's
+    assert rows["tflite"].examples == len(texts)
 
 
 def test_int8_is_refused_for_while_loops_with_a_clear_message(exports, tmp_path):
@@ -706,6 +729,12 @@ def test_versions_are_explicit_and_exports_atomic(exports, tmp_path, monkeypatch
     before = (out / "saved_model" / "2" / "saved_model.pb").stat().st_mtime_ns
     export_run(run, out, formats=["saved_model"], replace=True, parity_examples=0)
     assert (out / "saved_model" / "2" / "saved_model.pb").stat().st_mtime_ns != before
+    # An older version than the latest is refused: TF Serving and `predict` serve version 2,
+    # while metadata.json (and TFLite, ONNX) would have described the model put in version 1.
+    with pytest.raises(ValueError, match=r"Expected a version >= 2, the latest in .*"
+                       r"Received: version=1"):
+        export_run(run, out, formats=["saved_model"], version=1, replace=True,
+                   parity_examples=0)
 
     from keras_seq.export import onnx as onnx_exporter
 
@@ -719,6 +748,19 @@ def test_versions_are_explicit_and_exports_atomic(exports, tmp_path, monkeypatch
     assert sorted(str(p.relative_to(out)) for p in out.rglob("*")) == snapshot
     assert not list(out.parent.glob(".staging-*"))
     assert 'name: "names"' in (out.parent / "models.config").read_text()
+
+
+def test_metadata_counts_the_warmup_requests_written_without_samples(exports, tmp_path):
+    # With no samples the writer warms up with [""] (alone, then as the batch): 2 requests,
+    # which metadata.json counted as 1.
+    run = tmp_path / "run"
+    shutil.copytree(exports["classification"][0], run)
+    (run / "samples.json").write_text("[]\n")
+    out = export_run(run, tmp_path / "names", formats=["saved_model"], parity_examples=0)
+    written = list(read_warmup_requests(out / "saved_model" / "1"))
+    assert len(written) == 2
+    meta = json.loads((out / "metadata.json").read_text())
+    assert meta["artifacts"]["saved_model"]["warmup_requests"] == 2
 
 
 def test_a_partial_export_of_another_model_does_not_leave_the_old_ones_artifacts(
@@ -835,7 +877,20 @@ def test_export_all_latest_exports_each_recipe_once(exports, root, tmp_path, cap
     assert meta["source_run"]["path"] == str(newer.resolve())
     assert sorted(p.name for p in (out / "tiny_classification" / "saved_model").iterdir()) == [
         "1", "2"]
+    # With --replace a newer run is still the next version (it overwrote the latest, which TF
+    # Serving, having loaded that number, does not reload), and the latest run's own is redone.
+    newest = make_run(root / "runs" / "tiny_classification" / "run3", "classification", seed=2)
+    export_all_latest(root / "runs", out, formats=["saved_model"], replace=True,
+                      parity_examples=0)
+    versions = out / "tiny_classification" / "saved_model"
+    assert sorted(p.name for p in versions.iterdir()) == ["1", "2", "3"]
+    before = (versions / "3" / "saved_model.pb").stat().st_mtime_ns
+    export_all_latest(root / "runs", out, formats=["saved_model"], replace=True,
+                      parity_examples=0)
+    assert sorted(p.name for p in versions.iterdir()) == ["1", "2", "3"]
+    assert (versions / "3" / "saved_model.pb").stat().st_mtime_ns != before
     shutil.rmtree(newer)
+    shutil.rmtree(newest)
 
 
 def test_a_run_killed_while_saving_its_model_is_neither_latest_nor_a_traceback(tmp_path):

@@ -20,8 +20,10 @@ version), then the files (``os.replace``), ``metadata.json`` last.
 Versions: never overwritten silently. With ``version=None`` the first export of a name is
 version 1 and a later one is refused unless ``replace=True`` (which overwrites the latest
 version) or an explicit new ``version`` is given; an existing explicit ``version`` needs
-``replace=True``. ``version="next"`` (``--version next``, what ``make train`` uses) is the
-version after the latest, so TF Serving switches to the new model.
+``replace=True``, and one older than the latest is refused (the latest is what is served).
+``version="next"`` (``--version next``) is the version after the latest, so TF Serving
+switches to the new model; ``export_all_latest`` (what ``make train`` uses) exports a newer
+run as the next version and skips a run already exported.
 """
 
 from __future__ import annotations
@@ -97,6 +99,13 @@ def _pick_version(out: Path, version: int | str | None, replace: bool) -> int:
             f"holds SavedModel version(s) {versions}; pass version={versions[-1] + 1} "
             f"(--version {versions[-1] + 1}) or replace=True (--replace) to overwrite version "
             f"{versions[-1]}. Received: version=None"
+        )
+    if versions and version < versions[-1]:
+        raise ValueError(
+            f"Invalid value for argument `version`. Expected a version >= {versions[-1]}, the "
+            f"latest in {out / 'saved_model'}: TF Serving and `predict` serve the latest, so "
+            "metadata.json, TFLite and ONNX would describe another model than the one served. "
+            f"Received: version={version}"
         )
     if version in versions and not replace:
         raise ValueError(
@@ -240,8 +249,12 @@ def export_run(
             f"{bundle.run_dir / 'samples.json'} to check the artifacts against the Keras model "
             "(or parity_examples=0). Received: none"
         )
-    feeds = _record_feeds(client, graphs, texts[:32]) if quantize == "int8" else {}
-    job = ExportJob(bundle, graphs, name, target_version or 0, feeds)
+    feeds, calibration = {}, None
+    if quantize == "int8":  # the second half: the checks judge it on the first (_parity, verify)
+        start = len(texts) // 2
+        calibration = (start, min(len(texts), start + 32))
+        feeds = _record_feeds(client, graphs, texts[slice(*calibration)])
+    job = ExportJob(bundle, graphs, name, target_version or 0, feeds, calibration)
 
     out.parent.mkdir(parents=True, exist_ok=True)
     staging = out.parent / f".staging-{name}-{uuid.uuid4().hex[:8]}"
@@ -328,15 +341,17 @@ def export_all_latest(
         target = out / recipe
         versions = existing_versions(target)
         version = None
-        if versions and not replace:
+        if versions:
             try:
                 same = read_metadata(target)["source_run"].get("model_sha256") == model_digest(run)
             except (FileNotFoundError, ValueError):
                 same = False
-            if same:
+            if same and not replace:
                 results[recipe] = None
                 continue
-            version = versions[-1] + 1
+            # A newer run is the next version, also with `replace` (which redoes the latest
+            # run's own version): TF Serving would not reload a version number it has served.
+            version = versions[-1] if same else versions[-1] + 1
         results[recipe] = export_run(run, target, formats=formats, quantize=quantize,
                                      version=version, replace=replace,
                                      parity_examples=parity_examples)

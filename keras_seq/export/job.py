@@ -22,6 +22,8 @@ class ExportJob:
         version: the SavedModel version being written.
         feeds: real numeric inputs per signature, recorded while the Keras model ran the
             samples (``{signature: [feeds, ...]}``): TFLite's int8 calibration data.
+        calibration: ``(start, end)``, the ``samples.json`` examples `feeds` came from; the
+            agreement checks judge the int8 model on the others.
     """
 
     bundle: Any
@@ -29,3 +31,4 @@ class ExportJob:
     name: str
     version: int
     feeds: Mapping[str, list[dict[str, np.ndarray]]] = field(default_factory=dict)
+    calibration: tuple[int, int] | None = None

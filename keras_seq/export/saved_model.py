@@ -18,7 +18,7 @@ from typing import Any
 
 from keras_seq.export.job import ExportJob
 from keras_seq.export.registry import Exporter, register_exporter
-from keras_seq.export.warmup import write_warmup_requests
+from keras_seq.export.warmup import read_warmup_requests, write_warmup_requests
 
 __all__ = ["SavedModelExporter", "build_archive"]
 
@@ -79,6 +79,6 @@ class SavedModelExporter(Exporter):
                 "inputs": {"text": {"dtype": "string", "shape": [None]}},
                 "outputs": list(job.graphs.serving_outputs()),
             },
-            "warmup_requests": len(texts[:16]) + 1,
+            "warmup_requests": sum(1 for _ in read_warmup_requests(target)),  # as written
             "size_bytes": _size(target),
         }

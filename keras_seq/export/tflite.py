@@ -160,6 +160,8 @@ class TFLiteExporter(Exporter):
                     "ops": sorted(set(ops)),
                     "op_counts": {op: ops.count(op) for op in sorted(set(ops))},
                 }
+                if variant == "int8":  # samples.json[start:end]
+                    files[variant]["calibration_samples"] = list(job.calibration)
         inputs = {
             s.name: {k: {"dtype": d, "shape": [1, *[-1 if x is None else x for x in shape[1:]]]}
                      for k, (d, shape) in s.inputs.items()}

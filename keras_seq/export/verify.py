@@ -170,12 +170,19 @@ class _Verifier:
         return row
 
     def numeric(self, runtime: str, artifact: str, kind: str, run: Any, size: int | None,
-                ) -> RuntimeRow:
+                calibration: Sequence[int] | None = None) -> RuntimeRow:
+        """`run` against Keras on the samples, less those in ``calibration`` (``[start, end)``
+        of samples.json, an int8 model's calibration data) while others are left."""
+        indices = range(len(self.texts))
+        if calibration:
+            held_out = [i for i in indices if not calibration[0] <= i < calibration[1]]
+            indices = held_out or indices
         probes, latency = _timed(
-            lambda i: self.client.probe(run, self.texts[i], reference=self.reference[i]),
-            len(self.texts),
+            lambda k: self.client.probe(run, self.texts[indices[k]],
+                                        reference=self.reference[indices[k]]),
+            len(indices),
         )
-        diff, agreement = _compare(probes, self.reference)
+        diff, agreement = _compare(probes, [self.reference[i] for i in indices])
         return self.judge(RuntimeRow(runtime, artifact, kind, len(probes), diff, agreement,
                                      latency, size))
 
@@ -245,7 +252,8 @@ class _Verifier:
 
             def make(entry=entry, kind=kind, label=label) -> list[RuntimeRow]:
                 run = tflite_runner(self.dir / entry["file"])
-                result = [self.numeric(label, entry["file"], kind, run, entry["size_bytes"])]
+                result = [self.numeric(label, entry["file"], kind, run, entry["size_bytes"],
+                                       entry.get("calibration_samples"))]
                 if "translate" in self.meta["artifacts"]["tflite"]["signatures"]:
                     result.append(self.whole_decode(f"{label} translate", entry["file"], kind, run))
                 return result
