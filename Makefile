@@ -31,7 +31,8 @@ test: install  ## the test suite (2 processes)
 	$(PY) -m pytest -q -n 2 --dist loadfile tests
 
 # Without --run-dir, train resumes an unfinished (killed) dates run, else starts a new one;
-# export then takes the latest finished one as exported/dates' next version.
+# export then takes the latest finished one as exported/dates' next version. (Killed in the
+# export, the run is finished: `make export` exports it; repeating `make train` trains anew.)
 train: install  ## train the default recipe (synthetic dates, no download) and export it
 	$(VENV)/bin/keras-seq train dates && \
 	$(VENV)/bin/keras-seq export --all-latest runs/dates --out exported

@@ -78,6 +78,7 @@ def load(
     num_test: int = 1_000,
 ) -> Splits:
     """The adding problem as batched datasets (`data_dir` is not used)."""
+    seed = _checks.seed("seed", seed)
     _checks.positive_int("batch_size", batch_size)
     if _checks.positive_int("length", length) < 2:
         raise _checks.invalid("length", "an integer >= 2", length)

@@ -108,6 +108,7 @@ def load(
     num_test: int = 1_000,
 ) -> Splits:
     """The copy-memory task as batched datasets (`data_dir` is not used)."""
+    seed = _checks.seed("seed", seed)
     _checks.positive_int("batch_size", batch_size)
     _checks.positive_int("delay", delay)
     _checks.positive_int("copy_length", copy_length)

@@ -132,6 +132,9 @@ def read_pairs(path: str | Path, *, strict: bool = False) -> tuple[list[str], li
     lines = read_lines(path, "a dates file (human<TAB>YYYY-MM-DD)", strict=strict)
     human, iso, dropped = [], [], Counter(lines.dropped)
     for number, line in lines:
+        if not line.strip():
+            skip(dropped, "empty", lines.path, number, line)
+            continue
         fields = line.split("\t")
         ok = len(fields) == 2 and fields[0].strip() and _ISO.fullmatch(fields[1].strip())
         if ok:
@@ -168,6 +171,8 @@ def load(
     vocabularies: Mapping[str, Vocabulary] | None = None,
 ) -> Splits:
     """Synthetic date pairs as batched datasets (`data_dir` is not used)."""
+    seed = _checks.seed("seed", seed)
+    strict = _checks.boolean("strict", strict)
     _checks.positive_int("batch_size", batch_size)
     _checks.positive_int("num_train", num_train)
     _checks.positive_int("num_validation", num_validation)
@@ -177,6 +182,8 @@ def load(
     days = all_days()
     order = rng.permutation(len(days))
     n_train, n_val = int(len(days) * fr[0]), int(len(days) * fr[1])
+    if fr[2] == 0:  # the days left by rounding down are not a test pool of one or two days
+        n_val = len(days) - n_train
     pools = {
         "train": [days[i] for i in sorted(order[:n_train])],
         "validation": [days[i] for i in sorted(order[n_train : n_train + n_val])],

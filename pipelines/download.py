@@ -19,6 +19,7 @@ from pathlib import Path, PurePosixPath
 
 from tqdm.auto import tqdm
 
+from pipelines._checks import boolean
 from pipelines.files import DATA_ENV, DataUnavailableError, cache_dir, candidate_dirs, data_dir
 
 urlopen = urllib.request.urlopen  # the one network entry point (tests replace it)
@@ -134,6 +135,7 @@ def locate(
     Raises:
         DataUnavailableError: not found, and not downloadable (offline, or `download=False`).
     """
+    download = boolean("download", download)
     searched = [d / relative for d in candidate_dirs(explicit_dir)]
     shown = " or ".join(repr(str(p)) for p in searched)
     expected = f"{what} at {shown}" + (f" (files {pattern})" if pattern else "")

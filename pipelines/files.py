@@ -16,6 +16,8 @@ from collections import Counter
 from dataclasses import dataclass, field
 from pathlib import Path
 
+from pipelines._checks import boolean
+
 logger = logging.getLogger("pipelines")
 SHOWN = 3  # skipped lines logged with their file and line number, per reason
 DATA_ENV = "KERAS_SEQ_DATA"
@@ -85,24 +87,24 @@ def check_file(path: str | os.PathLike, what: str) -> Path:
 
 
 def read_lines(path: str | os.PathLike, what: str, *, strict: bool = False) -> Lines:
-    """Read a UTF-8 text file as lines (LF or CRLF, a UTF-8 BOM removed).
+    """Read a UTF-8 text file as lines (LF or CRLF; a UTF-8 BOM removed where a line starts with
+    one, as in files concatenated from files that each had one).
 
     Lines that are not valid UTF-8, or hold NUL characters (UTF-16 text decodes as UTF-8 with
     a NUL in every other place), are dropped and counted under ``"non_utf8"``, or with
     ``strict=True`` raise a `ValueError` naming the file, line and byte offset. Empty lines
     are kept (callers decide).
     """
+    strict = boolean("strict", strict)
     path = check_file(path, what)
     data = path.read_bytes()
-    if data.startswith(b"\xef\xbb\xbf"):
-        data = data[3:]
     out = Lines(path)
     if b"\x00" not in data:
         try:
             texts = data.decode("utf-8").split("\n")
             if texts and texts[-1] == "":
                 texts.pop()
-            out.texts = [t[:-1] if t.endswith("\r") else t for t in texts]
+            out.texts = [_clean(t) for t in texts]
             out.numbers = list(range(1, len(out.texts) + 1))
             return out
         except UnicodeDecodeError:
@@ -118,8 +120,13 @@ def read_lines(path: str | os.PathLike, what: str, *, strict: bool = False) -> L
             skip(out.dropped, "non_utf8", path, number, problem)
             continue
         out.numbers.append(number)
-        out.texts.append(text[:-1] if text.endswith("\r") else text)
+        out.texts.append(_clean(text))
     return out
+
+
+def _clean(line: str) -> str:
+    """A decoded line without its CR (CRLF files) and its byte-order mark, if any."""
+    return line.removeprefix("\ufeff").removesuffix("\r")
 
 
 def _decode_line(line: bytes) -> tuple[str, str | None]:

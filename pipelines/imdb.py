@@ -112,6 +112,8 @@ def load(
     vocabularies: Mapping[str, Vocabulary] | None = None,
 ) -> Splits:
     """IMDB reviews as batched datasets (see module docstring)."""
+    seed = _checks.seed("seed", seed)
+    download = _checks.boolean("download", download)  # also read by TFDS
     _checks.positive_int("batch_size", batch_size)
     vf = _checks.fraction("validation_fraction", validation_fraction)
     _checks.optional_positive_int("max_length", max_length)

@@ -237,7 +237,13 @@ def load(
     """
     _checks.positive_int("batch_size", batch_size)
     seed = _checks.seed("seed", seed)
+    download = _checks.boolean("download", download)
+    strict = _checks.boolean("strict", strict)
     lowercase = _checks.boolean("lowercase", lowercase)
+    deduplicate = _checks.boolean("deduplicate", deduplicate)
+    pretrain = _checks.boolean("pretrain", pretrain)
+    if drop_ambiguous is not None:
+        drop_ambiguous = _checks.boolean("drop_ambiguous", drop_ambiguous)
     fr = _checks.fractions("fractions", fractions)
     if languages is not None and (
         not isinstance(languages, Sequence) or isinstance(languages, str) or len(languages) < 2

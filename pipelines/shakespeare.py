@@ -126,6 +126,11 @@ def load(
     vocabularies: Mapping[str, Vocabulary] | None = None,
 ) -> Splits:
     """Tiny Shakespeare windows as batched datasets (see module docstring)."""
+    seed = _checks.seed("seed", seed)
+    strict = _checks.boolean("strict", strict)
+    lowercase = _checks.boolean("lowercase", lowercase)
+    use_tfds = _checks.boolean("use_tfds", use_tfds)
+    download = _checks.boolean("download", download)  # also read by TFDS
     _checks.positive_int("batch_size", batch_size)
     _checks.positive_int("seq_length", seq_length)
     shift = seq_length + 1 if shift is None else _checks.positive_int("shift", shift)

@@ -147,6 +147,10 @@ def load(
             ``"phrases"`` (a `validation_fraction` of the distinct phrases).
         max_tokens, min_count: vocabulary size limits. max_length: truncate longer sentences.
     """
+    seed = _checks.seed("seed", seed)
+    download = _checks.boolean("download", download)
+    strict = _checks.boolean("strict", strict)
+    lowercase = _checks.boolean("lowercase", lowercase)
     _checks.positive_int("batch_size", batch_size)
     vf = _checks.fraction("validation_fraction", validation_fraction)
     _checks.one_of("validation", validation, VALIDATIONS)

@@ -67,6 +67,7 @@ from pipelines._checks import texts as checked_texts
 PAD_ID, OOV_ID, START_ID, END_ID = 0, 1, 2, 3
 SPECIAL_TOKENS = ("", "[UNK]", "[START]", "[END]")
 NUM_SPECIAL = len(SPECIAL_TOKENS)
+UNLEARNED = frozenset(SPECIAL_TOKENS) | {"\ufffd"}  # never learned by `Vocabulary.build`
 LEVELS = ("char", "word")
 JSON_FORMAT = "keras_seq.vocabulary"
 JSON_VERSION = 1
@@ -261,12 +262,16 @@ class Vocabulary:
         lowercase: bool = False,
         punctuation: str = "",
         replacements: Sequence[Sequence[str]] = (),
+        _stored: bool = False,
     ):
         one_of("level", level, LEVELS)
         tokens = checked_texts("tokens", tokens)
-        if len(set(tokens)) != len(tokens) or "" in tokens:
-            dup = next((t for t, n in Counter(tokens).items() if n > 1), "")
-            raise invalid("tokens", "distinct non-empty strings", dup)
+        # Files written before `build` left special-token texts out may hold them as learned
+        # tokens ("[UNK]" at id 4, say): `from_config` keeps their ids, so old runs still load.
+        refused = {""} if _stored else set(SPECIAL_TOKENS)
+        if len(set(tokens)) != len(tokens) or set(tokens) & refused:
+            bad = next((t for t, n in Counter(tokens).items() if n > 1 or t in refused))
+            raise invalid("tokens", f"distinct strings, none of {list(SPECIAL_TOKENS)}", bad)
         if level == "char" and any(len(t) != 1 for t in tokens):
             bad = next(t for t in tokens if len(t) != 1)
             raise invalid("tokens", "single characters when level='char'", bad)
@@ -320,7 +325,8 @@ class Vocabulary:
             counts.update(tokens.flat_values.numpy().tolist())
         ranked = sorted(counts.items(), key=lambda kv: (-kv[1], kv[0]))
         learned = [t.decode("utf-8", "replace") for t, n in ranked if n >= max(min_count, 1)]
-        learned = list(dict.fromkeys(learned))[:max_tokens]
+        # Text that spells a special token ("[UNK]") or held invalid UTF-8 (U+FFFD) is OOV.
+        learned = [t for t in dict.fromkeys(learned) if t not in UNLEARNED][:max_tokens]
         return cls(
             learned,
             level=level,
@@ -337,7 +343,10 @@ class Vocabulary:
         missing = [t for t in found if t not in known]
         if not missing:
             return self
-        return Vocabulary([*self.tokens[NUM_SPECIAL:], *missing], **self._split_options())
+        # `_stored`: this vocabulary's own tokens keep their ids, even an old file's "[UNK]".
+        return Vocabulary(
+            [*self.tokens[NUM_SPECIAL:], *missing], **self._split_options(), _stored=True
+        )
 
     def _split_options(self) -> dict[str, Any]:
         return dict(
@@ -482,6 +491,9 @@ class Vocabulary:
         if not isinstance(config, dict) or config.get("format") != JSON_FORMAT:
             received = config.get("format") if isinstance(config, dict) else type(config).__name__
             raise invalid("config", f"a dict with format={JSON_FORMAT!r}", received)
+        missing = [k for k in ("tokens", "level", "lowercase") if k not in config]
+        if missing:
+            raise invalid("config", f"a vocabulary config with the keys {missing}", sorted(config))
         tokens = list(config["tokens"])
         if tuple(tokens[:NUM_SPECIAL]) != SPECIAL_TOKENS:
             raise invalid(
@@ -493,6 +505,7 @@ class Vocabulary:
             lowercase=config["lowercase"],
             punctuation=config.get("punctuation", ""),
             replacements=config.get("replacements", ()),
+            _stored=True,
         )
 
     def to_json(self, path: str | os.PathLike) -> None:

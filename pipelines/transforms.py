@@ -61,6 +61,7 @@ def filter_by_length(
 def padded_batch(batch_size: int, drop_remainder: bool = False) -> Transform:
     """Batch, right-padding every sequence component with 0 to the longest in the batch."""
     positive_int("batch_size", batch_size)
+    drop_remainder = boolean("drop_remainder", drop_remainder)
     return lambda ds: ds.padded_batch(batch_size, drop_remainder=drop_remainder)
 
 
@@ -86,6 +87,7 @@ def bucket_by_length(
     wasted recurrent computation; the order of batches is mixed by length.
     """
     positive_int("batch_size", batch_size)
+    drop_remainder = boolean("drop_remainder", drop_remainder)
     if isinstance(boundaries, (str, bytes)) or not all(
         isinstance(b, (int, np.integer)) and not isinstance(b, bool) for b in boundaries
     ):
@@ -219,6 +221,7 @@ def shuffle(buffer_size: int, seed: int, reshuffle_each_iteration: bool = True) 
     """Seeded shuffle: the same `seed` gives the same order in every run (epoch by epoch)."""
     positive_int("buffer_size", buffer_size)
     seed = check_seed("seed", seed)
+    reshuffle_each_iteration = boolean("reshuffle_each_iteration", reshuffle_each_iteration)
     return lambda ds: ds.shuffle(
         buffer_size, seed=seed, reshuffle_each_iteration=reshuffle_each_iteration
     )

@@ -6,9 +6,9 @@ ignored). Public copy: TensorFlow's ``spa-eng.zip``. Data: www.manythings.org/an
 tatoeba.org, CC-BY 2.0 (France).
 
 Cleaning, counted in ``info.dropped``: ``"non_utf8"``, ``"empty"``, ``"malformed"`` (not 2
-fields, or 3 with an attribution starting ``CC-BY``, or an empty side), ``"duplicate"`` (the same
-pair again, after NFC and lowercasing), ``"too_long"`` (more than `max_length` tokens on either
-side).
+fields, or 3 with a third that neither starts ``CC-BY`` nor is empty, or an empty side),
+``"duplicate"`` (the same pair again, after NFC and lowercasing), ``"too_long"`` (more than
+`max_length` tokens on either side).
 
 Text: lowercase, punctuation ``.?!,¿¡;:"`` split into tokens (``"¿Qué?"`` -> ``¿ qué ?``).
 Splits: grouped by sentence on both sides, seeded: pairs that share an English or a Spanish
@@ -54,9 +54,11 @@ def read_pairs(path: str | Path, *, strict: bool = False) -> tuple[list[str], li
             skip(dropped, "empty", lines.path, number, line)
             continue
         fields = line.split("\t")
-        # A third field must be ManyThings' attribution: a tab inside a sentence would
-        # otherwise cut that sentence short unseen.
-        attributed = len(fields) == 3 and fields[2].startswith(ATTRIBUTION)
+        # A third field must be ManyThings' attribution, or empty (a trailing tab): a tab
+        # inside a sentence would otherwise cut that sentence short unseen.
+        attributed = len(fields) == 3 and (
+            fields[2].startswith(ATTRIBUTION) or not fields[2].strip()
+        )
         if not (len(fields) == 2 or attributed) or not fields[0].strip() or not fields[1].strip():
             if strict:
                 raise bad_line(
@@ -135,6 +137,10 @@ def load(
         test_path: a pairs file in the same layout used as the test split (pairs sharing an
             English or a Spanish sentence with it are removed from train / validation).
     """
+    seed = _checks.seed("seed", seed)
+    download = _checks.boolean("download", download)
+    strict = _checks.boolean("strict", strict)
+    lowercase = _checks.boolean("lowercase", lowercase)
     _checks.positive_int("batch_size", batch_size)
     _checks.one_of("direction", direction, DIRECTIONS)
     _checks.optional_positive_int("max_length", max_length)

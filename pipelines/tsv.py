@@ -25,8 +25,8 @@ def read_labeled(
     """(texts, labels, dropped) of a TSV whose first line is `header`, or already a well-formed
     row (a header-less file, e.g. rows cut out of one with a header).
 
-    Dropped rows, by reason: ``"non_utf8"``, ``"malformed"`` (wrong number of fields, empty
-    text), ``"bad_label"`` (not an integer in ``[0, num_labels)``).
+    Dropped rows, by reason: ``"non_utf8"``, ``"empty"`` (a blank line), ``"malformed"`` (wrong
+    number of fields, empty text), ``"bad_label"`` (not an integer in ``[0, num_labels)``).
 
     Raises:
         FileNotFoundError: no such file. ValueError: empty file, wrong header, no usable row,
@@ -87,6 +87,9 @@ def read_column(
     at = columns.index(column)
     texts, dropped = [], Counter(lines.dropped)
     for number, line in list(lines)[1:]:
+        if not line.strip():
+            skip(dropped, "empty", lines.path, number, line)
+            continue
         fields = line.split("\t")
         if len(fields) != len(columns) or not fields[at].strip():
             if strict:

@@ -157,10 +157,12 @@ def test_a_run_time_budget_under_a_shared_one_is_refused(key):
         recipes.apply_overrides(recipes.load("adding"), [f"{key}=600"])
     assert ("the experiment sets time_budget_s for each of its runs. Set "
             "experiment.time_budget_s instead.") in str(error.value)
-    free = recipes.apply_overrides(
-        recipes.load("adding"), ["experiment.time_budget_s=none", "train.time_budget_s=600"]
-    )
-    assert free["train"]["time_budget_s"] == 600 and free["experiment"]["time_budget_s"] is None
+    # Freed by experiment.time_budget_s=none, whichever of the two --set pairs comes first.
+    for pairs in (["experiment.time_budget_s=none", "train.time_budget_s=600"],
+                  ["train.time_budget_s=600", "experiment.time_budget_s=none"]):
+        free = recipes.apply_overrides(recipes.load("adding"), pairs)
+        assert free["train"]["time_budget_s"] == 600
+        assert free["experiment"]["time_budget_s"] is None
 
 
 def test_a_run_directory_it_cannot_write_is_one_line(tmp_path, capsys):

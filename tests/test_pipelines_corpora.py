@@ -3,7 +3,7 @@
 import numpy as np
 import pytest
 
-from pipelines import shakespeare, sst2, translation
+from pipelines import shakespeare, sst2, translation, tsv
 from pipelines import splits as splits_module
 from pipelines.text import Vocabulary
 
@@ -47,12 +47,13 @@ def test_sst2_counts_dropped_rows_and_unlabeled_test(tmp_path):
            "utf-16 \x00\t1\n").encode() + b"bad \xff bytes \t1\n\n"
     folder = write_sst2(tmp_path, train_extra=bad)
     with open(folder / "test.tsv", "ab") as f:
-        f.write(b"2\tbad \xff\n3\n4\tfine again\n")
+        f.write(b"2\tbad \xff\n3\n\n4\tfine again\n")
     s = sst2.load(data_dir=str(tmp_path), batch_size=8, validation_fraction=0.25)
     info = s.info
     assert info.labels == ["negative", "positive"]
     assert info.dropped == {"bad_label": 4, "empty": 1, "malformed": 1, "non_utf8": 2,
-                            "unlabeled_test_non_utf8": 1, "unlabeled_test_malformed": 1}
+                            "unlabeled_test_non_utf8": 1, "unlabeled_test_malformed": 1,
+                            "unlabeled_test_empty": 1}
     assert info.counts["test"] == 3
     assert info.counts["train"] + info.counts["validation"] == 40
     assert info.counts["validation"] == 10
@@ -62,6 +63,14 @@ def test_sst2_counts_dropped_rows_and_unlabeled_test(tmp_path):
                   path=str(_without_bad_train_rows(folder)))
     x, y = next(iter(s.train))
     assert x.dtype.name == "int32" and y.dtype.name == "int32" and x.shape[0] == y.shape[0]
+
+
+def test_a_blank_line_of_the_unlabeled_test_file_is_skipped_even_when_strict(tmp_path):
+    path = tmp_path / "test.tsv"  # one trailing blank line once stopped every strict run
+    path.write_text("index\tsentence\n0\tgreat fun\n\n", encoding="utf-8")
+    texts, dropped = tsv.read_column(path, what="a test file", header=("index", "sentence"),
+                                     column="sentence", strict=True)
+    assert texts == ["great fun"] and dropped == {"empty": 1}
 
 
 def test_sst2_validation_is_disjoint_from_train(tmp_path):
@@ -216,12 +225,15 @@ def write_pairs(root, extra=b""):
 def test_translation_cleaning_counts(tmp_path):
     # A fourth field is not an attribution, and neither is a third that is the rest of a
     # sentence with a tab in it (once kept as "Pasa"): such lines are malformed, not pairs.
+    # An empty third field (a trailing tab) cuts nothing short: that pair is kept.
     write_pairs(tmp_path, extra="Bad\xff\tMal\nGo on.\tSigue.\tCC-BY\textra\n"
-                "Come in.\tPasa\tadelante.\n".encode("latin-1"))
+                "Come in.\tPasa\tadelante.\nGo out.\tSal.\t\n".encode("latin-1"))
     s = translation.load(data_dir=str(tmp_path), max_length=8, batch_size=4)
     assert s.info.dropped == {"duplicate": 1, "empty": 1, "malformed": 3, "non_utf8": 1,
                               "too_long": 1}
-    assert sum(s.info.counts.values()) == 30 + 4
+    assert sum(s.info.counts.values()) == 30 + 4 + 1
+    english, _, _ = translation.read_pairs(tmp_path / "spa-eng" / "spa.txt")
+    assert "Go out." in english
     assert s.info.task == "seq2seq"
 
 

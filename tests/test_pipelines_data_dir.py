@@ -216,3 +216,51 @@ def test_read_lines_takes_windows_line_endings_off(tmp_path, tail):
     assert lines.texts == ["ROMEO:", "Bro\u017c", "last"]
     assert lines.numbers == [1, 2, 3]
     assert sum(lines.dropped.values()) == (1 if tail else 0)
+
+
+@pytest.mark.parametrize("tail", [b"", b"\xff bad\n"], ids=["utf-8", "a non-utf-8 line"])
+def test_read_lines_drops_the_byte_order_marks_of_concatenated_files(tmp_path, tail):
+    # `cat a.txt b.txt` of two files saved with a BOM puts one inside: it was kept as the first
+    # character of "Run.", a word of its own in the vocabulary.
+    path = tmp_path / "cat.txt"
+    path.write_bytes(b"\xef\xbb\xbfGo.\tVe.\n\xef\xbb\xbfRun.\tCorre.\r\n" + tail)
+    assert files.read_lines(path, "a test file").texts == ["Go.\tVe.", "Run.\tCorre."]
+
+
+@pytest.mark.parametrize("name", sorted(pipelines.SOURCES))
+@pytest.mark.parametrize("seed", [-1, 1.5, "0"])
+def test_every_source_refuses_a_bad_seed_by_name(tmp_path, name, seed):
+    # Three sources handed the seed to NumPy unchecked: "SeedSequence expects int ..." or
+    # "expected non-negative integer", neither naming `seed`.
+    with pytest.raises(ValueError, match=rf"argument `seed`\. Expected a non-negative integer\. "
+                                         rf"Received: seed={seed!r}"):
+        pipelines.get_source(name).load(data_dir=str(tmp_path), seed=seed)
+
+
+@pytest.mark.parametrize("name, flag", [
+    ("names", "deduplicate"), ("names", "pretrain"), ("names", "drop_ambiguous"),
+    ("names", "download"), ("sst2", "lowercase"), ("sst2", "download"),
+    ("translation", "lowercase"), ("shakespeare", "lowercase"), ("shakespeare", "use_tfds"),
+    ("imdb", "download"), ("shakespeare", "download"), ("dates", "strict"), ("names", "strict"),
+    ("sst2", "strict"), ("translation", "strict"), ("shakespeare", "strict"),
+])
+def test_a_sources_flags_refuse_strings(tmp_path, name, flag):
+    # bool("no") is True: strict="no" turned strict mode on, deduplicate="no" deduplicated.
+    with pytest.raises(ValueError, match=rf"argument `{flag}`\. Expected a bool\. "
+                                         rf"Received: {flag}='no'"):
+        pipelines.get_source(name).load(data_dir=str(tmp_path), **{flag: "no"})
+
+
+def test_reading_and_batching_flags_refuse_strings(tmp_path):
+    from pipelines import transforms as T
+
+    path = tmp_path / "a.txt"
+    path.write_text("a\n", encoding="utf-8")
+    calls = {"strict": lambda: files.read_lines(path, "a test file", strict="no"),
+             "drop_remainder": lambda: T.padded_batch(3, drop_remainder="no"),
+             "reshuffle_each_iteration": lambda: T.shuffle(10, 0, reshuffle_each_iteration="no")}
+    for flag, call in calls.items():
+        with pytest.raises(ValueError, match=rf"argument `{flag}`\. Expected a bool"):
+            call()
+    with pytest.raises(ValueError, match=r"argument `drop_remainder`\. Expected a bool"):
+        T.bucket_by_length([4, 8], 3, drop_remainder=1)

@@ -94,6 +94,21 @@ def test_dates_argument_errors():
         dates.load(num_train=0)
 
 
+def test_dates_blank_lines_of_a_test_file_are_skipped_as_empty_even_when_strict(tmp_path):
+    path = tmp_path / "dates.tsv"
+    path.write_text("9 May 2018\t2018-05-09\n\nMay 10, 2018\t2018-05-10\n\n", encoding="utf-8")
+    human, iso, dropped = dates.read_pairs(path, strict=True)
+    assert iso == ["2018-05-09", "2018-05-10"] and dropped == {"empty": 2}
+
+
+def test_dates_zero_test_share_leaves_no_test_day():
+    # The days left over by rounding the shares down once made a test pool of one day, and
+    # every test example that one date.
+    s = dates.load(fractions=(0.9, 0.1, 0.0), **SMALL)
+    assert s.info.extra["days"]["test"] == 0 and s.info.counts["test"] == 0
+    assert sum(s.info.extra["days"].values()) == len(dates.all_days())
+
+
 # ----------------------------------------------------------------------------------- adding
 def test_adding_matches_definition():
     x, y = adding.generate(50, 20, np.random.default_rng(0))

@@ -1,6 +1,7 @@
 """pipelines.text: Vocabulary building, encode/decode, JSON, NFC, and the in-graph tokenizer."""
 
 import json
+import re
 import unicodedata
 from pathlib import Path
 
@@ -134,13 +135,39 @@ def test_from_json_errors(tmp_path):
     other.write_text(json.dumps({"format": "something"}), encoding="utf-8")
     with pytest.raises(ValueError, match="Expected a dict with format='keras_seq.vocabulary'"):
         Vocabulary.from_json(other)
+    config = Vocabulary(["a"]).get_config()
+    del config["level"]
+    with pytest.raises(ValueError, match=r"argument `config`. Expected a vocabulary config with "
+                                         r"the keys \['level'\]"):
+        Vocabulary.from_config(config)
+
+
+def test_text_spelling_a_special_token_or_invalid_utf8_is_not_learned():
+    # "[START]" was learned as a second token of that text (id 2 and id 4 both decoded to it),
+    # and U+FFFD as a known character, so invalid UTF-8 in the graph was not out-of-vocabulary.
+    vocab = Vocabulary.build(["[UNK] is bad", "hello [START]"], level="word")
+    assert vocab.tokens == ("", "[UNK]", "[START]", "[END]", "bad", "hello", "is")
+    assert vocab.encode(["hello [START]"]).to_list() == [[5, 1]]
+    # A file written before learned "[UNK]" at id 4 still loads with every id kept.
+    old = vocab.get_config() | {"tokens": [*vocab.tokens[:4], "[UNK]", *vocab.tokens[4:]]}
+    loaded = Vocabulary.from_config(old)
+    assert loaded.tokens == tuple(old["tokens"])
+    assert loaded.encode(["hello [UNK]"]).to_list() == [[6, 4]]
+    assert loaded.extended(["new"]).tokens[:8] == loaded.tokens
+    chars = Vocabulary.build(["a\ufffd", "ab"], level="char")
+    assert "\ufffd" not in chars.tokens
+    assert chars.tokenize_tf(tf.constant([b"a\xffb"])).to_list() == [[4, 1, 5]]
 
 
 def test_argument_errors():
     with pytest.raises(ValueError, match=r"argument `level`. Expected one of \{'char', 'word'\}"):
         Vocabulary(["a"], level="byte")
-    with pytest.raises(ValueError, match="Expected distinct non-empty strings. Received: tokens='a'"):
+    with pytest.raises(ValueError, match=r"Expected distinct strings, none of \['', '\[UNK\]', "
+                                         r"'\[START\]', '\[END\]'\]\. Received: tokens='a'"):
         Vocabulary(["a", "a"])
+    for special in ("", "[START]"):
+        with pytest.raises(ValueError, match=re.escape(f"Received: tokens={special!r}")):
+            Vocabulary(["a", special], level="word")
     with pytest.raises(ValueError, match="Expected single characters when level='char'"):
         Vocabulary(["ab"], level="char")
     with pytest.raises(ValueError, match="argument `punctuation`"):

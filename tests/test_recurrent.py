@@ -337,3 +337,37 @@ def test_stateful_float64_and_integer_inputs_as_keras(rng):
     assert max_diff(ours(ints), reference(ints)) < FWD_TOL
     bidirectional = layers.Bidirectional(layers.LSTM(U))
     np.testing.assert_array_equal(bidirectional(ints), bidirectional(ints.astype("float32")))
+
+
+@pytest.mark.parametrize("kind", ["SimpleRNN", "LSTM", "GRU"])
+def test_a_one_row_state_at_an_unknown_batch_broadcasts_on_every_path_like_keras(kind):
+    # Only the generic runner broadcast it: the fused kernels failed at run time ("Incompatible
+    # shapes during merge: [1,4] vs. [3,4]"), in training and in inference.
+    rng = np.random.default_rng(0)
+    x = rng.normal(size=(3, 5, 3)).astype("float32")
+    reference = getattr(keras.layers, kind)(4, return_sequences=True)
+    ours = getattr(layers, kind)(4, return_sequences=True)
+    reference(x), ours(x)
+    ours.set_weights(reference.get_weights())
+    states = [rng.normal(size=(1, 4)).astype("float32") for _ in ours.state_sizes]
+    want = reference(x, initial_state=[np.repeat(s, 3, axis=0) for s in states])
+    for batch in (None, 3):  # the inputs' batch unknown, or only the states'
+        signature = [tf.TensorSpec([batch, None, 3]), [tf.TensorSpec([None, 4]) for _ in states]]
+        for training in (False, True):
+            call = tf.function(lambda x, s: ours(x, initial_state=s, training=training),  # noqa: B023
+                               input_signature=signature)
+            np.testing.assert_allclose(call(x, states), want, atol=1e-5)
+
+
+def test_recurrent_dropout_in_export_mode_is_refused_not_dropped():
+    # Export graphs have no recurrent dropout: training=True applied the input dropout only.
+    from keras_seq.ops import export_mode
+
+    layer = layers.LSTM(4, recurrent_dropout=0.5, seed=1)
+    x = np.ones((2, 3, 3), "float32")
+    layer(x)
+    with export_mode(), pytest.raises(ValueError, match=r"Expected training=False .* Received: "
+                                                         r"training=True with recurrent_dropout=0.5"):
+        layer(x, training=True)
+    with export_mode():
+        np.testing.assert_allclose(layer(x, training=False), layer(x), atol=1e-6)

@@ -14,7 +14,8 @@ level's states in order (LSTM: ``h_0, c_0, h_1, c_1, ...``); ``initial_state`` t
 same list. A state's batch is checked against the inputs' where both are static (eager calls,
 a fixed input signature). In a graph traced with an unknown batch no runtime assert is added
 (it would sit in every exported graph): a one-row state fed at run time then broadcasts over
-the batch, as in ``keras.layers.GRU``.
+the batch, as in ``keras.layers.GRU``, except in export mode, whose graphs (and the artifacts
+made from them) take one state row per input row.
 """
 
 from __future__ import annotations
@@ -63,6 +64,12 @@ def run_cell(
     runner (:func:`keras_seq.ops.recurrence`) over one input-projection GEMM.
     """
     if in_export_mode():
+        if recurrent_mask is not None:  # the export graphs have no recurrent dropout
+            raise ValueError(
+                f"Invalid call of a `{type(cell).__name__}` level in export mode. Expected "
+                "training=False (export graphs are for inference). Received: training=True "
+                f"with recurrent_dropout={cell.recurrent_dropout}"
+            )
         result = export_level(
             cell, x, states, mask=mask, go_backwards=go_backwards,
             return_sequences=return_sequences, zero_output_for_mask=zero_output_for_mask,
@@ -291,6 +298,9 @@ class RecurrentLayer(keras.layers.Layer):
             state = tf.convert_to_tensor(state, dtype=dtype)
             _validate.state_shape(f"`initial_state[{k}]` for layer `{self.name}`", state.shape,
                                   size, static_batch)
+            if (static_batch is None or state.shape[0] is None) and not in_export_mode():
+                # The fused kernels store every step's state at the inputs' batch.
+                state = tf.broadcast_to(state, tf.stack([batch, size]))
             result.append(state)
         return result
 

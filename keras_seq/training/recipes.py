@@ -157,10 +157,17 @@ def _check_flag(recipe: dict[str, Any], section: str, key: str, value: Any) -> N
 
 def apply_overrides(recipe: dict[str, Any], overrides: list[str]) -> dict[str, Any]:
     """Apply ``key=value`` overrides; unknown keys are an error naming the known ones."""
+    # The fields an experiment sets for its runs, as its own overrides leave it (whatever the
+    # order: experiment.time_budget_s=none frees train.time_budget_s before it or after).
+    experiment = [item for item in overrides if item.strip().startswith("experiment.")]
+    grid = _grid_keys(_apply(recipe, experiment, {}))
+    return _apply(recipe, overrides, grid)
+
+
+def _apply(recipe: dict[str, Any], overrides: list[str], grid: dict[str, str]) -> dict[str, Any]:
     recipe = copy.deepcopy(recipe)
     sections = _sections(recipe)
     for item in overrides:
-        grid = _grid_keys(recipe)  # as set so far: experiment.time_budget_s=none frees it
         if "=" not in item:
             raise RecipeError(f"Invalid --set {item!r}. Expected KEY=VALUE, e.g. units=256.")
         key, raw = item.split("=", 1)
