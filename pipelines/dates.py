@@ -28,7 +28,7 @@ from pathlib import Path
 import numpy as np
 
 from pipelines import _checks, seq2seq
-from pipelines.files import bad_line, read_lines, skip
+from pipelines.files import bad_line, non_blank, read_lines, skip
 from pipelines.splits import Splits
 from pipelines.text import Vocabulary
 
@@ -131,10 +131,7 @@ def read_pairs(path: str | Path, *, strict: bool = False) -> tuple[list[str], li
     """(human, iso) pairs of a ``human<TAB>YYYY-MM-DD`` file; bad lines counted."""
     lines = read_lines(path, "a dates file (human<TAB>YYYY-MM-DD)", strict=strict)
     human, iso, dropped = [], [], Counter(lines.dropped)
-    for number, line in lines:
-        if not line.strip():
-            skip(dropped, "empty", lines.path, number, line)
-            continue
+    for number, line in non_blank(lines, dropped, lines.path):
         fields = line.split("\t")
         ok = len(fields) == 2 and fields[0].strip() and _ISO.fullmatch(fields[1].strip())
         if ok:

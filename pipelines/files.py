@@ -13,6 +13,7 @@ from __future__ import annotations
 import logging
 import os
 from collections import Counter
+from collections.abc import Iterable
 from dataclasses import dataclass, field
 from pathlib import Path
 
@@ -122,6 +123,16 @@ def read_lines(path: str | os.PathLike, what: str, *, strict: bool = False) -> L
         out.numbers.append(number)
         out.texts.append(_clean(text))
     return out
+
+
+def non_blank(rows: Iterable[tuple[int, str]], dropped: Counter, path: Path):
+    """The ``(number, line)`` rows that are not blank; each blank one is counted in `dropped`
+    under ``"empty"`` (the readers of line-per-record files skip them, also when strict)."""
+    for number, line in rows:
+        if line.strip():
+            yield number, line
+        else:
+            skip(dropped, "empty", path, number, line)
 
 
 def _clean(line: str) -> str:

@@ -271,7 +271,8 @@ class Vocabulary:
         refused = {""} if _stored else set(SPECIAL_TOKENS)
         if len(set(tokens)) != len(tokens) or set(tokens) & refused:
             bad = next((t for t, n in Counter(tokens).items() if n > 1 or t in refused))
-            raise invalid("tokens", f"distinct strings, none of {list(SPECIAL_TOKENS)}", bad)
+            shown = [t for t in SPECIAL_TOKENS if t in refused]
+            raise invalid("tokens", f"distinct strings, none of {shown}", bad)
         if level == "char" and any(len(t) != 1 for t in tokens):
             bad = next(t for t in tokens if len(t) != 1)
             raise invalid("tokens", "single characters when level='char'", bad)

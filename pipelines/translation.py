@@ -30,7 +30,7 @@ import tensorflow as tf
 
 from pipelines import _checks, seq2seq
 from pipelines.download import Remote, locate
-from pipelines.files import bad_line, read_lines, skip
+from pipelines.files import bad_line, non_blank, read_lines, skip
 from pipelines.splits import Splits, assign_splits, linked_keys, select
 from pipelines.text import Vocabulary, normalize, split_tokens
 
@@ -49,10 +49,7 @@ def read_pairs(path: str | Path, *, strict: bool = False) -> tuple[list[str], li
     """(english, other, dropped) of a ManyThings pairs file (see module docstring)."""
     lines = read_lines(path, "a tab-separated pairs file (english<TAB>translation)", strict=strict)
     first, second, dropped = [], [], Counter(lines.dropped)
-    for number, line in lines:
-        if not line.strip():
-            skip(dropped, "empty", lines.path, number, line)
-            continue
+    for number, line in non_blank(lines, dropped, lines.path):
         fields = line.split("\t")
         # A third field must be ManyThings' attribution, or empty (a trailing tab): a tab
         # inside a sentence would otherwise cut that sentence short unseen.

@@ -7,7 +7,7 @@ from collections import Counter
 from collections.abc import Sequence
 from pathlib import Path
 
-from pipelines.files import bad_line, read_lines, skip
+from pipelines.files import bad_line, non_blank, read_lines, skip
 
 _INTEGER = re.compile(r"-?[0-9]+")  # ASCII digits: str.isdigit() also takes "²"
 
@@ -39,10 +39,7 @@ def read_labeled(
         _header(lines, what, header)
         rows = rows[1:]
     texts, labels, dropped = [], [], Counter(lines.dropped)
-    for number, line in rows:
-        if not line.strip():
-            skip(dropped, "empty", lines.path, number, line)
-            continue
+    for number, line in non_blank(rows, dropped, lines.path):
         fields = line.split("\t")
         text = fields[text_at].strip() if len(fields) == len(header) else ""
         if not text:
@@ -86,10 +83,7 @@ def read_column(
     columns = _header(lines, what, header)
     at = columns.index(column)
     texts, dropped = [], Counter(lines.dropped)
-    for number, line in list(lines)[1:]:
-        if not line.strip():
-            skip(dropped, "empty", lines.path, number, line)
-            continue
+    for number, line in non_blank(list(lines)[1:], dropped, lines.path):
         fields = line.split("\t")
         if len(fields) != len(columns) or not fields[at].strip():
             if strict:

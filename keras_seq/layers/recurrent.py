@@ -251,8 +251,7 @@ class RecurrentLayer(keras.layers.Layer):
     def run_level(
         self, cell, x, states, *, mask, training, return_sequences, go_backwards
     ) -> tuple[tf.Tensor, tf.Tensor | None, list[tf.Tensor]]:
-        """One stacked level over the whole sequence: ``(last, outputs, final_states)``.
-"""
+        """One stacked level over the whole sequence: ``(last, outputs, final_states)``."""
         recurrent_mask = None
         if training and cell.dropout > 0:
             x = x * cell.dropout_mask(x[:, 0, :])[:, None, :]  # one mask per sequence

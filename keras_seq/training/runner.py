@@ -208,15 +208,17 @@ def train(
 def save_model(model, path: Path) -> None:
     """``model.save(path)`` in one step: written beside it, then renamed over it, so a kill
     while saving leaves no cut-off model.keras for export to find."""
-    partial = path.with_name(path.stem + ".partial.keras")
-    model.save(partial)
-    os.replace(partial, path)
+    _save_whole(model.save, path)
 
 
 def save_weights(model, path: Path) -> None:
     """``model.save_weights(path)`` in one step, as `save_model` (`path` ends .weights.h5)."""
-    partial = path.with_name("partial." + path.name)
-    model.save_weights(partial)
+    _save_whole(model.save_weights, path)
+
+
+def _save_whole(save, path: Path) -> None:
+    partial = path.with_name("partial." + path.name)  # the suffix Keras checks is kept
+    save(partial)
     os.replace(partial, path)
 
 
