@@ -133,7 +133,8 @@ class _Cell(keras.layers.Layer):
         per-sequence mask mechanism private); keras_seq's own layers draw one mask per
         sequence (variational dropout, as ``keras.layers.LSTM``).
         """
-        states = list(states) if isinstance(states, (list, tuple)) else [states]
+        nested = isinstance(states, (list, tuple))
+        states = list(states) if nested else [states]
         self._check_states(inputs, states)
         recurrent_mask = None
         if training:
@@ -141,7 +142,9 @@ class _Cell(keras.layers.Layer):
                 inputs = self.dropout_mask(inputs) * inputs
             if self.recurrent_dropout > 0:
                 recurrent_mask = self.recurrent_dropout_mask(states[0])
-        return self.step(self.project_inputs(inputs), states, recurrent_mask)
+        output, new_states = self.step(self.project_inputs(inputs), states, recurrent_mask)
+        # A bare state tensor in, a bare one out (as keras.layers.SimpleRNNCell / GRUCell).
+        return output, new_states if nested or len(new_states) > 1 else new_states[0]
 
     @property
     def state_sizes(self) -> list[int]:

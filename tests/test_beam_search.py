@@ -250,3 +250,19 @@ def test_seq2seq_beam_search_uses_the_length_penalty():
         np.testing.assert_array_equal(tokens.numpy(), want.numpy())
         found[alpha] = tokens.numpy()
     assert (found[0.0] != found[5.0]).any()
+
+
+def test_a_banned_id_loses_to_every_score_however_low():
+    """A diverged decoder whose start token scores 2e9 above the rest: the others'
+    log-probabilities (about -2e9) were below the -1e9 floor the bans used."""
+    logits = tf.constant([[0.0, 0.0, 2e9, 0.0, 0.0, 0.0]])
+
+    def step(tokens, states):
+        n = tf.shape(tokens)[0]
+        return tf.nn.log_softmax(tf.tile(logits, [n, 1])), states, tf.zeros([n, 0])
+
+    greedy = greedy_search(step, (), 1, 3)[0].numpy()
+    np.testing.assert_array_equal(greedy, [[1, 1, 1]])  # ties go to the lowest allowed id
+    for k in (2, 8):
+        tokens = beam_search(step, (), 1, k, 3)[0].numpy()
+        assert tokens[0, 0] not in (0, 2) and 2 not in tokens, (k, tokens)

@@ -214,3 +214,18 @@ def test_generate_rejects_ids_outside_the_vocabulary():
 def test_generate_rejects_a_prompt_without_steps():
     with pytest.raises(ValueError, match=r"argument `prompt_ids`. Expected a \[batch, steps\]"):
         make().generate(np.zeros((2, 0), np.int32), 3)
+
+
+def test_padding_is_never_drawn_at_a_tiny_temperature_below_every_logit():
+    """Every logit at about -5000 and a temperature of 1e-6 scale them to about -5e9, below
+    the -1e9 floor that padding was masked with, so padding was drawn at every step."""
+    model = make()
+    model.ensure_built()
+    kernel, bias = model.head.get_weights()
+    bias[:] = -5000.0
+    bias[4] = -4990.0
+    model.head.set_weights([np.zeros_like(kernel), bias])
+    for kwargs in (dict(temperature=0.0), dict(temperature=1e-6, seed=0),
+                   dict(temperature=1e-6, top_k=3, seed=0)):
+        tokens = model.generate(PROMPT, length=4, **kwargs).numpy()
+        np.testing.assert_array_equal(tokens, np.full_like(tokens, 4), err_msg=str(kwargs))

@@ -5,7 +5,7 @@ import numpy as np
 import pytest
 import tensorflow as tf
 
-from keras_seq import layers
+from keras_seq import cells, layers
 
 B, T, D, U = 3, 6, 4, 5
 FWD_TOL, GRAD_TOL = 1e-5, 1e-4
@@ -371,3 +371,131 @@ def test_recurrent_dropout_in_export_mode_is_refused_not_dropped():
         layer(x, training=True)
     with export_mode():
         np.testing.assert_allclose(layer(x, training=False), layer(x), atol=1e-6)
+
+
+FROZEN = {
+    "SimpleRNN": lambda cls: cls(U, trainable=False),
+    "LSTM": lambda cls: cls(U, trainable=False),
+    "GRU": lambda cls: cls(U, trainable=False),
+    "Bidirectional": lambda cls: (
+        layers.Bidirectional if cls is layers.LSTM else keras.layers.Bidirectional
+    )(cls(U, trainable=False)),
+}
+
+
+@pytest.mark.parametrize("kind", FROZEN)
+def test_a_layer_made_frozen_is_not_trained_like_keras(kind, rng, tmp_path):
+    """trainable=False at construction, or set on a built layer and saved, freezes every
+    variable: the cells' weights are the layer's (they used to stay trainable)."""
+    x = rng.normal(size=(B, T, D)).astype("float32")
+    y = np.ones((B, 1), "float32")
+
+    def trainable_count(make):
+        model = keras.Sequential([keras.Input((T, D)), make(), keras.layers.Dense(1)])
+        return len(model.trainable_weights), model
+
+    pair = (layers.LSTM, keras.layers.LSTM) if kind == "Bidirectional" else (
+        getattr(layers, kind), getattr(keras.layers, kind))
+    (n_ours, model), (n_keras, _) = (trainable_count(lambda c=c: FROZEN[kind](c)) for c in pair)
+    assert n_ours == n_keras == 2  # only the Dense layer's kernel and bias
+    frozen = model.layers[0]
+    before = [w.numpy().copy() for w in frozen.weights]
+    model.compile(keras.optimizers.SGD(0.5), "mse")
+    model.fit(x, y, epochs=2, verbose=0)
+    assert all(np.array_equal(b, w.numpy()) for b, w in zip(before, frozen.weights, strict=True))
+
+    # Frozen after building, then saved: it loads frozen.
+    layer = getattr(layers, kind)(U) if kind != "Bidirectional" else layers.Bidirectional(
+        layers.GRU(U))
+    built = keras.Sequential([keras.Input((T, D)), layer, keras.layers.Dense(1)])
+    layer.trainable = False
+    built.save(tmp_path / "m.keras")
+    loaded = keras.saving.load_model(tmp_path / "m.keras", safe_mode=True)
+    assert len(loaded.trainable_weights) == 2
+
+
+@pytest.mark.parametrize("kind", ["lstm", "gru", "gru_cho", "simple_rnn"])
+@pytest.mark.parametrize("return_state", [False, True])
+def test_activity_regularizer_adds_the_loss_keras_adds(kind, return_state, rng, tmp_path):
+    """Applied to the outputs and returned states, as keras.layers.LSTM / GRU do (it was
+    accepted, saved and never applied). Keras's own SimpleRNN drops it, so SimpleRNN is
+    checked against the regularizer's formula (Keras divides it by the batch size)."""
+    ours, reference = twins(
+        kind, activity_regularizer=keras.regularizers.L2(0.3), return_sequences=True,
+        return_state=return_state,
+    )
+    x = rng.normal(size=(B, T, D)).astype("float32")
+    outputs = as_list(ours(x))
+    expected = [0.3 * float(np.sum(np.square(o))) / B for o in outputs]
+    if kind != "simple_rnn":
+        reference(x)
+        expected = [float(v) for v in reference.losses]
+    assert len(ours.losses) == len(expected) == len(outputs)
+    np.testing.assert_allclose([float(v) for v in ours.losses], expected, rtol=1e-5)
+
+    config = ours.get_config()
+    assert config["activity_regularizer"]["config"] == {"l2": pytest.approx(0.3)}
+    model = keras.Sequential([keras.Input((T, D)), type(ours).from_config(config)])
+    model.save(tmp_path / "m.keras")
+    loaded = keras.saving.load_model(tmp_path / "m.keras", safe_mode=True)
+    loaded(x)
+    assert len(loaded.losses) == len(outputs)
+
+
+@pytest.mark.parametrize("return_state", [False, True])
+def test_bidirectional_applies_each_directions_activity_regularizer_like_keras(
+    return_state, rng
+):
+    opts = {"return_sequences": True, "return_state": return_state,
+            "activity_regularizer": keras.regularizers.L1(0.2)}
+    reference = keras.layers.Bidirectional(keras.layers.GRU(U, **opts))
+    ours = layers.Bidirectional(layers.GRU(U, **opts))
+    assert_bidirectional_equal(ours, reference, rng)
+    x = rng.normal(size=(B, T, D)).astype("float32")
+    reference(x)
+    ours(x)
+    assert len(ours.losses) == len(reference.losses) == 2 * (2 if return_state else 1)
+    np.testing.assert_allclose(
+        sorted(float(v) for v in ours.losses), sorted(float(v) for v in reference.losses),
+        rtol=1e-5,
+    )
+
+
+@pytest.mark.parametrize("kind", ["SimpleRNN", "LSTM", "GRU"])
+def test_a_keras_layer_config_loads_and_options_read_through_like_keras(kind):
+    reference = getattr(keras.layers, kind)(
+        U, kernel_initializer="he_normal", recurrent_regularizer="l2", bias_constraint="non_neg",
+        **({"reset_after": False, "recurrent_activation": "hard_sigmoid"} if kind == "GRU" else {}),
+        **({"unit_forget_bias": False} if kind == "LSTM" else {}),
+    )
+    ours = getattr(layers, kind).from_config(reference.get_config())
+    names = ["activation", "use_bias", "dropout", "recurrent_dropout", "kernel_initializer",
+             "recurrent_initializer", "bias_initializer", "kernel_regularizer",
+             "recurrent_regularizer", "bias_regularizer", "kernel_constraint",
+             "recurrent_constraint", "bias_constraint"]
+    names += {"LSTM": ["recurrent_activation", "unit_forget_bias"],
+              "GRU": ["recurrent_activation", "reset_after"], "SimpleRNN": []}[kind]
+    ser = keras.saving.serialize_keras_object
+    for name in names:
+        assert ser(getattr(ours, name)) == ser(getattr(reference, name)), name
+    states = ours.get_initial_state(2)
+    expected = reference.get_initial_state(2)
+    expected = expected if isinstance(expected, list) else [expected]
+    assert [tuple(s.shape) for s in states] == [tuple(s.shape) for s in expected]
+    assert not any(np.any(np.asarray(s)) for s in states)
+    assert len(layers.LSTM(U, num_layers=3).get_initial_state(4)) == 6
+    with pytest.raises(ValueError, match=r"`unroll`.*Received: unroll=True"):
+        getattr(layers, kind)(U, unroll=True)
+
+
+@pytest.mark.parametrize("kind", ["SimpleRNNCell", "GRUCell"])
+def test_a_single_state_cell_returns_what_it_was_given_like_keras(kind, rng):
+    x = rng.normal(size=(2, D)).astype("float32")
+    h = rng.normal(size=(2, U)).astype("float32")
+    ours, reference = getattr(cells, kind)(U), getattr(keras.layers, kind)(U)
+    _, bare = ours(x, h)
+    _, nested = ours(x, [h])
+    _, keras_bare = reference(x, h)
+    assert not isinstance(bare, (list, tuple)) and not isinstance(keras_bare, (list, tuple))
+    assert isinstance(nested, list) and len(nested) == 1
+    np.testing.assert_array_equal(np.asarray(bare), np.asarray(nested[0]))

@@ -317,3 +317,22 @@ def test_attention_beats_the_fixed_vector_bottleneck_at_length_30():
     assert attn_tok >= 0.8 and none_tok <= 0.5
     assert attn_tok - none_tok >= 0.4
     assert attn_exact >= 0.3 and none_exact <= 0.05
+
+
+def test_a_diverged_model_never_decodes_padding_or_start():
+    """Banned ids score below any score, not at a finite floor: with the start token's logit
+    2e9 above the rest, every other token's log-probability is about -2e9, below the -1e9
+    floor the bans used, so greedy, beam and the exported loop all decoded padding."""
+    from keras_seq.export.tasks.seq2seq import greedy_translate
+
+    model = make("bahdanau", seed=1)
+    model.ensure_built()
+    bias = model.output_layer.bias.numpy()
+    bias[2] = 2e9
+    model.output_layer.bias.assign(bias)
+    src = np.random.default_rng(0).integers(4, 12, size=(3, 5)).astype(np.int32)
+    outputs = [model.translate(src, max_length=4)[0], greedy_translate(model, tf.constant(src), 4)]
+    outputs += [model.translate(src, max_length=4, beam_width=k)[0] for k in (2, 20)]
+    for tokens in outputs:
+        tokens = tokens.numpy()
+        assert tokens[:, 0].min() > 0 and not np.isin(tokens, [2]).any(), tokens

@@ -175,7 +175,13 @@ class Bidirectional(keras.layers.Layer):
                 y_rev = tf.reverse(y_rev, [1])  # back to input order
             x = _merge(self.merge_mode if top else "concat", y, y_rev)
 
-        for sub, finals in ((fwd_layer, fwd_finals), (bwd_layer, bwd_finals)):
+        for sub, top_outputs, finals in zip(
+            (fwd_layer, bwd_layer), levels, (fwd_finals, bwd_finals), strict=True
+        ):
+            if sub.activity_regularizer is not None:  # what the direction's __call__ adds
+                for t in [top_outputs, *(finals if self.return_state else [])]:
+                    loss = sub.activity_regularizer(t)
+                    self.add_loss(tf.math.divide_no_nan(loss, tf.cast(tf.shape(t)[0], loss.dtype)))
             if sub.stateful:
                 for var, value in zip(sub.states, finals, strict=True):
                     var.assign(tf.cast(value, var.dtype))

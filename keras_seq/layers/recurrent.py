@@ -106,6 +106,10 @@ def as_float(sequences, dtype) -> tf.Tensor:
     return sequences if sequences.dtype.is_floating else tf.cast(sequences, dtype)
 
 
+def _cell_option(name: str) -> property:
+    return property(lambda self: getattr(self.cell, name), doc=f"The cells' `{name}`.")
+
+
 class RecurrentLayer(keras.layers.Layer):
     """Base runner. Subclasses set ``cell_class``."""
 
@@ -125,9 +129,26 @@ class RecurrentLayer(keras.layers.Layer):
         name: str | None = None,
         dtype: Any = None,
         trainable: bool = True,
+        activity_regularizer: Any = None,
+        unroll: bool = False,
         **cell_kwargs: Any,
     ) -> None:
-        super().__init__(name=name, dtype=dtype, trainable=trainable)
+        # Applied by Keras's `__call__` to the outputs (and returned states), as on
+        # keras.layers.LSTM; the cells are never called that way, so it is the layer's.
+        super().__init__(
+            name=name,
+            dtype=dtype,
+            trainable=trainable,
+            activity_regularizer=keras.regularizers.get(activity_regularizer),
+        )
+        # Accepted so that a keras.layers config loads; the loop runs in kernels, never
+        # unrolled in Python (which would change speed, not results).
+        if _validate.boolean("unroll", unroll):
+            raise ValueError(
+                "Invalid value for argument `unroll`. Expected False: keras_seq layers run "
+                "the loop in fused kernels (an unrolled loop gives the same outputs). "
+                "Received: unroll=True"
+            )
         self.units = _validate.positive_int("units", units)
         self.num_layers = _validate.positive_int("num_layers", num_layers)
         self.inter_layer_dropout = _validate.rate("inter_layer_dropout", inter_layer_dropout)
@@ -143,6 +164,7 @@ class RecurrentLayer(keras.layers.Layer):
             self.cell_class(
                 units,
                 dtype=dtype,
+                trainable=trainable,  # a frozen layer's variables are created frozen
                 name=f"cell_{k}" if num_layers > 1 else "cell",
                 **{**cell_kwargs, "seed": None if seed is None else seed + k},
             )
@@ -165,10 +187,23 @@ class RecurrentLayer(keras.layers.Layer):
         return self.cell.state_sizes * self.num_layers
 
     # Cell options read through the layer, as on keras.layers.LSTM.
-    dropout = property(lambda self: self.cell.dropout)
-    recurrent_dropout = property(lambda self: self.cell.recurrent_dropout)
-    activation = property(lambda self: self.cell.activation)
-    use_bias = property(lambda self: self.cell.use_bias)
+    dropout = _cell_option("dropout")
+    recurrent_dropout = _cell_option("recurrent_dropout")
+    activation = _cell_option("activation")
+    use_bias = _cell_option("use_bias")
+    kernel_initializer = _cell_option("kernel_initializer")
+    recurrent_initializer = _cell_option("recurrent_initializer")
+    bias_initializer = _cell_option("bias_initializer")
+    kernel_regularizer = _cell_option("kernel_regularizer")
+    recurrent_regularizer = _cell_option("recurrent_regularizer")
+    bias_regularizer = _cell_option("bias_regularizer")
+    kernel_constraint = _cell_option("kernel_constraint")
+    recurrent_constraint = _cell_option("recurrent_constraint")
+    bias_constraint = _cell_option("bias_constraint")
+
+    def get_initial_state(self, batch_size) -> list[tf.Tensor]:
+        """Zero states, one per state per level (``keras.layers.RNN.get_initial_state``)."""
+        return [state for cell in self.cells for state in cell.get_initial_state(batch_size)]
 
     # -- build ------------------------------------------------------------------------------
     def build(self, sequences_shape, initial_state_shape=None) -> None:
@@ -326,7 +361,7 @@ class RecurrentLayer(keras.layers.Layer):
         cell_config["seed"] = self._cell_kwargs.get("seed")
         base = super().get_config()
         return {
-            **base,
+            **base,  # holds the layer's own activity_regularizer
             **cell_config,
             **{key: getattr(self, key) for key in _RUNNER_KEYS},
         }
@@ -355,6 +390,10 @@ class LSTM(RecurrentLayer):
     """
 
     cell_class = cells.LSTMCell
+    recurrent_activation = _cell_option("recurrent_activation")
+    unit_forget_bias = _cell_option("unit_forget_bias")
+    peephole = _cell_option("peephole")
+    coupled_gates = _cell_option("coupled_gates")
 
 
 @keras.saving.register_keras_serializable(package="keras_seq")
@@ -362,3 +401,5 @@ class GRU(RecurrentLayer):
     """GRU layer (``reset_after=True`` by default, as Keras); see :class:`cells.GRUCell`."""
 
     cell_class = cells.GRUCell
+    recurrent_activation = _cell_option("recurrent_activation")
+    reset_after = _cell_option("reset_after")

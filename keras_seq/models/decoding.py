@@ -34,6 +34,9 @@ StepFn = Callable[[tf.Tensor, Any], tuple[tf.Tensor, Any, tf.Tensor]]
 PAD_ID, START_ID, END_ID = 0, 2, 3
 BANNED_IDS = (PAD_ID, START_ID)  # never produced: padding only follows the end token
 _NEG = -1.0e9  # score of impossible hypotheses (finite: no inf - inf)
+# A banned token's score: below every score a model can give (a finite floor, such as _NEG,
+# is beaten by a diverged model's scores, and the banned token then wins).
+_BANNED = float("-inf")
 
 
 def tile_beams(structure: Any, beam_width: int) -> Any:
@@ -57,7 +60,7 @@ def _ban(log_probs: tf.Tensor, banned_ids: tuple[int, ...]) -> tf.Tensor:
         return log_probs
     ids = tf.range(tf.shape(log_probs)[-1])[None, :]
     banned = tf.reduce_any(tf.equal(ids[..., None], tf.constant(banned_ids)), axis=-1)
-    return tf.where(banned, _NEG, log_probs)
+    return tf.where(banned, _BANNED, log_probs)
 
 
 def _max_length(value: Any) -> tf.Tensor:

@@ -12,7 +12,7 @@ from keras_seq.models import _common
 
 __all__ = ["LanguageModel"]
 
-_NEG = -1.0e9
+_PAD_SCORE = float("-inf")  # below any logit, even one divided by a tiny temperature
 
 
 @keras.saving.register_keras_serializable(package="keras_seq")
@@ -234,12 +234,12 @@ class LanguageModel(_common.TaskModel):
         logits = tf.cast(logits, tf.float32)
         not_pad = tf.not_equal(tf.range(tf.shape(logits)[-1]), _common.PAD_ID)[None, :]
         if greedy:
-            return tf.argmax(tf.where(not_pad, logits, _NEG), axis=-1, output_type=tf.int32)
+            return tf.argmax(tf.where(not_pad, logits, _PAD_SCORE), axis=-1, output_type=tf.int32)
         # Masked after the temperature, which would scale the mask too (a huge one to ~0).
-        scaled = tf.where(not_pad, logits / temperature, _NEG)
+        scaled = tf.where(not_pad, logits / temperature, _PAD_SCORE)
         if top_k is not None:
             kth = tf.math.top_k(scaled, k=top_k).values[:, -1:]  # (B, 1)
-            scaled = tf.where(scaled < kth, _NEG, scaled)
+            scaled = tf.where(scaled < kth, _PAD_SCORE, scaled)
         step_seed = tf.random.experimental.stateless_fold_in(seed, tf.cast(t, tf.int64))
         return tf.random.stateless_categorical(scaled, 1, seed=step_seed, dtype=tf.int32)[:, 0]
 

@@ -58,7 +58,7 @@ def greedy_translate(model: Any, source_ids: Any, max_length: int) -> Any:
 
     def body(t, previous, states, done, tokens):
         log_probs, states, _ = model.decode_step(previous, states, encoder_outputs, encoder_mask)
-        log_probs = tf.where(banned, tf.constant(-1e9, log_probs.dtype), log_probs)
+        log_probs = tf.where(banned, tf.constant(-np.inf, log_probs.dtype), log_probs)
         best = tf.argmax(log_probs, axis=-1, output_type=tf.int32)  # (B,)
         best = tf.where(done, 0, best)
         tokens = tokens + tf.cast(tf.equal(columns, t), tf.int32) * best[:, None]
