@@ -213,7 +213,9 @@ def check(folder: Path, providers: list[str], tolerance: float, repeats: int, ou
     except ImportError:
         env["device"] = "unknown"
     out.mkdir(parents=True, exist_ok=True)
-    (out / "onnx_cuda.json").write_text(json.dumps({"env": env, "runs": runs}, indent=1) + "\n")
+    # The committed figures are the GPU's; a check without CUDA never overwrites them.
+    stem = "onnx_cuda" if "CUDAExecutionProvider" in providers else "onnx_cpu_check"
+    (out / f"{stem}.json").write_text(json.dumps({"env": env, "runs": runs}, indent=1) + "\n")
     lines = [
         f"Measured {env['date']} on {env['device']}, onnxruntime {env['onnxruntime']}; "
         f"reference: the Keras model (TensorFlow, CPU); tolerance {tolerance:g}.", "",
@@ -232,7 +234,7 @@ def check(folder: Path, providers: list[str], tolerance: float, repeats: int, ou
             lines.append(f"| {r['model'] if first else ''} | {r['provider'] if first else ''} | "
                          f"{r['math'] if first else ''} | {sig} | {d:.1e} | "
                          f"{nodes if first else ''} | {b1} | {bb} | {ok if first else ''} |")
-    (out / "onnx_cuda.md").write_text("\n".join(lines) + "\n")
+    (out / f"{stem}.md").write_text("\n".join(lines) + "\n")
     print("\n".join(lines))
     failed = [f"{r['model']} on {r['provider']}" for r in runs if r["ok"] is False]
     if failed:

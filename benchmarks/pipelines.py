@@ -210,8 +210,16 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--sources", default=",".join(pipelines.SOURCES))
     parser.add_argument("--batches", type=int, default=300, help="batches timed per source")
     parser.add_argument("--steps", type=int, default=8, help="train steps timed per source")
-    parser.add_argument("--out", default=str(RESULTS))
+    parser.add_argument(
+        "--out",
+        help="default: results/pipelines.json for the full run, pipelines_partial.json for "
+        "fewer sources, batches or steps (a partial run never overwrites the full figures)",
+    )
     args = parser.parse_args(argv)
+    full = set(args.sources.split(",")) == set(pipelines.SOURCES) and all(
+        getattr(args, key) == parser.get_default(key) for key in ("batches", "steps")
+    )
+    args.out = args.out or str(RESULTS if full else RESULTS.with_name("pipelines_partial.json"))
     results = {}
     header = (
         f"{'source':12} {'pipeline ex/s (1st / steady)':>30} {'train ex/s':>11} "

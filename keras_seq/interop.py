@@ -123,6 +123,12 @@ def from_torch(
         )
 
     units, levels = module.hidden_size, module.num_layers
+    if levels > 1 and not 0 <= module.dropout < 1:  # torch takes 1 (everything dropped)
+        raise ValueError(
+            "Invalid value for argument `module`. Expected dropout in [0, 1) between levels "
+            f"(keras_seq's inter_layer_dropout). Received: module={module!r} with "
+            f"dropout={module.dropout}"
+        )
     options: dict[str, Any] = {
         "num_layers": levels,
         "use_bias": bool(module.bias),
@@ -147,16 +153,22 @@ def from_torch(
         directions = [(layer, "")]
     layer.build((None, None, module.input_size))
 
-    params = {key: _to_numpy(value) for key, value in module.named_parameters()}
     for sub, suffix in directions:
         for k, cell in enumerate(sub.cells):
-            _load_cell(cell, module.mode, params, f"l{k}{suffix}")
+            _load_cell(cell, module, f"l{k}{suffix}")
     return layer
 
 
-def _load_cell(cell, mode: str, params: dict[str, np.ndarray], key: str) -> None:
-    w_ih, w_hh = params[f"weight_ih_{key}"], params[f"weight_hh_{key}"]  # [G*U, D], [G*U, U]
-    b_ih, b_hh = params.get(f"bias_ih_{key}"), params.get(f"bias_hh_{key}")  # [G*U]
+def _load_cell(cell, module, key: str) -> None:
+    # The weights forward() uses are attributes: a pruned or parametrized (weight_norm)
+    # module keeps its parameters under other names ("weight_hh_l0_orig", ...).
+    def weight(name: str) -> np.ndarray | None:
+        value = getattr(module, f"{name}_{key}", None)
+        return None if value is None else _to_numpy(value)
+
+    w_ih, w_hh = weight("weight_ih"), weight("weight_hh")  # [G*U, D], [G*U, U]
+    b_ih, b_hh = weight("bias_ih"), weight("bias_hh")  # [G*U]
+    mode = module.mode
     if mode == "GRU":
         order = _gru_order(cell.units)
         w_ih, w_hh = w_ih[order], w_hh[order]

@@ -321,7 +321,9 @@ def load(
         held_out = {
             normalize(n, lowercase) for part in ("validation", "test") for n in groups[part][0]
         }
-        corpus, corpus_labels = _pretraining_corpus(directory, held_out, lowercase, seed, strict)
+        corpus, corpus_labels, corpus_dropped = _pretraining_corpus(
+            directory, held_out, lowercase, seed, strict
+        )
         if not vocabularies:
             # Some of this split's training names may be in the corpus's validation split:
             # characters only they have are added.
@@ -333,7 +335,8 @@ def load(
     )
     if pretrain:
         related = assemble(
-            splits={**corpus, "test": ([], [])}, label_names=corpus_labels, dropped=Counter(),
+            splits={**corpus, "test": ([], [])}, label_names=corpus_labels,
+            dropped=corpus_dropped,
             options={"pretrain_for": label_names}, vocabularies=splits.info.vocabularies,
             **common,
         )
@@ -343,15 +346,18 @@ def load(
 
 def _pretraining_corpus(
     directory: Path, held_out: set[str], lowercase: bool, seed: int, strict: bool
-) -> tuple[dict[str, tuple[list[str], list[int]]], list[str]]:
-    """``({"train": (names, labels), "validation": ...}, languages)``: every file's names
-    whose key is not in `held_out`, labelled by all languages, split by PRETRAIN_FRACTIONS."""
-    names, langs, _, _ = read_names_dir(directory, strict=strict)
+) -> tuple[dict[str, tuple[list[str], list[int]]], list[str], Counter]:
+    """``({"train": (names, labels), "validation": ...}, languages, dropped)``: every file's
+    names whose key is not in `held_out`, labelled by all languages, split by
+    PRETRAIN_FRACTIONS; `dropped` counts the files' bad lines and the held-out names."""
+    names, langs, dropped, _ = read_names_dir(directory, strict=strict)
     keys = [normalize(n, lowercase) for n in names]
-    names, langs, keys = select([k not in held_out for k in keys], names, langs, keys)
+    keep = [k not in held_out for k in keys]
+    dropped["held_out"] += keep.count(False)
+    names, langs, keys = select(keep, names, langs, keys)
     label_names = sorted(set(langs))
     labels = [label_names.index(g) for g in langs]
     split = assign_splits(keys, PRETRAIN_FRACTIONS, seed, strata=labels)
     groups = by_split(names, labels, split)
     del groups["test"]
-    return groups, label_names
+    return groups, label_names, dropped

@@ -196,6 +196,29 @@ def test_rejects_non_recurrent_module():
         interop.from_torch(torch.nn.LSTMCell(D, U))
 
 
+@pytest.mark.parametrize("how", ["prune", "weight_norm"])
+def test_a_pruned_or_weight_normed_module_imports_the_weights_it_runs(how):
+    """Their parameters are renamed ("weight_hh_l1_orig", "parametrizations...."); the
+    weights forward() uses are the module's attributes (a bare KeyError before)."""
+    from torch.nn.utils import parametrizations, prune
+
+    module = make_module("lstm", num_layers=2, bidirectional=True)
+    for name in ("weight_hh_l1", "weight_ih_l0_reverse", "bias_ih_l0"):
+        if how == "prune":
+            prune.l1_unstructured(module, name, amount=0.5)
+        else:
+            parametrizations.weight_norm(module, name)
+    x = inputs()
+    assert max_abs(interop.from_torch(module)(x.numpy()), run_torch(module, x)[0]) < TOL
+
+
+def test_rejects_dropout_of_one_by_the_module():
+    module = torch.nn.GRU(D, U, num_layers=2, dropout=1.0)
+    with pytest.raises(ValueError, match=r"argument `module`\. Expected dropout in \[0, 1\).*"
+                                         r"Received: .*dropout=1\.0"):
+        interop.from_torch(module)
+
+
 def test_rejects_projected_lstm():
     module = torch.nn.LSTM(D, U, proj_size=3, batch_first=True)
     with pytest.raises(

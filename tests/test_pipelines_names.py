@@ -324,6 +324,10 @@ def test_pretrain_corpus_is_every_language_less_the_held_out_names(tmp_path):
                for n, lang in clean]
     expected = Counter(e for e in encoded if e[0] not in held_ids)
     assert Counter(id_examples(p.train) + id_examples(p.validation)) == expected
+    # Its bad lines (German.txt's) and the names held out are counted, as the task's are.
+    held_lines = len(clean) - sum(expected.values())
+    assert held_lines > 2
+    assert p.info.dropped == {"artifact": 2, "empty": 2, "invalid": 2, "held_out": held_lines}
     # The task's training names are part of it, with their languages ("Rossi", dropped from
     # the task as ambiguous, in both).
     trained = [(n, s.info.labels[y]) for n, y in examples(s.train, vocab)]

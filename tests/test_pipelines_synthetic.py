@@ -189,3 +189,18 @@ def test_copy_memory_errors():
         copy_memory.load(num_symbols=1)
     with pytest.raises(ValueError, match="argument `num_symbols`. Expected enough symbols"):
         copy_memory.load(num_symbols=2, copy_length=3)
+
+
+def test_a_partial_pipeline_benchmark_never_overwrites_the_full_figures(
+    load_benchmark, tmp_path, monkeypatch
+):
+    """benchmarks/pipelines.py with fewer sources or batches writes pipelines_partial.json
+    (its documented quick look replaced the committed results/pipelines.json)."""
+    import json
+
+    script = load_benchmark("pipelines")
+    monkeypatch.setattr(script, "RESULTS", tmp_path / "pipelines.json")
+    assert script.main(["--sources", "dates", "--batches", "2", "--steps", "1"]) == 0
+    assert not (tmp_path / "pipelines.json").exists()
+    written = json.loads((tmp_path / "pipelines_partial.json").read_text())
+    assert list(written["results"]) == ["dates"] and written["results"]["dates"]["status"] == "ok"
