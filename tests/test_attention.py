@@ -232,6 +232,40 @@ def test_keras_style_mask_list_matches_keras_attention():
     assert np.all(context.numpy()[~query_mask] == 0.0)
 
 
+def test_keras_masks_of_embedded_inputs_are_used_like_keras_attention():
+    """Without `mask`, the Keras masks of query and values (Embedding(mask_zero=True)) mask
+    as keras.layers.Attention does; they were ignored and padding was attended."""
+    q_ids = keras.Input((TQ,), dtype="int32")
+    v_ids = keras.Input((TV,), dtype="int32")
+    embed = keras.layers.Embedding(10, DV, mask_zero=True)
+    query, values = embed(q_ids), embed(v_ids)
+    ours = LuongAttention("dot")(query, values)
+    theirs = keras.layers.Attention()([query, values], return_attention_scores=True)
+    model = keras.Model([q_ids, v_ids], [*ours, *theirs])
+    rng = np.random.default_rng(3)
+    q = rng.integers(1, 10, size=(B, TQ))
+    v = rng.integers(1, 10, size=(B, TV))
+    q[0, -1], v[0, 2:], v[1, -1] = 0, 0, 0
+    context, weights, ref_context, ref_weights = model.predict([q, v], verbose=0)
+    assert np.all(weights[0][:, 2:] == 0.0) and np.all(weights[1][:, -1] == 0.0)
+    assert np.all(context[0, -1] == 0.0)  # a padded query position
+    np.testing.assert_allclose(weights, ref_weights, rtol=1e-6, atol=1e-7)
+    np.testing.assert_allclose(context, ref_context, rtol=1e-6, atol=1e-6)
+    # An explicit mask still wins over the Keras masks.
+    explicit = LuongAttention("dot")(embed(q), embed(v), mask=np.ones((B, TV), bool))[1]
+    assert np.all(explicit.numpy()[0][:, 2:] > 0.0)
+
+
+@pytest.mark.parametrize("query_rank", [2, 3])
+@pytest.mark.parametrize("name", list(CONFIGS))
+def test_compute_output_shape_is_the_outputs_shape(name, query_rank):
+    layer, query_dim = _built(name)
+    query, values, _ = _inputs(query_dim, tq=TQ if query_rank == 3 else None)
+    context, weights = layer(query, values)
+    shapes = layer.compute_output_shape((None, *query.shape[1:]), (None, *values.shape[1:]))
+    assert shapes == ((None, *context.shape[1:]), (None, *weights.shape[1:]))
+
+
 # ---------------------------------------------------------------- decode-loop support
 @pytest.mark.parametrize("query_rank", [2, 3])
 @pytest.mark.parametrize("name", list(CONFIGS))

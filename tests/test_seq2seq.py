@@ -336,3 +336,40 @@ def test_a_diverged_model_never_decodes_padding_or_start():
     for tokens in outputs:
         tokens = tokens.numpy()
         assert tokens[:, 0].min() > 0 and not np.isin(tokens, [2]).any(), tokens
+
+
+@pytest.mark.parametrize("name", ["bahdanau", "luong_concat_feed_bi"])
+def test_fit_with_jit_compile_equals_fit_without(name):
+    """Additive scores projected the query with a tensordot, whose gradient inside the
+    teacher-forcing loop XLA refused ("must be a compile-time constant"); Keras compiles
+    with XLA by default on a GPU."""
+    rng = np.random.default_rng(0)
+    src = rng.integers(4, 12, size=(4, 5)).astype(np.int32)
+    src[1, 3:] = 0
+    tgt = rng.integers(4, 13, size=(4, 4)).astype(np.int32)
+    tgt_in, tgt_out = np.concatenate([np.full((4, 1), 2), tgt[:, :-1]], 1), tgt
+    results = []
+    for jit in (False, True):
+        model = make(name, seed=3)
+        model.compile(keras.optimizers.SGD(0.5), jit_compile=jit)
+        history = model.fit((src, tgt_in), tgt_out, epochs=2, verbose=0)
+        results.append((history.history["loss"], model.get_weights()))
+    (loss0, w0), (loss1, w1) = results
+    np.testing.assert_allclose(loss1, loss0, rtol=1e-5)
+    for a, b in zip(w1, w0, strict=True):
+        np.testing.assert_allclose(a, b, atol=1e-5)
+
+
+def test_a_float64_model_computes_its_log_probabilities_in_float64():
+    """They were cast to float32 whatever the policy; mixed precision keeps float32."""
+    src = np.random.default_rng(0).integers(4, 12, size=(2, 5)).astype(np.int32)
+    tgt_in = np.full((2, 3), 5, np.int32)
+    for dtype, want in (("float64", "float64"), ("mixed_float16", "float32")):
+        model = make("bahdanau", dtype=dtype)
+        assert model((src, tgt_in)).dtype == want, dtype
+    reference = make("bahdanau")
+    reference.ensure_built()
+    model = make("bahdanau", dtype="float64")
+    model.ensure_built()
+    model.set_weights([w.astype("float64") for w in reference.get_weights()])
+    np.testing.assert_allclose(model((src, tgt_in)), reference((src, tgt_in)), atol=1e-5)

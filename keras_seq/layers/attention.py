@@ -25,8 +25,10 @@ all False has nothing to attend to:
   zero vector, never NaN.
 
 ``mask`` may also be a Keras-style list ``[query_mask, values_mask]`` (as for
-``keras.layers.Attention``); then context rows at masked query positions are zero. The layers'
-outputs never carry a Keras mask (``compute_mask`` returns None).
+``keras.layers.Attention``); then context rows at masked query positions are zero. Without
+``mask``, the Keras masks that ``query`` and ``values`` carry (from an
+``Embedding(mask_zero=True)`` upstream) are used the same way, as ``keras.layers.Attention``
+uses them. The layers' outputs never carry a Keras mask (``compute_mask`` returns None).
 """
 
 from __future__ import annotations
@@ -45,6 +47,12 @@ _LUONG_SCORES = ("dot", "general", "concat")
 
 def _shape(x: Any) -> tuple:
     return tuple(x.shape) if hasattr(x, "shape") else tuple(np.shape(x))
+
+
+def _project(query: Any, kernel: Any) -> Any:
+    """``[B, Tq, D] @ [D, U]``. ``ops.matmul`` makes it a tensordot, whose gradient builds a
+    transpose permutation at run time: XLA refuses that inside a decoder's while loop."""
+    return ops.einsum("bqd,du->bqu", query, kernel)
 
 
 def _agree(*dims: Any) -> bool:
@@ -151,7 +159,15 @@ class _Attention(keras.layers.Layer):
                 )
         return mask
 
-    def call(self, query: Any, values: Any, mask: Any = None, keys: Any = None) -> tuple[Any, Any]:
+    def call(
+        self,
+        query: Any,
+        values: Any,
+        mask: Any = None,
+        keys: Any = None,
+        query_mask: Any = None,
+        values_mask: Any = None,
+    ) -> tuple[Any, Any]:
         """Attend from ``query`` over ``values``.
 
         Args:
@@ -159,11 +175,14 @@ class _Attention(keras.layers.Layer):
             values: ``[B, Tv, Dv]``.
             mask: ``[B, Tv]`` bool (True = attend), or ``[query_mask, values_mask]``.
             keys: optional ``precompute(values)``, to skip recomputing it every step.
+            query_mask, values_mask: the Keras masks of ``query`` and ``values``, which Keras
+                passes in; used when ``mask`` is None.
 
         Returns:
             ``(context, weights)``: ``[B, (Tq,) Dv]`` and ``[B, (Tq,) Tv]``.
         """
-        query_mask, values_mask = self._split_mask(mask)
+        if mask is not None:
+            query_mask, values_mask = self._split_mask(mask)
         self._check_values(values)
         if values_mask is not None:
             values_mask = self._values_mask(values_mask, values)  # (B, Tv) bool
@@ -220,6 +239,11 @@ class _Attention(keras.layers.Layer):
 
     def _keys_dim(self) -> int:  # pragma: no cover - overridden
         raise NotImplementedError
+
+    def compute_output_shape(self, query_shape: Any, values_shape: Any, *args: Any, **kwargs: Any):
+        """``(context, weights)`` shapes: ``[B, (Tq,) Dv]`` and ``[B, (Tq,) Tv]``."""
+        query_shape, values_shape = tuple(query_shape), tuple(values_shape)
+        return query_shape[:-1] + values_shape[-1:], query_shape[:-1] + values_shape[1:2]
 
     def compute_mask(self, inputs: Any, mask: Any = None) -> None:
         """Attention outputs carry no Keras mask."""
@@ -284,7 +308,7 @@ class BahdanauAttention(_Attention):
 
     def score(self, query: Any, keys: Any) -> Any:
         """[B, Tq, Dq], [B, Tv, U] -> [B, Tq, Tv]."""
-        processed = ops.matmul(query, self._w(self.query_kernel))  # (B, Tq, U)
+        processed = _project(query, self._w(self.query_kernel))  # (B, Tq, U)
         hidden = ops.expand_dims(keys, 1) + ops.expand_dims(processed, 2)  # (B, Tq, Tv, U)
         v = self._w(self.v)
         if self.normalize:
@@ -390,7 +414,7 @@ class LuongAttention(_Attention):
     def score(self, query: Any, keys: Any) -> Any:
         """[B, Tq, Dq], [B, Tv, K] -> [B, Tq, Tv]."""
         if self.score_mode == "concat":
-            processed = ops.matmul(query, self._w(self.kernel)[: self._query_dim])  # (B, Tq, U)
+            processed = _project(query, self._w(self.kernel)[: self._query_dim])  # (B, Tq, U)
             hidden = ops.expand_dims(keys, 1) + ops.expand_dims(processed, 2)  # (B, Tq, Tv, U)
             scores = ops.sum(ops.tanh(hidden) * self._w(self.v), axis=-1)
         else:

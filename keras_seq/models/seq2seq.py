@@ -259,7 +259,9 @@ class Seq2Seq(_common.TaskModel):
 
     def _log_probs(self, features, training=False):
         logits = self.output_layer(self.dropout_layer(features, training=training))
-        return tf.nn.log_softmax(tf.cast(logits, tf.float32), axis=-1)
+        # float32 under mixed precision (a float16 log-softmax loses the tail), float64 in a
+        # float64 model.
+        return tf.nn.log_softmax(tf.cast(logits, self.dtype_policy.variable_dtype), axis=-1)
 
     def decode_step(
         self,
