@@ -256,6 +256,29 @@ def test_keras_masks_of_embedded_inputs_are_used_like_keras_attention():
     assert np.all(explicit.numpy()[0][:, 2:] > 0.0)
 
 
+def test_an_empty_row_under_keras_masks_gets_zero_weights_eagerly():
+    """Ordinary padded text can hold an all-padding row: under Keras's masks it gets a
+    graph's zero weights eagerly too (the eager refusal is for an explicit `mask`)."""
+    embed = keras.layers.Embedding(10, DV, mask_zero=True)
+    query, values = embed(np.array([[1, 2], [3, 4]])), embed(np.array([[5, 6, 0], [0, 0, 0]]))
+    context, weights = LuongAttention("dot")(query, values)
+    assert np.all(weights.numpy()[1] == 0.0) and np.all(context.numpy()[1] == 0.0)
+    np.testing.assert_allclose(weights.numpy()[0].sum(-1), 1.0, rtol=1e-6)
+    with pytest.raises(ValueError, match=r"all-False rows at batch indices \[1\]"):
+        LuongAttention("dot")(query, values, mask=np.array([[1, 1, 0], [0, 0, 0]], bool))
+
+
+def test_a_symbolic_call_checks_its_inputs_when_the_model_is_built():
+    """With compute_output_shape defined, Keras would take shapes from it and skip `call`'s
+    checks until the first batch ran."""
+    layer = BahdanauAttention(UNITS)
+    layer.build((None, TQ, DQ), (None, TV, DV))
+    with pytest.raises(ValueError, match=r"Invalid `query`.*the weights were built for"):
+        layer(keras.Input((TQ, DQ + 2)), keras.Input((TV, DV)))
+    with pytest.raises(ValueError, match=r"Invalid `mask`.*mask.shape=\(None, 9\)"):
+        layer(keras.Input((TQ, DQ)), keras.Input((TV, DV)), mask=keras.Input((9,), dtype="bool"))
+
+
 @pytest.mark.parametrize("query_rank", [2, 3])
 @pytest.mark.parametrize("name", list(CONFIGS))
 def test_compute_output_shape_is_the_outputs_shape(name, query_rank):

@@ -28,7 +28,8 @@ all False has nothing to attend to:
 ``keras.layers.Attention``); then context rows at masked query positions are zero. Without
 ``mask``, the Keras masks that ``query`` and ``values`` carry (from an
 ``Embedding(mask_zero=True)`` upstream) are used the same way, as ``keras.layers.Attention``
-uses them. The layers' outputs never carry a Keras mask (``compute_mask`` returns None).
+uses them; an all-padding row then gets zero weights eagerly too (``keras.layers.Attention``
+gives it uniform weights). The layers' outputs never carry a Keras mask (``compute_mask`` returns None).
 """
 
 from __future__ import annotations
@@ -137,8 +138,9 @@ class _Attention(keras.layers.Layer):
             return mask[0], mask[1]
         return None, mask
 
-    def _values_mask(self, mask: Any, values: Any) -> Any:
-        """Validate the [B, Tv] mask as bool; raise eagerly on an all-False row."""
+    def _values_mask(self, mask: Any, values: Any, refuse_empty: bool = True) -> Any:
+        """Validate the [B, Tv] mask as bool; with `refuse_empty`, raise eagerly on an
+        all-False row."""
         mask = ops.convert_to_tensor(mask)
         if mask.dtype != "bool":
             mask = ops.cast(mask, "bool")
@@ -149,7 +151,7 @@ class _Attention(keras.layers.Layer):
                 f"[batch, value_steps] matching values.shape={v_shape}. "
                 f"Received: mask.shape={shape}"
             )
-        if tf.executing_eagerly() and hasattr(mask, "numpy"):
+        if refuse_empty and tf.executing_eagerly() and hasattr(mask, "numpy"):
             empty = np.flatnonzero(~np.any(mask.numpy(), axis=-1))
             if empty.size:
                 raise ValueError(
@@ -181,11 +183,13 @@ class _Attention(keras.layers.Layer):
         Returns:
             ``(context, weights)``: ``[B, (Tq,) Dv]`` and ``[B, (Tq,) Tv]``.
         """
-        if mask is not None:
+        # A padded batch may hold an empty row: Keras's masks get a graph's zero weights.
+        explicit = mask is not None
+        if explicit:
             query_mask, values_mask = self._split_mask(mask)
         self._check_values(values)
         if values_mask is not None:
-            values_mask = self._values_mask(values_mask, values)  # (B, Tv) bool
+            values_mask = self._values_mask(values_mask, values, refuse_empty=explicit)
         q_rank = len(_shape(query))
         if q_rank not in (2, 3):
             raise ValueError(
@@ -239,6 +243,11 @@ class _Attention(keras.layers.Layer):
 
     def _keys_dim(self) -> int:  # pragma: no cover - overridden
         raise NotImplementedError
+
+    def compute_output_spec(self, *args: Any, **kwargs: Any):
+        # Symbolic calls trace `call`, with its checks, as before `compute_output_shape` was
+        # defined (Keras's Layer would otherwise use that instead).
+        return keras.Operation.compute_output_spec(self, *args, **kwargs)
 
     def compute_output_shape(self, query_shape: Any, values_shape: Any, *args: Any, **kwargs: Any):
         """``(context, weights)`` shapes: ``[B, (Tq,) Dv]`` and ``[B, (Tq,) Tv]``."""
