@@ -606,11 +606,41 @@ def test_predict_names_a_missing_metadata_and_a_bad_path(exports, tmp_path):
         predict(exports["classification"][1], [])
     for path in (exports["seq2seq"][1], exports["seq2seq"][1] / "model.tflite"):
         # Was an answer for padding alone from the SavedModel, an id-0 feed error from TFLite.
-        with pytest.raises(ValueError, match=r"Expected texts that are not blank. Received: "
-                                             r"texts\[1\]=' '"):
-            predict(path, ["x", " "])
+        with pytest.raises(ValueError, match=r"Expected texts with at least one token of the "
+                                             r"model's vocabulary. Received: texts\[1\]=''"):
+            predict(path, ["x", ""])
+    with pytest.raises(ValueError, match=r"Received: texts\[0\]=''"):
+        predict(None, [""], server="http://127.0.0.1:1", model_name="m")
     with pytest.raises(ValueError, match=r"argument `model_name`"):
         predict(None, ["x"], server="http://127.0.0.1:1")
+
+
+def test_predict_takes_whitespace_where_the_vocabulary_has_it_as_a_token(exports):
+    """A space is a token of a character vocabulary: every runtime answers for it, as the
+    SavedModel always did (predict refused any blank text). A word vocabulary has no token
+    in a space, so there it is refused."""
+    _, out = exports["language_model"]  # characters
+    assert _vocab(out).encode([" "]).to_list()[0]
+    saved_model, tflite = (predict(p, ["x", " "]) for p in (out, out / "model.tflite"))
+    assert saved_model == tflite and [r["input"] for r in tflite] == ["x", " "]
+    _, out = exports["seq2seq"]  # words
+    for path in (out, out / "model.tflite"):
+        with pytest.raises(ValueError, match=r"at least one token .* Received: texts\[1\]=' '"):
+            predict(path, ["x", " "])
+
+
+def test_an_empty_prompt_continues_on_onnx_like_the_saved_model(exports):
+    """Its placeholder padding id was kept before the generated tokens: left padding, which
+    the ONNX artifact refuses."""
+    from keras_seq.export.metadata import read_metadata
+    from keras_seq.export.tasks.language_model import LanguageModelClient
+
+    run, out = exports["language_model"]
+    client = LanguageModelClient(read_metadata(out))
+    got = client.predict(onnx_runner({"next_token": out / "model.onnx"}), "")["output"]
+    length = int(client.metadata["decoding"]["length"])
+    want = _model(run).generate(np.zeros((1, 1), np.int32), length, temperature=0.0)
+    assert got == _vocab(out).decode(np.asarray(want))[0]
 
 
 def test_predict_on_an_export_without_saved_model_uses_its_edge_artifact(exports, tmp_path):

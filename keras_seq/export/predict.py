@@ -17,7 +17,7 @@ With ``server`` the same ``serving_default`` request goes to TF Serving instead:
 from __future__ import annotations
 
 import json
-from collections.abc import Sequence
+from collections.abc import Mapping, Sequence
 from pathlib import Path
 from typing import Any
 
@@ -88,6 +88,24 @@ def _saved_model(path: Path, texts: Sequence[str], task: str | None) -> list[dic
         row = {k: np.asarray(v)[i] for k, v in outputs.items()}
         rows.append(_readable(task, text, row))
     return rows
+
+
+def _refuse_tokenless(texts: Sequence[str], metadata: Mapping[str, Any] | None) -> None:
+    """Refuse a text without tokens: TFLite's exact-length feed refuses it, while the
+    SavedModel and ONNX would answer for padding alone. Which texts have none is the
+    export's vocabulary's to say (a space is a token of a character vocabulary, not of a
+    word one); without metadata (a bare server address), only the empty text."""
+    vocab = None
+    if metadata is not None:
+        from pipelines.text import Vocabulary
+
+        vocab = Vocabulary.from_config(metadata["vocabularies"]["source"])
+    for i, text in enumerate(texts):
+        if not text or (vocab is not None and not vocab.encode([text]).to_list()[0]):
+            raise ValueError(
+                "Invalid value for argument `texts`. Expected texts with at least one token "
+                f"of the model's vocabulary. Received: texts[{i}]={text!r}"
+            )
 
 
 def _local(path: Path, texts: Sequence[str]) -> list[dict[str, Any]]:
@@ -167,21 +185,15 @@ def predict(
     if not texts:
         raise ValueError("Invalid value for argument `texts`. Expected at least one text. "
                          "Received: texts=[]")
-    for i, text in enumerate(texts):
-        # A blank text has no tokens: TFLite's exact-length feed refuses it, while the
-        # SavedModel and ONNX would answer for a sequence of padding alone.
-        if not text.strip():
-            raise ValueError("Invalid value for argument `texts`. Expected texts that are not "
-                             f"blank. Received: texts[{i}]={text!r}")
+    export_dir = find_export(Path(path)) if path is not None else None
+    metadata = read_metadata(export_dir) if export_dir is not None else None
+    _refuse_tokenless(texts, metadata)
     if server is not None:
         from keras_seq.export.serving_client import rest_predict
 
         task = None
-        if path is not None:
-            export_dir = find_export(path)
-            if export_dir is not None:
-                metadata = read_metadata(export_dir)
-                task, model_name = metadata["task"], model_name or metadata["name"]
+        if metadata is not None:
+            task, model_name = metadata["task"], model_name or metadata["name"]
         if not model_name:
             raise ValueError(
                 "Invalid value for argument `model_name`. Expected the model's name on the "

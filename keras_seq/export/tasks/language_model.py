@@ -77,7 +77,9 @@ class LanguageModelClient(TaskClient):
             logits = run("next_token", {"token_ids": ids})["logits"][0, -1]
             token = _best(logits)
             generated.append(token)
-            ids = np.concatenate([ids, np.asarray([[token]], np.int32)], axis=1)
+            # Without the empty prompt's padding placeholder: a 0 before a token is left
+            # padding, which the artifacts refuse.
+            ids = np.concatenate([ids[:, ids[0] != 0], np.asarray([[token]], np.int32)], axis=1)
         return self.vocabularies["source"].decode([generated])[0]
 
     def predict(self, run: Runner, text: str) -> dict[str, Any]:
