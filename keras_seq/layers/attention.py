@@ -51,9 +51,13 @@ def _shape(x: Any) -> tuple:
 
 
 def _project(query: Any, kernel: Any) -> Any:
-    """``[B, Tq, D] @ [D, U]``. ``ops.matmul`` makes it a tensordot, whose gradient builds a
-    transpose permutation at run time: XLA refuses that inside a decoder's while loop."""
-    return ops.einsum("bqd,du->bqu", query, kernel)
+    """``[B, Tq, D] @ [D, U]`` as one 2-D matmul. ``ops.matmul`` makes it a tensordot, whose
+    gradient builds a transpose permutation at run time: XLA refuses that inside a decoder's
+    while loop. (An einsum compiles too, but trained the dates model 8-14% slower.)"""
+    out = tf.matmul(tf.reshape(query, [-1, query.shape[-1]]), kernel)
+    out = tf.reshape(out, tf.concat([tf.shape(query)[:-1], tf.shape(kernel)[-1:]], 0))
+    out.set_shape(query.shape[:-1] + kernel.shape[-1:])
+    return out
 
 
 def _agree(*dims: Any) -> bool:
