@@ -108,11 +108,16 @@ def _refuse_tokenless(texts: Sequence[str], metadata: Mapping[str, Any] | None) 
             )
 
 
-def _local(path: Path, texts: Sequence[str]) -> list[dict[str, Any]]:
+def _local(
+    path: Path,
+    texts: Sequence[str],
+    export_dir: Path | None,
+    metadata: Mapping[str, Any] | None,
+) -> list[dict[str, Any]]:
+    """Predict with the artifact at `path`; `export_dir` and its `metadata` are `path`'s
+    (``find_export``), or None."""
     from keras_seq.export.runtimes import onnx_runner, tflite_runner
 
-    export_dir = find_export(path)
-    metadata = read_metadata(export_dir) if export_dir else None
     task = metadata["task"] if metadata else None
     if path.is_dir():
         if (path / "saved_model.pb").is_file():
@@ -210,7 +215,7 @@ def predict(
         if path is None:
             raise ValueError("Invalid value for argument `path`. Expected an exported model "
                              "path when no server is given. Received: path=None")
-        results = _local(Path(path), texts)
+        results = _local(Path(path), texts, export_dir, metadata)
     if as_json:
         return [json.dumps(r, ensure_ascii=False) for r in results]
     return results

@@ -29,7 +29,8 @@ all False has nothing to attend to:
 ``mask``, the Keras masks that ``query`` and ``values`` carry (from an
 ``Embedding(mask_zero=True)`` upstream) are used the same way, as ``keras.layers.Attention``
 uses them; an all-padding row then gets zero weights eagerly too (``keras.layers.Attention``
-gives it uniform weights). The layers' outputs never carry a Keras mask (``compute_mask`` returns None).
+gives it uniform weights). The layers' outputs never carry a Keras mask (``compute_mask``
+returns None).
 """
 
 from __future__ import annotations
