@@ -135,6 +135,8 @@ def from_torch(
         "inter_layer_dropout": float(module.dropout) if levels > 1 else 0.0,
         "return_sequences": return_sequences,
         "return_state": return_state,
+        # Padded steps output zeros, as torch's pad_packed_sequence (and Bidirectional) give.
+        "zero_output_for_mask": return_sequences,
         "dtype": dtype,
         "name": None if module.bidirectional else name,
     }

@@ -125,6 +125,29 @@ def test_masked_positions_get_exact_zero_and_rows_sum_to_one(name):
     np.testing.assert_allclose(weights.sum(-1), 1.0, atol=1e-6)
 
 
+@pytest.mark.parametrize("name", CONFIGS)
+def test_nan_at_masked_values_reaches_no_output_or_gradient(name):
+    """Masked values hold anything (here NaN): the outputs and every gradient equal those
+    with zeros there. (keras.layers.Attention's are NaN.)"""
+    layer, query_dim = _built(name)
+    query, clean, mask = _inputs(query_dim)
+    clean[~mask] = 0.0
+    dirty = np.where(mask[:, :, None], clean, np.nan).astype("float32")
+
+    def run(values):
+        values = tf.constant(values)
+        with tf.GradientTape() as tape:
+            tape.watch(values)
+            context, weights = layer(query, values, mask=mask)
+            loss = tf.reduce_sum(context**2) + tf.reduce_sum(weights * np.arange(TV))
+        grads = tape.gradient(loss, [values, *layer.trainable_weights])
+        return [context, weights, tf.where(mask[:, :, None], grads[0], 0.0), *grads[1:]]
+
+    for got, want in zip(run(dirty), run(clean), strict=True):
+        assert np.isfinite(got).all()
+        np.testing.assert_allclose(got, want, atol=1e-6)
+
+
 def test_numeric_mask_is_accepted_as_bool():
     layer, query_dim = _built("luong_general")
     query, values, mask = _inputs(query_dim)

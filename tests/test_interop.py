@@ -311,3 +311,28 @@ def test_to_torch_rejects_layers_torch_cannot_express(make, match):
 def test_to_torch_rejects_unbuilt_layer():
     with pytest.raises(ValueError, match=r"Expected a built layer"):
         interop.to_torch(layers.LSTM(U))
+
+
+@pytest.mark.parametrize("kind", KINDS)
+@pytest.mark.parametrize("bidirectional", [False, True])
+def test_a_masked_batch_equals_torch_on_packed_sequences(kind, bidirectional):
+    """Right-padded rows under a mask give torch's outputs for the packed batch: zeros at
+    the padding (pad_packed_sequence's), and the states of each row's last valid step."""
+    from torch.nn.utils.rnn import pack_padded_sequence, pad_packed_sequence
+
+    module = make_module(kind, num_layers=2, bidirectional=bidirectional)
+    x, lengths = inputs(), torch.tensor([T, 4, 1])
+    with torch.no_grad():
+        packed, h_n = module(pack_padded_sequence(x, lengths, batch_first=True))
+    want, _ = pad_packed_sequence(packed, batch_first=True, total_length=T)
+    h_n = h_n[0] if kind == "lstm" else h_n
+    mask = np.arange(T)[None, :] < lengths.numpy()[:, None]
+    outputs, *states = interop.from_torch(module, return_state=True)(x.numpy(), mask=mask)
+    assert max_abs(outputs, want) < TOL
+    np.testing.assert_array_equal(np.asarray(outputs)[~mask], 0.0)
+    hs = states[:: 2 if kind == "lstm" else 1]  # h of levels 0, 1 forward, then backward
+    dirs = 2 if bidirectional else 1
+    assert len(hs) == 2 * dirs
+    for i, h in enumerate(hs):
+        direction, level = divmod(i, 2)
+        assert max_abs(h, h_n[level * dirs + direction]) < TOL

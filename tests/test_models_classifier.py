@@ -8,7 +8,7 @@ import pytest
 import tensorflow as tf
 
 from keras_seq.models import AttentionPooling, SequenceClassifier
-from keras_seq.models.pooling import masked_max
+from keras_seq.models.pooling import masked_max, masked_mean
 
 IDS = np.array([[5, 6, 7, 8, 0, 0], [4, 9, 0, 0, 0, 0], [11, 4, 6, 10, 12, 5]], np.int32)
 
@@ -97,6 +97,31 @@ def test_attention_pooling_matches_numpy():
     # A row with nothing valid pools to zeros, not NaN.
     empty = pool(h, mask=np.zeros_like(mask)).numpy()
     np.testing.assert_array_equal(empty, 0.0)
+
+
+@pytest.mark.parametrize("pooling", ["mean", "max", "attention"])
+def test_nan_padding_reaches_no_pooled_vector_or_gradient(pooling):
+    """Padding holds anything (here NaN): the pooled vector and the gradients equal those of
+    the same batch with zeros there."""
+    rng = np.random.default_rng(1)
+    mask = np.array([[1, 1, 1, 0, 0], [1, 1, 1, 1, 1], [0, 0, 0, 0, 0]], bool)
+    clean = rng.normal(size=(3, 5, 4)).astype(np.float32) * mask[:, :, None]
+    dirty = np.where(mask[:, :, None], clean, np.nan).astype(np.float32)
+    pool = {"mean": masked_mean, "max": masked_max, "attention": AttentionPooling(3)}[pooling]
+
+    def run(h):
+        h = tf.constant(h)
+        with tf.GradientTape() as tape:
+            tape.watch(h)
+            pooled = pool(h, mask=tf.constant(mask))
+            loss = tf.reduce_sum(pooled**2)
+        weights = getattr(pool, "trainable_weights", [])
+        return [pooled, *tape.gradient(loss, [h, *weights])]
+
+    want, got = run(clean), run(dirty)
+    for g, w in zip(got, want, strict=True):
+        assert np.isfinite(g).all()
+        np.testing.assert_allclose(g, w, atol=1e-6)
 
 
 @pytest.mark.parametrize("case", [CASES[1], CASES[-1]], ids=["gru-last-bi-2", "lstm-attn-bi-2"])

@@ -499,3 +499,54 @@ def test_a_single_state_cell_returns_what_it_was_given_like_keras(kind, rng):
     assert not isinstance(bare, (list, tuple)) and not isinstance(keras_bare, (list, tuple))
     assert isinstance(nested, list) and len(nested) == 1
     np.testing.assert_array_equal(np.asarray(bare), np.asarray(nested[0]))
+
+
+@pytest.mark.parametrize("kind", ["lstm", "gru", "simple_rnn"])
+@pytest.mark.parametrize("wrap", ["plain", "stacked", "bidirectional"])
+def test_nan_at_padded_steps_reaches_no_output_or_gradient(kind, wrap, rng):
+    """Padding holds anything (here NaN): outputs and every gradient equal those of the same
+    batch with zeros there. (keras.layers' gradients turn NaN: the backward pass multiplies
+    the padding's inputs by 0.)"""
+    ours_cls, _, shared = KINDS[kind]
+    layer = ours_cls(U, return_sequences=True, num_layers=2 if wrap == "stacked" else 1, **shared)
+    if wrap == "bidirectional":
+        layer = layers.Bidirectional(layer)
+    mask = mixed_mask()
+    clean = rng.normal(size=(B, T, D)).astype("float32") * mask[:, :, None]
+    dirty = np.where(mask[:, :, None], clean, np.nan).astype("float32")
+
+    def run(x, training):
+        x = tf.constant(x)
+        with tf.GradientTape() as tape:
+            tape.watch(x)
+            y = layer(x, mask=mask, training=training)
+            loss = tf.reduce_sum(tf.where(mask[:, :, None], y, 0.0) ** 2)
+        return [y, *tape.gradient(loss, [x, *layer.trainable_weights])]
+
+    for training in (False, True):
+        want, got = run(clean, training), run(dirty, training)
+        got[1] = tf.where(mask[:, :, None], got[1], 0.0)  # d/dx at the padding is not used
+        for g, w in zip(got, want, strict=True):
+            assert np.isfinite(g).all()
+            np.testing.assert_allclose(g, w, atol=1e-6, rtol=1e-6)
+
+
+def test_bidirectional_refuses_a_backwards_layer_like_keras():
+    with pytest.raises(ValueError):
+        keras.layers.Bidirectional(keras.layers.GRU(U, go_backwards=True))
+    with pytest.raises(ValueError, match=r"`layer`.*go_backwards=False.*Received: go_backwards=True"):
+        layers.Bidirectional(layers.GRU(U, go_backwards=True))
+
+
+@pytest.mark.parametrize("kind", ["lstm", "gru", "simple_rnn"])
+@pytest.mark.parametrize("backwards", [False, True])
+def test_zero_steps_give_empty_sequences_and_the_initial_states(kind, backwards, rng):
+    ours_cls, _, shared = KINDS[kind]
+    layer = ours_cls(U, return_sequences=True, return_state=True, go_backwards=backwards, **shared)
+    states = [rng.normal(size=(B, U)).astype("float32") for _ in layer.state_sizes]
+    x = np.zeros((B, 0, D), "float32")
+    graph = tf.function(lambda x: layer(x, initial_state=states))
+    for outputs, *finals in (layer(x, initial_state=states), graph(x)):
+        assert tuple(outputs.shape) == (B, 0, U)
+        for got, want in zip(finals, states, strict=True):
+            np.testing.assert_array_equal(got, want)

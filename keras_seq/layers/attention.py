@@ -47,6 +47,7 @@ from keras_seq import _validate
 _LUONG_SCORES = ("dot", "general", "concat")
 
 
+
 def _shape(x: Any) -> tuple:
     return tuple(x.shape) if hasattr(x, "shape") else tuple(np.shape(x))
 
@@ -181,7 +182,9 @@ class _Attention(keras.layers.Layer):
             query: ``[B, Dq]`` (one step) or ``[B, Tq, Dq]``.
             values: ``[B, Tv, Dv]``.
             mask: ``[B, Tv]`` bool (True = attend), or ``[query_mask, values_mask]``.
-            keys: optional ``precompute(values)``, to skip recomputing it every step.
+            keys: optional ``precompute(values)``, to skip recomputing it every step. Without
+                ``keys`` masked values are read as zeros; with them, ``values`` and ``keys``
+                are used as given (a decoder's encoder outputs are finite at padding).
             query_mask, values_mask: the Keras masks of ``query`` and ``values``, which Keras
                 passes in; used when ``mask`` is None.
 
@@ -195,6 +198,9 @@ class _Attention(keras.layers.Layer):
         self._check_values(values)
         if values_mask is not None:
             values_mask = self._values_mask(values_mask, values, refuse_empty=explicit)
+            if keys is None:
+                # Masked values reach neither the outputs nor, even as NaN, the gradients.
+                values = ops.where(ops.expand_dims(values_mask, -1), values, 0.0)
         q_rank = len(_shape(query))
         if q_rank not in (2, 3):
             raise ValueError(

@@ -8,7 +8,7 @@ import keras
 import tensorflow as tf
 
 from keras_seq import _validate
-from keras_seq.layers.recurrent import RecurrentLayer, as_float
+from keras_seq.layers.recurrent import RecurrentLayer, as_float, zero_padding
 
 __all__ = ["Bidirectional"]
 
@@ -61,6 +61,11 @@ class Bidirectional(keras.layers.Layer):
                 f"(SimpleRNN, LSTM or GRU). Received: layer={layer!r}"
             )
         self.merge_mode = _validate.one_of("merge_mode", merge_mode, MERGE_MODES)
+        if layer.go_backwards:  # keras.layers.Bidirectional refuses it too
+            raise ValueError(
+                "Invalid value for argument `layer`. Expected go_backwards=False (the wrapper "
+                "runs a copy of it backwards itself). Received: go_backwards=True"
+            )
         # The wrapper computes in the wrapped layer's dtype policy (inputs are cast by it).
         kwargs.setdefault("dtype", layer.dtype_policy)
         super().__init__(**kwargs)
@@ -126,6 +131,7 @@ class Bidirectional(keras.layers.Layer):
         fwd_layer._check_inputs(sequences, mask)
         if mask is not None:
             mask = tf.cast(mask, tf.bool)
+        sequences = zero_padding(sequences, mask)
         batch = tf.shape(sequences)[0]
         if initial_state is not None:
             initial_state = (

@@ -106,6 +106,18 @@ def as_float(sequences, dtype) -> tf.Tensor:
     return sequences if sequences.dtype.is_floating else tf.cast(sequences, dtype)
 
 
+def zero_padding(sequences: tf.Tensor, mask: tf.Tensor | None) -> tf.Tensor:
+    """``sequences`` with the masked steps read as zeros (``mask`` bool ``[B, T]`` or None).
+
+    Masked steps never reach the outputs, but a NaN or inf there would reach every gradient
+    through the products of the backward pass (``0 * nan``). Export graphs, which are not
+    differentiated, are left as they are (the fused and native forms take the raw inputs).
+    """
+    if mask is None or in_export_mode():
+        return sequences
+    return tf.where(mask[:, :, None], sequences, tf.zeros((), sequences.dtype))
+
+
 def _cell_option(name: str) -> property:
     return property(lambda self: getattr(self.cell, name), doc=f"The cells' `{name}`.")
 
@@ -251,6 +263,7 @@ class RecurrentLayer(keras.layers.Layer):
         states = self._initial_states(initial_state, batch, sequences.dtype, sequences.shape[0])
         if mask is not None:
             mask = tf.cast(mask, tf.bool)
+        sequences = zero_padding(sequences, mask)
 
         x, finals, last = sequences, [], None
         per = len(self.state_sizes) // self.num_layers

@@ -19,8 +19,9 @@ def masked_mean(sequences: tf.Tensor, mask: tf.Tensor | None) -> tf.Tensor:
     """
     if mask is None:
         return tf.reduce_mean(sequences, axis=1)
-    m = tf.cast(mask, sequences.dtype)[:, :, None]  # (B, T, 1)
-    total = tf.reduce_sum(sequences * m, axis=1)  # (B, D)
+    valid = tf.cast(mask, tf.bool)[:, :, None]  # (B, T, 1)
+    m = tf.cast(valid, sequences.dtype)
+    total = tf.reduce_sum(tf.where(valid, sequences, 0.0), axis=1)  # (B, D); NaN padding too
     count = tf.maximum(tf.reduce_sum(m, axis=1), 1.0)  # (B, 1)
     return total / count
 
@@ -96,6 +97,8 @@ class AttentionPooling(keras.layers.Layer):
             )
         if mask is not None:
             _validate.sequence_mask(self.name, mask, shape)
+            # Padding never reaches the output nor, even as NaN, the gradients.
+            sequences = tf.where(tf.cast(mask, tf.bool)[:, :, None], sequences, 0.0)
         weights = self.attention_weights(sequences, mask)
         return tf.einsum("bt,btd->bd", weights, sequences)
 

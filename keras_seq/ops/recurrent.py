@@ -87,7 +87,9 @@ def recurrence(
     _, outputs_ta, last_output, *final_states = loop
     outputs = None
     if return_sequences:
-        outputs = tf.transpose(outputs_ta.stack(), [1, 0, 2])  # (B, T, U)
+        # The reshape keeps zero steps' (empty) stack [0, B, U] instead of [0].
+        stacked = tf.reshape(outputs_ta.stack(), tf.stack([steps, batch, output_size]))
+        outputs = tf.transpose(stacked, [1, 0, 2])  # (B, T, U)
         outputs.set_shape([projected.shape[0], projected.shape[1], output_size])
     last_output.set_shape([projected.shape[0], output_size])
     for s, init in zip(final_states, states, strict=True):
