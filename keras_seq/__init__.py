@@ -1,7 +1,7 @@
 """keras_seq: recurrent and attention sequence models for Keras 3 (TensorFlow backend).
 
 Public modules: :mod:`keras_seq.cells`, :mod:`keras_seq.layers`, :mod:`keras_seq.models`,
-:mod:`keras_seq.interop`.
+:mod:`keras_seq.interop`, :mod:`keras_seq.ops` and :mod:`keras_seq.registry`.
 """
 
 import importlib

@@ -6,6 +6,7 @@ once per module (conversion is the slow part); the tests then check the artifact
 models' own public methods.
 """
 
+import importlib
 import json
 import re
 import shutil
@@ -408,6 +409,11 @@ def test_int8_is_judged_on_samples_it_was_not_calibrated_on(exports, tmp_path, m
 
     run, _ = exports["classification"]
     texts = [s["input"] for s in json.loads((run / "samples.json").read_text())]
+    # The tiny model's near-even probabilities flip under int8 (max|diff| ~4e-3): no bar here.
+    verify_module = importlib.import_module("keras_seq.export.verify")
+    real_verify = verify_module.verify
+    monkeypatch.setattr(verify_module, "verify",
+                        lambda *args, **kw: real_verify(*args, **kw, min_agreement=0.0))
     calibrated = []
     real = api._record_feeds
     monkeypatch.setattr(api, "_record_feeds",
@@ -420,6 +426,23 @@ def test_int8_is_judged_on_samples_it_was_not_calibrated_on(exports, tmp_path, m
     rows = {row.runtime: row for row in verify(out).rows}
     assert rows["tflite int8"].examples == half  # the samples before the calibration's
     assert rows["tflite"].examples == len(texts)
+
+
+def test_a_quantized_artifact_below_the_agreement_bar_stops_the_export(
+    exports, tmp_path, monkeypatch
+):
+    """It used to be written with a warning: an int8 file that gave every name the same
+    answer was exported with exit 0. The bar is raised past 100% so that the real dynamic
+    file fails it."""
+    verify_module = importlib.import_module("keras_seq.export.verify")
+    real = verify_module.verify
+    monkeypatch.setattr(verify_module, "verify",
+                        lambda *args, **kw: real(*args, **kw, min_agreement=1.01))
+    run, _ = exports["classification"]
+    with pytest.raises(ValueError, match=r"stopped: quantized artifacts agree with the Keras "
+                       r"model's top-1 on fewer than 101% .*tflite dynamic 100\.0%.*nothing"):
+        export_run(run, tmp_path / "names", formats=["tflite"], quantize="dynamic")
+    assert not (tmp_path / "names").exists()
 
 
 def test_int8_is_refused_for_while_loops_with_a_clear_message(exports, tmp_path):

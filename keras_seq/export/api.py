@@ -280,16 +280,18 @@ def export_run(
     return out
 
 
+def _percent(value: float | None) -> str:
+    return "not run" if value is None else f"{value:.1%}"
+
+
 def _parity(staging: Path, out: Path, metadata: dict[str, Any], bundle: Any,
             formats: Sequence[str], examples: int) -> dict[str, Any]:
     """verify() on the artifacts staged by this export (entries kept from an earlier export of
     the same model are not re-run).
 
-    Raises ``ValueError`` (and nothing is committed) when a float artifact fails; a quantized
-    one below the agreement bar only warns (``keras-seq verify`` is the gate for those).
+    Raises ``ValueError`` (and nothing is committed) when an artifact fails: a float one
+    differs from Keras, or a quantized one agrees on fewer top-1 answers than the bar.
     """
-    import warnings
-
     from keras_seq.export.verify import verify
 
     staged = {**metadata, "artifacts": {k: v for k, v in metadata["artifacts"].items()
@@ -297,18 +299,19 @@ def _parity(staging: Path, out: Path, metadata: dict[str, Any], bundle: Any,
     write_metadata(staging, staged)
     report = verify(staging, run_dir=bundle.run_dir, max_examples=examples)
     failed = [row for row in report.rows if not row.ok]
-    if any(row.kind != "quantized" for row in failed):
-        raise ValueError(
-            f"Export of {bundle.run_dir} to {out} stopped: artifacts differ from the Keras "
-            f"model ({', '.join(row.runtime for row in failed)}); nothing was written.\n"
-            + report.table()
-        )
     if failed:
-        warnings.warn(
-            f"{out}: quantized artifacts below {report.min_agreement:.0%} top-1 agreement with "
-            f"Keras: {', '.join(row.runtime for row in failed)} (see metadata.json parity)",
-            stacklevel=3,
-        )
+        if all(row.kind == "quantized" for row in failed):
+            problem = (
+                f"quantized artifacts agree with the Keras model's top-1 on fewer than "
+                f"{report.min_agreement:.0%} of the examples ("
+                + ", ".join(f"{row.runtime} {_percent(row.agreement)}" for row in failed)
+                + "); nothing was written. Export without that --quantize, or with another"
+            )
+        else:
+            problem = (f"artifacts differ from the Keras model "
+                       f"({', '.join(row.runtime for row in failed)}); nothing was written")
+        raise ValueError(f"Export of {bundle.run_dir} to {out} stopped: {problem}.\n"
+                         + report.table())
     result = report.to_dict()
     result["export_dir"] = str(out)
     return result

@@ -1,7 +1,7 @@
 """SavedModel for TF Serving: raw text in, readable results out, preprocessing in the graph.
 
 Written with ``keras.export.ExportArchive`` (``tf.saved_model.save`` on a Keras 3 model
-writes variables the TF1/C++ loader cannot find; DESIGN.md section 4), so it loads in
+writes variables the TF1/C++ loader cannot find; ../shared/DESIGN.md section 4), so it loads in
 ``saved_model_cli run``, ``tf.compat.v1.saved_model.loader.load`` and TF Serving.
 
 Signatures: ``serving_default`` (``text`` string ``[None]`` -> the task's readable outputs,

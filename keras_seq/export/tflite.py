@@ -1,6 +1,6 @@
 """TFLite for phones: builtin ops only, batch 1, one file with every numeric signature.
 
-How it is built (DESIGN.md section 4): the task's numeric signatures are traced inside
+How it is built (../shared/DESIGN.md section 4): the task's numeric signatures are traced inside
 :func:`keras_seq.ops.export_mode` with a STATIC batch of 1 (the fused
 ``UNIDIRECTIONAL_SEQUENCE_LSTM`` needs a static batch), written as a SavedModel with
 ``keras.export.ExportArchive`` (weights become variables the converter freezes into
