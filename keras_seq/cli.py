@@ -47,6 +47,18 @@ def main(argv: list[str] | None = None) -> int:
         keras.config.disable_traceback_filtering()
     try:
         return int(args.func(args) or 0)
+    except KeyboardInterrupt:  # Ctrl-C: TensorFlow's traceback (50 lines) said nothing more
+        if os.environ.get("KERAS_SEQ_DEBUG"):
+            raise
+        run_dir = getattr(args, "training_dir", None)  # set by cmd_train once it knows it
+        message = "interrupted"
+        if args.command == "train" and run_dir is not None:
+            message += (f"; finished epochs are kept in {run_dir}: rerun the same command to "
+                        "resume")
+        if args.command == "train" and not args.quiet:
+            print(file=sys.stderr)  # off the progress bar's line
+        print(f"keras-seq {args.command}: {message}", file=sys.stderr)
+        return 130  # 128 + SIGINT, as a shell reports it
     except UsageError as err:
         print(f"keras-seq {args.command}: error: {err}", file=sys.stderr)
         return 2
@@ -108,7 +120,8 @@ def build_parser() -> argparse.ArgumentParser:
                    "--server and --model")
     p.add_argument("texts", nargs="*")
     p.add_argument("--json", action="store_true")
-    p.add_argument("--server", default=None, help="TF Serving REST base URL")
+    p.add_argument("--server", default=None,
+                   help="TF Serving address: http://HOST:8501 (REST) or grpc://HOST:8500")
     p.add_argument("--model", default=None, help="model name on the server")
     p.set_defaults(func=cmd_predict)
 
@@ -187,6 +200,9 @@ def cmd_train(args) -> int:
         raise UsageError(str(err)) from None
     from keras_seq.training import distribute, ensembles, experiments, runner
 
+    # --set path=... as --data-dir: config.json keeps it absolute, for `evaluate` or a resume
+    # from another working directory.
+    runner.absolute_data_paths(recipe)
     try:
         members = ensembles.check(recipe)
     except ValueError as err:
@@ -218,6 +234,7 @@ def cmd_train(args) -> int:
                          "default, runs/<recipe>/<timestamp>/, would differ between them)")
     run_dir = distribute.worker_dir(runner.resolve_run_dir(recipe, args.run_dir, **settings),
                                     strategy)
+    args.training_dir = run_dir  # for main's message on Ctrl-C
     try:
         lock = runner.lock_run_dir(run_dir)  # noqa: F841 (held while this process runs)
     except runner.RunInUse as err:
@@ -240,7 +257,9 @@ def cmd_train(args) -> int:
     if differs == [] and finished:
         print(f"{run_dir} is a finished run of these settings: its metrics follow (delete the "
               "directory to train again).", file=sys.stderr)
-        metrics = json.loads((run_dir / "metrics.json").read_text())
+        from keras_seq.export.run_dir import read_metrics
+
+        metrics = read_metrics(run_dir)  # unreadable: a ValueError naming the file
         print(json.dumps({"run_dir": str(run_dir), **metrics}, indent=1))
         return 0
     options: dict[str, Any] = dict(settings, verbose=0 if args.quiet else "auto")
@@ -279,9 +298,7 @@ def _check_data(recipe: dict[str, Any], data_dir: str | None, test_data: str | N
 
 
 def cmd_evaluate(args) -> int:
-    import keras
-
-    import keras_seq.models  # noqa: F401  (registers the model classes)
+    from keras_seq.export.run_dir import load_model
     from keras_seq.training import runner
     from pipelines.splits import SourceInfo
 
@@ -293,6 +310,12 @@ def cmd_evaluate(args) -> int:
             f"{run_dir} is an experiment of several runs; evaluate one of them: "
             f"{', '.join(str(run_dir / s) for s in subs) or '(none finished)'}"
         )
+    # The model first: a run without one (killed) is refused before the data is read.
+    if not (run_dir / "model.keras").is_file() and (
+            (run_dir / runner.BACKUP).is_dir() or not (run_dir / "metrics.json").is_file()):
+        raise UsageError(f"{run_dir} has not finished (no model.keras): rerun `keras-seq train` "
+                         "with the same arguments to resume it")
+    model = load_model(run_dir / "model.keras")  # missing or cut off: one line naming it
     # The run's own vocabularies: rebuilt ones would differ once --test-data changes the
     # training split (ids are ranked by frequency), and the model would read wrong ids.
     splits = runner.load_splits(
@@ -300,10 +323,42 @@ def cmd_evaluate(args) -> int:
         test_data=args.test_data or recipe.get("test_data"),
         vocabularies=SourceInfo.load_vocabularies(run_dir),
     )
-    model = keras.saving.load_model(run_dir / "model.keras", safe_mode=True)
+    _require_run_data(args, run_dir, recipe, splits)
     metrics = runner.evaluate(model, recipe, splits)
     print(json.dumps(runner._public({"recipe": recipe["name"], "test": metrics}), indent=1))
     return 0
+
+
+def _require_run_data(args, run_dir: Path, recipe: dict[str, Any], splits) -> None:
+    """Refuse to score `run_dir`'s model on data whose labels are not the run's (label ids
+    are read from the data, e.g. names' sorted language files: one missing shifts them all),
+    and, for --data-dir without --test-data (the run's data at another place), on examples
+    other than the run's own."""
+    from keras_seq.export.run_dir import _read_json
+    from keras_seq.training import runner
+
+    where = (f"--data-dir {args.data_dir}" if args.data_dir else
+             f"the run's data ({recipe.get('data_dir') or 'the default data folder'})")
+    path = run_dir / "labels.json"
+    if splits.info.labels and path.is_file():
+        trained = [str(x) for x in _read_json(path, "Labels file")]
+        labels = [str(x) for x in splits.info.labels]
+        if labels != trained:
+            missing = [x for x in trained if x not in labels]
+            extra = [x for x in labels if x not in trained]
+            found = "; ".join([f"missing {', '.join(missing)}"] * bool(missing)
+                              + [f"extra {', '.join(extra)}"] * bool(extra)) or "in another order"
+            raise UsageError(
+                f"{where}: expected the {len(trained)} labels that {run_dir} was trained on "
+                f"({path}), received {len(labels)}: {found}; the label ids would not be the "
+                "model's")
+    if args.data_dir and not args.test_data:
+        found = runner.data_difference(run_dir, splits.info)
+        if found:
+            raise UsageError(
+                f"{where}: expected the data {run_dir} was trained on, but its examples or "
+                f"splits differ ({found}); to score the model on other test data, give "
+                "--test-data")
 
 
 def cmd_export(args) -> int:

@@ -439,13 +439,205 @@ def test_the_data_folder_of_keras_seq_data_is_recorded_like_data_dir(tmp_path, m
     monkeypatch.chdir(tmp_path)
     monkeypatch.setenv("KERAS_SEQ_DATA", "data")
     argv = ["train", "dates", "--run-dir", str(tmp_path / "run")]
-    with pytest.raises(KeyboardInterrupt):
-        cli.main(argv)
+    assert cli.main(argv) == 130  # interrupted
     assert seen == [str(tmp_path / "data")]
-    with pytest.raises(KeyboardInterrupt):  # the same folder through --data-dir resumes
-        cli.main([*argv, "--data-dir", str(tmp_path / "data")])
+    # The same folder through --data-dir resumes.
+    assert cli.main([*argv, "--data-dir", str(tmp_path / "data")]) == 130
     assert seen[-1] == str(tmp_path / "data")
     monkeypatch.setenv("KERAS_SEQ_DATA", str(tmp_path / "other"))
     assert cli.main(argv) == 2  # another folder: refused, naming the difference
     assert "holds a run with other settings (differing in: data_dir)" in capsys.readouterr().err
     assert len(seen) == 2
+
+
+# -- a tiny trained `names` run, for `evaluate`, `export` and a finished `train` ---------------
+
+TINY_NAMES = ["--epochs", "1", "--set", "units=8", "--set", "embedding_dim=4", "--set",
+              "num_layers=1", "--set", "bidirectional=false", "--set", "time_budget_s=none"]
+SURNAMES = {
+    "German": ["Schmidt", "Weber", "Wagner", "Becker", "Hoffmann", "Koch", "Bauer", "Richter",
+               "Zahn", "Zander", "Zeller", "Zimmer", "Zorn", "Zuber", "Zwick", "Zeidler"],
+    "Italian": ["Russo", "Ferrari", "Esposito", "Bianchi", "Romano", "Colombo", "Ricci",
+                "Marino", "Greco", "Bruno", "Gallo", "Conti", "Costa", "Giordano", "Mancini",
+                "Rizzo"],
+    "Polish": ["Nowak", "Kowalski", "Wisniewski", "Wojcik", "Kowalczyk", "Kaminski", "Lewandowski",
+               "Zielinski", "Szymanski", "Wozniak", "Dabrowski", "Kozlowski", "Jankowski",
+               "Mazur", "Kwiatkowski", "Krawczyk"],
+}
+
+
+def write_names(data_dir: Path, languages=tuple(SURNAMES)) -> Path:
+    """`data_dir` with names/<Language>.txt files (the `names` recipe's layout)."""
+    (data_dir / "names").mkdir(parents=True)
+    for language in languages:
+        (data_dir / "names" / f"{language}.txt").write_text("\n".join(SURNAMES[language]) + "\n")
+    return data_dir
+
+
+@pytest.fixture(scope="module")
+def names_run(tmp_path_factory, cli):
+    """``(run_dir, data_dir)``: a finished `names` run on three languages (a few seconds)."""
+    root = tmp_path_factory.mktemp("names_run")
+    data = write_names(root / "data")
+    run_dir = root / "run"
+    cli("train", "names", "--data-dir", str(data), "--run-dir", str(run_dir), "--quiet",
+        *TINY_NAMES, timeout=300)
+    return run_dir, data
+
+
+@pytest.fixture
+def run_copy(names_run, tmp_path):
+    """A copy of `names_run`'s run directory, to damage."""
+    import shutil
+
+    return Path(shutil.copytree(names_run[0], tmp_path / "run"))
+
+
+def one_line(capsys, status, expected_status=2):
+    """The one `keras-seq ...` line that a `main()` call printed (no traceback)."""
+    err = capsys.readouterr().err
+    assert status == expected_status, err
+    lines = [line for line in err.splitlines() if line.strip()]
+    assert len(lines) == 1 and lines[0].startswith("keras-seq "), err
+    return lines[0]
+
+
+def test_evaluate_refuses_data_with_other_labels_or_examples(names_run, tmp_path, capsys):
+    """`evaluate RUN --data-dir OTHER` scored the model on data without any check: names'
+    labels are the sorted language files of the directory given, so one missing shifted
+    every label id, and it printed an accuracy near 0 with exit status 0."""
+    import json
+    import shutil
+
+    from keras_seq import cli
+
+    run_dir, data = names_run
+    fewer = write_names(tmp_path / "fewer", ["German", "Polish"])
+    line = one_line(capsys, cli.main(["evaluate", str(run_dir), "--data-dir", str(fewer)]))
+    assert line == (f"keras-seq evaluate: error: --data-dir {fewer}: expected the 3 labels that "
+                    f"{run_dir} was trained on ({run_dir / 'labels.json'}), received 2: missing "
+                    "Italian; the label ids would not be the model's")
+    # The same data at another place is the run's data: its metrics are the run's.
+    moved = Path(shutil.copytree(data, tmp_path / "moved"))
+    assert cli.main(["evaluate", str(run_dir), "--data-dir", str(moved)]) == 0
+    printed = json.loads(capsys.readouterr().out)["test"]
+    assert printed == json.loads((run_dir / "metrics.json").read_text())["test"]
+    # Other examples under the same labels: refused too (--test-data is for other test data).
+    with open(moved / "names" / "German.txt", "a") as f:
+        f.write("Neumann\n")
+    line = one_line(capsys, cli.main(["evaluate", str(run_dir), "--data-dir", str(moved)]))
+    assert line.startswith(f"keras-seq evaluate: error: --data-dir {moved}: expected the data "
+                           f"{run_dir} was trained on, but its examples or splits differ "
+                           f"(fingerprint "), line
+    assert line.endswith("to score the model on other test data, give --test-data")
+
+
+def test_evaluate_checks_the_model_before_reading_the_data(run_copy, capsys):
+    """A cut-off model.keras gave Keras's "File not found: ... Please ensure the file is an
+    accessible .keras zip file", and a run killed before saving one the same, each after the
+    data had loaded (--data-dir /nonexistent would fail first if it were read first)."""
+    from keras_seq import cli
+
+    model = run_copy / "model.keras"
+    model.write_bytes(model.read_bytes()[:3000])
+    argv = ["evaluate", str(run_copy), "--data-dir", "/nonexistent"]
+    line = one_line(capsys, cli.main(argv))
+    assert line == (f"keras-seq evaluate: error: Expected a Keras model file at {model}, but "
+                    "it is not a readable .keras archive (File is not a zip file). Was its run "
+                    "killed while saving it? The training command resumes it.")
+    model.unlink()
+    (run_copy / "backup").mkdir()
+    (run_copy / "metrics.json").unlink()
+    line = one_line(capsys, cli.main(argv))
+    assert line == (f"keras-seq evaluate: error: {run_copy} has not finished (no model.keras): "
+                    "rerun `keras-seq train` with the same arguments to resume it")
+
+
+def test_train_on_a_finished_run_with_unreadable_metrics_names_the_file(names_run, run_copy,
+                                                                          capsys):
+    """It failed with a bare "Expecting value: line 1 column 10 (char 9)"."""
+    from keras_seq import cli
+
+    (run_copy / "metrics.json").write_text('{"test": ')
+    status = cli.main(["train", "names", "--data-dir", str(names_run[1]), "--run-dir",
+                       str(run_copy), "--quiet", *TINY_NAMES])
+    err = capsys.readouterr().err
+    assert status == 2 and "Traceback" not in err, err
+    assert err.splitlines()[-1].startswith(
+        f"keras-seq train: error: Metrics file {run_copy / 'metrics.json'} is not valid JSON: ")
+
+
+def test_export_refuses_an_unfinished_run(run_copy, tmp_path, capsys):
+    """A run killed while evaluating (model.keras, no metrics.json) was exported, with
+    "metrics": {} in its metadata; `export --all-latest` already skipped it."""
+    from keras_seq import cli
+
+    (run_copy / "metrics.json").unlink()
+    out = tmp_path / "exported"
+    line = one_line(capsys, cli.main(["export", str(run_copy), "--out", str(out)]))
+    assert line == (f"keras-seq export: error: {run_copy} has not finished (no metrics.json): "
+                    "rerun `keras-seq train` with the same arguments to finish it")
+    assert not out.exists()
+
+
+def test_a_relative_set_path_is_kept_absolute(tmp_path, monkeypatch, capsys):
+    """config.json kept `--set path=...` as typed: `evaluate` or a resume from another working
+    directory read another folder, and the absolute spelling of the same folder was refused
+    as "other settings (differing in: data)"."""
+    import json
+
+    from keras_seq import cli
+    from keras_seq.training import runner
+
+    seen = []
+
+    def train(recipe, run_dir, **options):
+        seen.append(recipe["data"]["path"])
+        (run_dir / runner.BACKUP).mkdir(exist_ok=True)  # training that a resume must match
+        runner.write_config(run_dir, recipe, **{k: options[k] for k in runner.RUN_SETTINGS})
+        return {"recipe": recipe["name"], "test": {}}
+
+    monkeypatch.setattr(runner, "train", train)
+    monkeypatch.delenv("KERAS_SEQ_DATA", raising=False)
+    names = write_names(tmp_path / "data") / "names"
+    run_dir = tmp_path / "run"
+    argv = ["train", "names", "--run-dir", str(run_dir), "--quiet"]
+    monkeypatch.chdir(tmp_path)
+    assert cli.main([*argv, "--set", "path=data/names"]) == 0
+    config = json.loads((run_dir / "config.json").read_text())
+    assert config["data"]["path"] == seen[0] == str(names)
+    monkeypatch.chdir(names)  # the same folder, spelt absolute from elsewhere: the same run
+    assert cli.main([*argv, "--set", f"path={names}"]) == 0
+    assert seen == [str(names)] * 2
+    # A run of an older version kept it as typed: compared as absolute too.
+    monkeypatch.chdir(tmp_path)
+    recipe = {**config, "data": {**config["data"], "path": "data/names"}}
+    (run_dir / "config.json").write_text(json.dumps(recipe))
+    settings = {k: config[k] for k in runner.RUN_SETTINGS}
+    recipe = {k: v for k, v in config.items() if k not in runner.RUN_SETTINGS}
+    assert runner.differences(run_dir, recipe, **settings) == []
+    assert runner.differences(run_dir, runner.absolute_data_paths(
+        {**recipe, "data": {**recipe["data"], "path": "names"}}), **settings) == ["data"]
+
+
+def test_ctrl_c_is_one_line_saying_how_to_resume(tmp_path, monkeypatch, capsys):
+    """Ctrl-C during `train` printed TensorFlow's 53-line traceback."""
+    from keras_seq import cli
+    from keras_seq.training import runner
+
+    def interrupted(*args, **kwargs):
+        raise KeyboardInterrupt
+
+    def main(argv):
+        try:
+            return cli.main(argv)
+        except KeyboardInterrupt:  # not left to end the test session
+            pytest.fail("KeyboardInterrupt escaped main()")
+
+    monkeypatch.setattr(runner, "train", interrupted)
+    run_dir = tmp_path / "run"
+    line = one_line(capsys, main(["train", "dates", "--run-dir", str(run_dir), "--quiet"]), 130)
+    assert line == (f"keras-seq train: interrupted; finished epochs are kept in {run_dir}: "
+                    "rerun the same command to resume")
+    monkeypatch.setattr(cli, "cmd_recipes", interrupted)
+    assert one_line(capsys, main(["recipes"]), 130) == "keras-seq recipes: interrupted"

@@ -22,7 +22,8 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
-__all__ = ["TASKS", "RunBundle", "find_latest_runs", "load_run", "model_digest", "read_config"]
+__all__ = ["TASKS", "RunBundle", "check_model_file", "find_latest_runs", "load_run",
+           "model_digest", "read_config", "read_metrics", "require_finished"]
 
 TASKS = ("classification", "language_model", "seq2seq")
 
@@ -46,7 +47,7 @@ class RunBundle:
         vocabularies: ``{"source": Vocabulary}`` (+ ``"target"`` for seq2seq).
         labels: class names (classifiers), else ``[]``.
         samples: real test examples ``[{"input": ..., "target": ...}]``.
-        metrics: ``metrics.json`` (``{}`` when absent).
+        metrics: ``metrics.json`` (``{}`` when absent: `load_run` without the model).
     """
 
     run_dir: Path
@@ -81,6 +82,42 @@ def read_config(run_dir: str | Path) -> Any:
     return _read_json(path, "Run config")
 
 
+def read_metrics(run_dir: str | Path) -> dict[str, Any]:
+    """A finished run's ``metrics.json``; ``ValueError`` naming the file when it is not a JSON
+    object (cut off, or edited)."""
+    path = Path(run_dir) / "metrics.json"
+    metrics = _read_json(path, "Metrics file")
+    if not isinstance(metrics, dict):
+        raise ValueError(f"Metrics file {path} is not a run's metrics: expected a JSON object, "
+                         f"received {type(metrics).__name__}")
+    return metrics
+
+
+def require_finished(run_dir: str | Path) -> None:
+    """Refuse a run that ``keras-seq train`` has not finished (killed, or still training): it
+    writes ``metrics.json`` last, once the model is trained and evaluated."""
+    if not (Path(run_dir) / "metrics.json").is_file():
+        raise ValueError(f"{run_dir} has not finished (no metrics.json): rerun `keras-seq "
+                         "train` with the same arguments to finish it")
+
+
+def _unreadable_model(path: Path, reason: Any) -> ValueError:
+    return ValueError(
+        f"Expected a Keras model file at {path}, but it is not a readable .keras archive "
+        f"({reason}). Was its run killed while saving it? The training command resumes it."
+    )
+
+
+def check_model_file(path: str | Path) -> None:
+    """Refuse, before reading anything else, a model file that is missing
+    (``FileNotFoundError``) or not a whole .keras archive (``ValueError``: cut off)."""
+    path = Path(path)
+    if not path.is_file():
+        raise FileNotFoundError(f"Expected a Keras model file at {path}, but there is none.")
+    if not zipfile.is_zipfile(path):
+        raise _unreadable_model(path, "File is not a zip file")
+
+
 def load_model(path: Path, *, float32: bool = False) -> Any:
     """``keras.saving.load_model(path, safe_mode=True)`` with keras_seq's classes registered.
 
@@ -96,13 +133,11 @@ def load_model(path: Path, *, float32: bool = False) -> Any:
         import keras_seq.models  # noqa: F401  (registers the task models)
     except ImportError:  # pragma: no cover - only while keras_seq.models is absent
         pass
+    check_model_file(path)  # Keras says "File not found" of a cut-off one
     try:
         return _load(keras, path, float32)
     except zipfile.BadZipFile as err:
-        raise ValueError(
-            f"Expected a Keras model file at {path}, but it is not a readable .keras archive "
-            f"({err}). Was its run killed while saving it? The training command resumes it."
-        ) from None
+        raise _unreadable_model(path, err) from None
 
 
 def _load(keras: Any, path: Path, float32: bool) -> Any:
@@ -140,7 +175,8 @@ def _to_float32(config: Any) -> bool:
 
 def load_run(run_dir: str | Path, *, load_keras_model: bool = True) -> RunBundle:
     """Read the run directory ``run_dir``; raise ``FileNotFoundError`` / ``ValueError`` naming
-    the missing or malformed file."""
+    the missing or malformed file, or (with the model, to export it) saying that the run has
+    not finished. ``load_keras_model=False`` reads its other files, of an unfinished run too."""
     from pipelines.text import Vocabulary
 
     run_dir = Path(run_dir).resolve()
@@ -155,6 +191,9 @@ def load_run(run_dir: str | Path, *, load_keras_model: bool = True) -> RunBundle
         )
     if not (run_dir / "model.keras").is_file():
         raise FileNotFoundError(f"{run_dir} has no model.keras (did training finish?)")
+    if load_keras_model:  # to export: only a finished run (a cut-off model.keras named first)
+        check_model_file(run_dir / "model.keras")
+        require_finished(run_dir)
     roles = ("source", "target") if task == "seq2seq" else ("source",)
     vocabularies = {}
     for role in roles:
@@ -177,7 +216,7 @@ def load_run(run_dir: str | Path, *, load_keras_model: bool = True) -> RunBundle
         ]
     metrics = {}
     if (run_dir / "metrics.json").is_file():
-        metrics = _read_json(run_dir / "metrics.json", "Metrics file")
+        metrics = read_metrics(run_dir)
     model = load_model(run_dir / "model.keras", float32=True) if load_keras_model else None
     return RunBundle(run_dir, config, str(name), task, model, vocabularies, labels, samples,
                      metrics)

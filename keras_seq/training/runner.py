@@ -35,6 +35,24 @@ PRETRAINED = "model.weights.h5"  # in it: the weights of a finished pretraining
 
 # The run settings besides the recipe that change what a run computes (config.json has them).
 RUN_SETTINGS = ("seed", "data_dir", "test_data", "strategy", "mixed_precision")
+# The recipe's [data] keys that name a file or folder (``--set path=...``): kept absolute in
+# config.json, as --data-dir is, and compared as absolute paths.
+DATA_PATH_KEYS = ("path",)
+
+
+def absolute_path(value: Any) -> Any:
+    """A path (str) as an absolute one, ``~`` expanded; anything else (None) as it is."""
+    return os.path.abspath(os.path.expanduser(value)) if isinstance(value, str) else value
+
+
+def absolute_data_paths(recipe: dict[str, Any]) -> dict[str, Any]:
+    """`recipe` with its `DATA_PATH_KEYS` absolute (in place, and returned)."""
+    data = recipe.get("data")
+    if isinstance(data, dict):
+        for key in DATA_PATH_KEYS:
+            if key in data:
+                data[key] = absolute_path(data[key])
+    return recipe
 
 
 def resolve_run_dir(
@@ -124,10 +142,13 @@ def differences(run_dir: Path, recipe: dict[str, Any], **settings) -> list[str] 
         previous = json.loads((Path(run_dir) / "config.json").read_text())
     except (OSError, ValueError):
         return None
+    if not isinstance(previous, dict):
+        return None
     for key in ("data_dir", "test_data"):  # a run of an older version kept them as typed
-        if isinstance(previous.get(key), str):
-            previous[key] = os.path.abspath(os.path.expanduser(previous[key]))
+        previous[key] = absolute_path(previous.get(key))
     current = json.loads(json.dumps({**recipe, **{k: settings.get(k) for k in RUN_SETTINGS}}))
+    for config in (previous, current):  # --set path=... too, typed relative or absolute
+        absolute_data_paths(config)
     return sorted(k for k in current if previous.get(k) != current[k])
 
 
@@ -248,33 +269,47 @@ def require_same_data(run_dir: Path, splits, same_data_as: tuple[Path, ...] = ()
     directory's info.json, for the run and its pretraining phase; for a run whose info.json
     predates fingerprints, its example counts and saved vocabularies.
     """
-    from pipelines.splits import SourceInfo
-
     phases = [(run_dir, splits.info)] if has_started(run_dir) else []
     if phases and splits.pretrain is not None:
         phases.append((run_dir / PRETRAIN, splits.pretrain.info))
     phases += [(Path(d), splits.info) for d in same_data_as]
     for directory, info in phases:
-        path = directory / "info.json"
-        try:
-            stored = json.loads(path.read_text())
-        except (OSError, ValueError):
-            continue  # not written yet (killed before), or unreadable: nothing to compare
-        before = stored.get("fingerprint")
-        if before:
-            differs = before != info.fingerprint
-            found = f"fingerprint {before[:12]} in {path}, now {info.fingerprint[:12]}"
-        else:
-            vocabularies = SourceInfo.load_vocabularies(directory)
-            differs = stored.get("counts") != info.counts or (
-                bool(vocabularies) and vocabularies != info.vocabularies)
-            found = f"example counts or vocabularies in {path.parent}"
-        if differs:
+        found = data_difference(directory, info)
+        if found:
             raise ValueError(
                 f"Expected the data that {directory} was trained on, but its examples, "
                 f"splits or vocabulary differ now ({found}). Training {run_dir} on would mix "
                 "two datasets: restore the data, or start a new run (another --run-dir)."
             )
+
+
+def data_difference(directory: Path, info) -> str | None:
+    """What differs between the data that `directory` (a run, or a phase of one) was trained
+    on, as its info.json records it, and the loaded data's `info` (a `SourceInfo`): None when
+    nothing does, or when there is no readable info.json to compare with.
+
+    Compared: the fingerprint of the encoded splits (`SourceInfo.fingerprint`); for an
+    info.json that predates fingerprints, the example counts and saved vocabularies.
+    """
+    from pipelines.splits import SourceInfo
+
+    path = Path(directory) / "info.json"
+    try:
+        stored = json.loads(path.read_text())
+    except (OSError, ValueError):
+        return None  # not written yet (killed before), or unreadable: nothing to compare
+    if not isinstance(stored, dict):
+        return None
+    before = stored.get("fingerprint")
+    if before:
+        if before == info.fingerprint:
+            return None
+        return f"fingerprint {before[:12]} in {path}, now {info.fingerprint[:12]}"
+    vocabularies = SourceInfo.load_vocabularies(directory)
+    if stored.get("counts") != info.counts or (
+            bool(vocabularies) and vocabularies != info.vocabularies):
+        return f"example counts or vocabularies in {path.parent}"
+    return None
 
 
 def require_examples(recipe: dict[str, Any], splits, test_data=None) -> None:
