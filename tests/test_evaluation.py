@@ -273,3 +273,18 @@ def test_an_empty_split_is_an_error_not_a_score(vocab):
         with pytest.raises(ValueError, match=r"Expected .* to evaluate on. Received: none"):
             call()
             pytest.fail(f"{task}: an empty split was scored")
+
+
+def test_regression_mse_is_keras_mean_squared_error_over_every_batch():
+    import keras
+
+    rng = np.random.default_rng(0)
+    x = rng.normal(size=(10, 3)).astype("float32")
+    y = rng.normal(size=(10, 1)).astype("float32")
+    model = keras.Sequential([keras.Input((3,)), keras.layers.Dense(1)])
+    dataset = tf.data.Dataset.from_tensor_slices((x, y)).batch(4)  # 4 + 4 + 2
+    metric = keras.metrics.MeanSquaredError()
+    metric.update_state(y, model(x))
+    got = evaluation.regression(model, dataset)
+    assert got.keys() == {"mse"}
+    np.testing.assert_allclose(got["mse"], float(metric.result()), rtol=1e-6)

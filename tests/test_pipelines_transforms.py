@@ -208,3 +208,16 @@ def test_fingerprint_changes_with_any_example_split_or_row_boundary():
         {"train": (ids, y.astype(np.int64)), "test": (ids, y)},  # the dtype
     ):
         assert fingerprint(other) != base
+
+
+@pytest.mark.parametrize("bucketing", [None, "sorted", "boundaries"])
+def test_drop_remainder_gives_full_training_batches_and_evaluation_every_example(bucketing):
+    n, size = 50, 8
+    rows = tf.ragged.constant([[4] * (1 + i % 5) for i in range(n)])
+    options = dict(batch_size=size, seed=0, bucketing=bucketing, drop_remainder=True,
+                   lengths=[1 + i % 5 for i in range(n)], boundaries=[3])
+    training = batched((rows, np.arange(n, dtype=np.int32)), training=True, **options)
+    sizes = [len(y) for _, y in training.as_numpy_iterator()]
+    assert sizes and set(sizes) == {size}
+    evaluation = batched((rows, np.arange(n, dtype=np.int32)), training=False, **options)
+    assert np.concatenate([y for _, y in evaluation.as_numpy_iterator()]).tolist() == list(range(n))

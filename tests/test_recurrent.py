@@ -550,3 +550,38 @@ def test_zero_steps_give_empty_sequences_and_the_initial_states(kind, backwards,
         assert tuple(outputs.shape) == (B, 0, U)
         for got, want in zip(finals, states, strict=True):
             np.testing.assert_array_equal(got, want)
+
+
+@pytest.mark.parametrize("kind", ["lstm", "gru", "gru_cho", "simple_rnn"])
+def test_the_one_step_path_equals_keras_with_nonzero_biases(kind, rng):
+    """float64 runs the cells' own step (as decoding, float64 and export graphs do), not the
+    fused float32 kernels: with random biases it must still be Keras's equation."""
+    ours_cls, keras_cls, shared = KINDS[kind]
+    options = dict(return_sequences=True, return_state=True, dtype="float64", **shared)
+    reference, ours = keras_cls(U, **options), ours_cls(U, **options)
+    reference.build((None, T, D))
+    ours.build((None, T, D))
+    reference.set_weights([rng.normal(scale=0.5, size=w.shape) for w in reference.get_weights()])
+    ours.set_weights(reference.get_weights())
+    assert all(np.abs(w).min() > 0 for w in ours.get_weights())  # biases included
+    x = rng.normal(size=(B, T, D))
+    got, want = ours(x, mask=mixed_mask()), reference(x, mask=mixed_mask())
+    assert got[0].dtype == "float64"
+    assert max_diff(got, want) < 1e-10
+
+
+@pytest.mark.parametrize("kind", ["lstm", "gru"])
+def test_bidirectional_initial_states_go_to_their_directions_like_keras(kind, rng):
+    ours_cls, keras_cls, shared = KINDS[kind]
+    opts = {"return_sequences": True, "return_state": True, **shared}
+    reference = keras.layers.Bidirectional(keras_cls(U, **opts))
+    ours = layers.Bidirectional(ours_cls(U, **opts))
+    x = rng.normal(size=(B, T, D)).astype("float32")
+    reference(x)
+    ours(x)
+    ours.set_weights(reference.get_weights())
+    states = [rng.normal(size=(B, U)).astype("float32")
+              for _ in range(2 * len(ours.forward_layer.state_sizes))]
+    got = ours(x, initial_state=states, mask=mixed_mask())
+    want = reference(x, initial_state=states, mask=mixed_mask())
+    assert max_diff(got, want) < FWD_TOL
