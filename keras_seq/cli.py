@@ -334,14 +334,14 @@ def _require_run_data(args, run_dir: Path, recipe: dict[str, Any], splits) -> No
     are read from the data, e.g. names' sorted language files: one missing shifts them all),
     and, for --data-dir without --test-data (the run's data at another place), on examples
     other than the run's own."""
-    from keras_seq.export.run_dir import _read_json
+    from keras_seq.export.run_dir import read_labels
     from keras_seq.training import runner
 
     where = (f"--data-dir {args.data_dir}" if args.data_dir else
              f"the run's data ({recipe.get('data_dir') or 'the default data folder'})")
     path = run_dir / "labels.json"
     if splits.info.labels and path.is_file():
-        trained = [str(x) for x in _read_json(path, "Labels file")]
+        trained = read_labels(run_dir)
         labels = [str(x) for x in splits.info.labels]
         if labels != trained:
             missing = [x for x in trained if x not in labels]

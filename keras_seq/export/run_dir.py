@@ -23,7 +23,8 @@ from pathlib import Path
 from typing import Any
 
 __all__ = ["TASKS", "RunBundle", "check_model_file", "find_latest_runs", "load_run",
-           "model_digest", "read_config", "read_metrics", "require_finished"]
+           "model_digest", "read_config", "read_labels", "read_metrics",
+           "require_finished"]
 
 TASKS = ("classification", "language_model", "seq2seq")
 
@@ -91,6 +92,11 @@ def read_metrics(run_dir: str | Path) -> dict[str, Any]:
         raise ValueError(f"Metrics file {path} is not a run's metrics: expected a JSON object, "
                          f"received {type(metrics).__name__}")
     return metrics
+
+
+def read_labels(run_dir: str | Path) -> list[str]:
+    """A classifier run's class names, in label-id order (``labels.json``)."""
+    return [str(x) for x in _read_json(Path(run_dir) / "labels.json", "Labels file")]
 
 
 def require_finished(run_dir: str | Path) -> None:
@@ -207,7 +213,7 @@ def load_run(run_dir: str | Path, *, load_keras_model: bool = True) -> RunBundle
     if task == "classification":
         if not (run_dir / "labels.json").is_file():
             raise FileNotFoundError(f"{run_dir} has no labels.json (needed by classifiers)")
-        labels = [str(x) for x in _read_json(run_dir / "labels.json", "Labels file")]
+        labels = read_labels(run_dir)
     samples = []
     if (run_dir / "samples.json").is_file():
         samples = [

@@ -47,7 +47,6 @@ from keras_seq import _validate
 _LUONG_SCORES = ("dot", "general", "concat")
 
 
-
 def _shape(x: Any) -> tuple:
     return tuple(x.shape) if hasattr(x, "shape") else tuple(np.shape(x))
 
