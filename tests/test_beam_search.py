@@ -16,14 +16,15 @@ END, A, B_ = 3, 4, 5
 V = 6  # ids 0..5: pad, oov, start, end, A, B
 
 
-def table_step(tables: np.ndarray, forced_end_at: int | None = None):
-    """A Markov decoder: ``P(next | previous token)`` from ``tables[row, prev] [V]``.
+def table_step(tables: np.ndarray, forced_end_at: int | None = None, scale: float = 1.0):
+    """A Markov decoder: ``P(next | previous token)`` from ``tables[row, prev] [V]`` (its
+    log-probabilities times ``scale``: a diverged model's are ``scale`` times too far apart).
 
     States: ``(row [N] int32, t [N] int32)`` (which table, which step). The step weights are
     the one-hot previous token, so the weights returned along a hypothesis reveal its path.
     From step ``forced_end_at`` on, only the end token is possible.
     """
-    log_tables = tf.constant(np.log(tables + 1e-12), tf.float32)  # (R, V, V)
+    log_tables = tf.constant(np.log(tables + 1e-12) * scale, tf.float32)  # (R, V, V)
 
     def step_fn(tokens, states):
         row, t = states
@@ -89,25 +90,27 @@ def test_beam_width_one_is_greedy_on_random_decoders():
     assert (g[0].numpy() == END).any(), "some sequences should end before max_length"
 
 
-def _path_score(table: np.ndarray, seq: list[int], forced_end_at: int, alpha: float) -> float:
+def _path_score(
+    table: np.ndarray, seq: list[int], forced_end_at: int, alpha: float, scale: float = 1.0
+) -> float:
     """``log P(seq) / ((5 + len) / 6) ** alpha`` under :func:`table_step`'s decoder (len counts
     the end token; from step ``forced_end_at`` on the end token is certain)."""
     prev, lp = 2, 0.0
     for t, tok in enumerate(seq):
-        lp += 0.0 if t >= forced_end_at else np.log(table[prev, tok] + 1e-12)
+        lp += 0.0 if t >= forced_end_at else np.log(table[prev, tok] + 1e-12) * scale
         prev = tok
     return lp / ((5 + len(seq)) / 6) ** alpha
 
 
 def _brute_force_best(
-    table: np.ndarray, forced_end_at: int, alpha: float = 0.0
+    table: np.ndarray, forced_end_at: int, alpha: float = 0.0, scale: float = 1.0
 ) -> tuple[list[int], float]:
     """Best finished sequence and its score (:func:`_path_score`), by enumerating every token
     path."""
     allowed = [t for t in range(V) if t not in (0, 2, END)]  # never pad or start
     paths = [[*body, END] for n in range(forced_end_at + 1)
              for body in itertools.product(allowed, repeat=n)]
-    scores = [_path_score(table, p, forced_end_at, alpha) for p in paths]
+    scores = [_path_score(table, p, forced_end_at, alpha, scale) for p in paths]
     best = int(np.argmax(scores))
     return paths[best], scores[best]
 
@@ -123,6 +126,27 @@ def test_wide_beam_equals_exhaustive_search(seed):
         got = tokens.numpy()[r]
         assert got[: len(want)].tolist() == want and not got[len(want) :].any()
         np.testing.assert_allclose(scores.numpy()[r], want_lp, rtol=1e-5)
+
+
+@pytest.mark.parametrize("beam_width", [2, 64])
+def test_a_diverged_decoder_ends_every_hypothesis_once(beam_width):
+    """Log-probabilities of about -1e9 per step, as from a diverged model. Impossible
+    hypotheses used to score a finite -1e9 and ended ones -2e9 when the alive beams were
+    picked: real scores fell below both, so no finished hypothesis was recorded and ended
+    ones stayed alive, emitting tokens after the end token (scored -2e9)."""
+    rng = np.random.default_rng(4)
+    tables = rng.dirichlet(np.full(V, 0.7), size=(4, V))
+    step = table_step(tables, forced_end_at=3, scale=1e9)
+    tokens, _, scores = beam_search(step, initial(4), 4, beam_width=beam_width, max_length=6)
+    for r in range(4):
+        got = tokens.numpy()[r].tolist()
+        assert END in got and not any(got[got.index(END) + 1 :]), got
+        path = got[: got.index(END) + 1]
+        want = _path_score(tables[r], path, 3, 0.0, scale=1e9)
+        np.testing.assert_allclose(scores.numpy()[r], want, rtol=1e-6)
+        if beam_width == 64:  # holds every path: the exhaustive optimum
+            _, best = _brute_force_best(tables[r], forced_end_at=3, scale=1e9)
+            np.testing.assert_allclose(scores.numpy()[r], best, rtol=1e-6)
 
 
 @pytest.mark.parametrize("alpha", [1.0, 4.0])

@@ -33,10 +33,10 @@ __all__ = ["beam_search", "greedy_search", "length_penalty", "tile_beams"]
 StepFn = Callable[[tf.Tensor, Any], tuple[tf.Tensor, Any, tf.Tensor]]
 PAD_ID, START_ID, END_ID = 0, 2, 3
 BANNED_IDS = (PAD_ID, START_ID)  # never produced: padding only follows the end token
-_NEG = -1.0e9  # score of impossible hypotheses (finite: no inf - inf)
-# A banned token's score: below every score a model can give (a finite floor, such as _NEG,
-# is beaten by a diverged model's scores, and the banned token then wins).
-_BANNED = float("-inf")
+# The score of an impossible token or hypothesis: below every score a model can give. A
+# finite floor (such as -1e9) is beaten by a diverged model's scores, which then tie with or
+# fall below it: a banned token won, and a hypothesis that had ended stayed alive.
+_IMPOSSIBLE = float("-inf")
 
 
 def tile_beams(structure: Any, beam_width: int) -> Any:
@@ -60,7 +60,7 @@ def _ban(log_probs: tf.Tensor, banned_ids: tuple[int, ...]) -> tf.Tensor:
         return log_probs
     ids = tf.range(tf.shape(log_probs)[-1])[None, :]
     banned = tf.reduce_any(tf.equal(ids[..., None], tf.constant(banned_ids)), axis=-1)
-    return tf.where(banned, _BANNED, log_probs)
+    return tf.where(banned, _IMPOSSIBLE, log_probs)
 
 
 def _max_length(value: Any) -> tf.Tensor:
@@ -146,10 +146,10 @@ def beam_search(
     offsets = tf.range(B)[:, None] * K  # (B, 1): first row of each entry
 
     tokens = tf.fill(tf.reshape(B * K, [1]), tf.constant(start_id, tf.int32))
-    alive_lp = tf.tile(tf.constant([[0.0] + [_NEG] * (K - 1)]), tf.stack([B, 1]))  # (B, K)
+    alive_lp = tf.tile(tf.constant([[0.0] + [_IMPOSSIBLE] * (K - 1)]), tf.stack([B, 1]))
     states = tile_beams(initial_states, K)
     done = tf.zeros(tf.reshape(B, [1]), tf.bool)
-    best_score = tf.fill(tf.reshape(B, [1]), _NEG)
+    best_score = tf.fill(tf.reshape(B, [1]), _IMPOSSIBLE)
     best_step = tf.fill(tf.reshape(B, [1]), -1)  # step at which the best finished one ended
     best_parent = tf.zeros(tf.reshape(B, [1]), tf.int32)  # its beam at that step
     tas = (
@@ -170,7 +170,7 @@ def beam_search(
 
         # Finished: extensions ending with end_id among the first K.
         penalty = length_penalty(t + 1, alpha)
-        fin = tf.where(ends & (rank < K), top_lp / penalty, _NEG)
+        fin = tf.where(ends & (rank < K), top_lp / penalty, _IMPOSSIBLE)
         pick = tf.argmax(fin, axis=-1, output_type=tf.int32)  # (B,)
         new_best = tf.gather(fin, pick, batch_dims=1)
         better = (new_best > best_score) & ~done
@@ -178,8 +178,11 @@ def beam_search(
         best_step = tf.where(better, t, best_step)
         best_parent = tf.where(better, tf.gather(top_beam, pick, batch_dims=1), best_parent)
 
-        # Alive: the K best extensions that do not end.
-        alive_lp, pos = tf.math.top_k(tf.where(ends, 2 * _NEG, top_lp), k=K)  # (B, K)
+        # Alive: the K best extensions that do not end. At most K of the 2K end (one end token
+        # per beam), and top_k sorted them best first, so these are the first K positions
+        # that do not end, in order (no sentinel score, which a diverged model's would tie).
+        pos = tf.argsort(tf.cast(ends, tf.int32), axis=-1, stable=True)[:, :K]  # (B, K)
+        alive_lp = tf.gather(top_lp, pos, batch_dims=1)
         parents = tf.gather(top_beam, pos, batch_dims=1)  # (B, K)
         new_tokens = tf.gather(top_tok, pos, batch_dims=1)
         flat_parents = tf.reshape(parents + offsets, [-1])  # (B*K,)
