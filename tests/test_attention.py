@@ -255,6 +255,22 @@ def test_keras_style_mask_list_matches_keras_attention():
     assert np.all(context.numpy()[~query_mask] == 0.0)
 
 
+@pytest.mark.parametrize("name", list(CONFIGS))
+def test_a_one_step_query_takes_a_batch_query_mask(name):
+    """A ``[B, Dq]`` query's mask is ``[B]``: a masked row's context is zero, its weights and
+    the other rows are those without the query mask (as keras.layers.Attention's query mask
+    acts on the outputs only)."""
+    layer, query_dim = _built(name)
+    query, values, mask = _inputs(query_dim, tq=None)
+    query_mask = np.array([True, False])
+    context, weights = layer(query, values, mask=[query_mask, mask])
+    ref_context, ref_weights = layer(query, values, mask=mask)
+    assert context.shape == (B, DV) and weights.shape == (B, TV)
+    np.testing.assert_array_equal(weights, ref_weights)
+    np.testing.assert_array_equal(context[0], ref_context[0])
+    assert np.any(ref_context[1] != 0.0) and np.all(context[1] == 0.0)
+
+
 def test_keras_masks_of_embedded_inputs_are_used_like_keras_attention():
     """Without `mask`, the Keras masks of query and values (Embedding(mask_zero=True)) mask
     as keras.layers.Attention does; they were ignored and padding was attended."""

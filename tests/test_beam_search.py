@@ -90,6 +90,20 @@ def test_beam_width_one_is_greedy_on_random_decoders():
     assert (g[0].numpy() == END).any(), "some sequences should end before max_length"
 
 
+def test_greedy_scores_are_the_log_probs_of_the_returned_path():
+    """Rows that end early stop adding to their score while the others go on."""
+    rng = np.random.default_rng(7)
+    tables = rng.dirichlet(np.full(V, 0.5), size=(16, V))
+    tokens, _, scores = greedy_search(table_step(tables), initial(16), 16, max_length=7)
+    tokens = tokens.numpy()
+    lengths = [row.index(END) + 1 if END in row else len(row) for row in tokens.tolist()]
+    assert min(lengths) < tokens.shape[1], "some rows should end while others go on"
+    for r, n in enumerate(lengths):
+        assert not tokens[r, n:].any()
+        want = _path_score(tables[r], tokens[r, :n].tolist(), forced_end_at=99, alpha=0.0)
+        np.testing.assert_allclose(scores.numpy()[r], want, rtol=1e-5)
+
+
 def _path_score(
     table: np.ndarray, seq: list[int], forced_end_at: int, alpha: float, scale: float = 1.0
 ) -> float:

@@ -3,6 +3,7 @@ the accuracy interval is Wilson's score interval."""
 
 from __future__ import annotations
 
+import keras
 import numpy as np
 import pytest
 import sacrebleu
@@ -213,6 +214,29 @@ def test_wilson_interval_bounds_are_where_the_score_test_starts_rejecting(succes
 def test_wilson_interval_rejects_impossible_counts(successes, n, named):
     with pytest.raises(ValueError, match=named):
         evaluation.wilson_interval(successes, n)
+
+
+def test_wilson_interval_is_exactly_zero_or_one_at_the_extremes():
+    """At 0 or n successes the bound is exactly 0 or 1; the formula rounds it about 1e-17
+    to either side (for 92 of these 200 n), and clamping fixed only one side. Every interval
+    holds its proportion."""
+    for n in range(1, 201):
+        assert evaluation.wilson_interval(0, n)[0] == 0.0, n
+        assert evaluation.wilson_interval(n, n)[1] == 1.0, n
+        for successes in range(n + 1):
+            low, high = evaluation.wilson_interval(successes, n)
+            assert 0.0 <= low <= successes / n <= high <= 1.0, (successes, n)
+
+
+def test_classification_loss_is_the_loss_fit_reports():
+    """Keras's sparse cross-entropy clips probabilities at 1e-7: a true class given 1e-12 adds
+    -log(1e-7) as in the validation loss of fit, not -log(1e-12)."""
+    probs = np.array([[0.9, 0.1], [1.0 - 1e-12, 1e-12], [0.6, 0.4]], np.float32)
+    labels = np.array([0, 1, 1])
+    dataset = tf.data.Dataset.from_tensors((np.arange(3)[:, None], labels))
+    metrics = evaluation.classification(lambda x, training: probs[np.asarray(x)[:, 0]], dataset, 2)
+    want = float(keras.losses.SparseCategoricalCrossentropy()(labels, probs))
+    assert metrics["loss"] == pytest.approx(want, rel=1e-6)
 
 
 def test_classification_reports_the_interval_of_its_accuracy():

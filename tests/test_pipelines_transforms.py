@@ -189,6 +189,17 @@ def test_training_batches_are_shuffled_afresh_every_epoch_and_evaluation_is_not(
         assert np.concatenate([y for _, y in evaluation.as_numpy_iterator()]).tolist() == list(range(n))
 
 
+def test_training_shuffles_the_whole_dataset_not_a_window():
+    """The shuffle buffer holds every example: the last quarter of the file is spread over the
+    epoch (mean position about n/2; a quarter-size buffer holds it back past 3n/4 - n/4)."""
+    n = 400
+    rows = tf.ragged.constant([[4]] * n)
+    ds = batched((rows, np.arange(n, dtype=np.int32)), training=True, batch_size=16, seed=0)
+    order = np.concatenate([y for _, y in ds.as_numpy_iterator()])
+    positions = np.argsort(order)  # positions[i]: where example i came in the epoch
+    assert positions[3 * n // 4 :].mean() < 0.6 * n, positions[3 * n // 4 :].mean()
+
+
 def test_batched_evaluation_keeps_order():
     ds = batched((ragged_rows(), np.arange(4, dtype=np.int32)), training=False, batch_size=3,
                  seed=0)

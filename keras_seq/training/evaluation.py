@@ -5,6 +5,7 @@ from __future__ import annotations
 from collections.abc import Sequence
 from typing import Any
 
+import keras
 import numpy as np
 import tensorflow as tf
 
@@ -32,7 +33,11 @@ def wilson_interval(successes: int, n: int, z: float = Z95) -> tuple[float, floa
     p, z2 = successes / n, z * z
     center = (p + z2 / (2 * n)) / (1 + z2 / n)
     half = z / (1 + z2 / n) * np.sqrt(p * (1 - p) / n + z2 / (4 * n * n))
-    return float(max(0.0, center - half)), float(min(1.0, center + half))
+    # At p_hat = 0 (or 1) the bound is exactly 0 (or 1); the formula rounds it to about
+    # +-1e-17 away, on either side.
+    low = 0.0 if successes == 0 else float(center - half)
+    high = 1.0 if successes == n else float(center + half)
+    return low, high
 
 
 def macro_f1(y_true: np.ndarray, y_pred: np.ndarray, num_classes: int) -> float:
@@ -71,7 +76,8 @@ def classification(model, dataset: tf.data.Dataset, num_classes: int) -> dict[st
     _require(sum(len(y) for y in y_true), "test examples")
     p, y = np.concatenate(probs), np.concatenate(y_true).astype(np.int64)
     pred = p.argmax(-1)
-    loss = -np.mean(np.log(np.clip(p[np.arange(len(y)), y], 1e-12, None)))
+    # The loss fit reports (Keras clips probabilities at 1e-7), so test and validation agree.
+    loss = np.mean(np.asarray(keras.losses.sparse_categorical_crossentropy(y, p), np.float64))
     correct = int(np.sum(pred == y))
     return {
         "accuracy": correct / len(y),
