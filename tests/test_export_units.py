@@ -1,6 +1,9 @@
 """keras_seq.export pieces that need no conversion: registry, versions, configs, clients."""
 
+import contextlib
 import json
+import subprocess
+import sys
 import threading
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 
@@ -91,7 +94,56 @@ def test_version_is_never_overwritten_silently(tmp_path):
     assert api._pick_version(tmp_path / "new", "next", False) == 1
 
 
+@contextlib.contextmanager
+def _held_by_another_process(path):
+    """A live process holding the lock file `path` until the block ends (then killed -9)."""
+    code = ("import sys; from pathlib import Path; from keras_seq import _lock; "
+            "lock = _lock.hold(Path(sys.argv[1])); print('held', flush=True); sys.stdin.read()")
+    holder = subprocess.Popen([sys.executable, "-c", code, str(path)], stdin=subprocess.PIPE,
+                              stdout=subprocess.PIPE, text=True)
+    try:
+        assert holder.stdout.readline().strip() == "held"
+        yield holder
+    finally:
+        holder.kill()
+        holder.wait()
+
+
+def test_an_export_into_a_directory_another_process_exports_into_is_refused(tmp_path):
+    """Two exports at once both picked version 1, and the later one's commit replaced the
+    earlier one's. The lock goes with its process: after the holder's kill -9 the export goes
+    on (here to the missing run directory, past the lock)."""
+    out = tmp_path / "exported" / "names"
+    out.parent.mkdir()
+    with _held_by_another_process(out.parent / ".names.lock") as holder:
+        with pytest.raises(ValueError, match=rf"argument `out`.*{out} is being exported by "
+                           rf"another process \(pid {holder.pid}\)"):
+            api.export_run(tmp_path / "no-run", out, formats=["saved_model"])
+    assert not out.exists()
+    with pytest.raises(FileNotFoundError):
+        api.export_run(tmp_path / "no-run", out, formats=["saved_model"])
+    with _held_by_another_process(out.parent / ".names.lock"):  # released after the error
+        pass
+
+
 # -- models.config ------------------------------------------------------------------------------
+
+
+def test_models_config_is_read_and_written_under_its_lock(tmp_path):
+    """Exports of two names finishing together: one that read the disk before the other's
+    commit could write last and drop that model, unless reading and writing hold one lock."""
+    _versions(tmp_path / "names", 1)
+    with _held_by_another_process(tmp_path / ".models.config.lock") as holder:
+        writer = threading.Thread(target=serving_config.write_models_config, args=(tmp_path,))
+        writer.start()
+        writer.join(1.0)
+        assert writer.is_alive() and not (tmp_path / "models.config").exists()
+        _versions(tmp_path / "spa_eng", 1)  # committed while the writer waits
+        holder.stdin.close()  # releases the lock
+        writer.join(60)
+    assert not writer.is_alive()
+    assert serving_config.models_config_text(["names", "spa_eng"]) == (
+        tmp_path / "models.config").read_text()
 
 
 def test_models_config_lists_every_exported_model(tmp_path):

@@ -15,7 +15,9 @@ against the Keras model (``metadata.json``'s ``parity``) before anything in ``ou
 a failure (a conversion error, or a float artifact that differs from Keras) removes the
 staging directory and leaves ``out`` as it was. Then each piece moves in
 with one ``rename``: the SavedModel version directory (TF Serving never sees a half-written
-version), then the files (``os.replace``), ``metadata.json`` last.
+version), then the files (``os.replace``), ``metadata.json`` last. One export writes a
+directory at a time: it holds the lock file ``.<name>.lock`` beside ``out``, and a second
+export into it is refused, naming the holder's pid.
 
 Versions: never overwritten silently. With ``version=None`` the first export of a name is
 version 1 and a later one is refused unless ``replace=True`` (which overwrites the latest
@@ -28,14 +30,16 @@ run as the next version and skips a run already exported.
 
 from __future__ import annotations
 
+import contextlib
 import json
 import os
 import shutil
 import uuid
-from collections.abc import Sequence
+from collections.abc import Iterator, Sequence
 from pathlib import Path
 from typing import Any
 
+from keras_seq import _lock
 from keras_seq.export import onnx as _onnx  # noqa: F401  (registers the exporter)
 from keras_seq.export import saved_model as _saved_model  # noqa: F401
 from keras_seq.export import tflite as _tflite  # noqa: F401
@@ -193,8 +197,8 @@ def export_run(
         serving_base: where ``out.parent`` is mounted in the serving container.
 
     Raises:
-        ValueError: bad arguments, an existing version without ``replace``, or a conversion
-            producing unusable artifacts.
+        ValueError: bad arguments, an existing version without ``replace``, another process
+            exporting into ``out``, or a conversion producing unusable artifacts.
         FileNotFoundError: ``run_dir`` is not a complete run directory.
     """
     formats = _check_formats(formats)
@@ -211,6 +215,34 @@ def export_run(
             f"formats={list(formats)!r}"
         )
     out = Path(out).resolve()
+    with _exporting(out):
+        return _export(run_dir, out, formats, quantize, version, replace, parity_examples,
+                       serving_base)
+
+
+@contextlib.contextmanager
+def _exporting(out: Path) -> Iterator[None]:
+    """Hold ``out`` for one export at a time: two at once picked the same version, and the
+    later one's commit replaced the earlier one's without ``replace``."""
+    out.parent.mkdir(parents=True, exist_ok=True)
+    try:
+        lock = _lock.hold(out.parent / f".{out.name}.lock")
+    except _lock.InUse as err:
+        raise ValueError(
+            f"Invalid value for argument `out`. Expected a directory no other export is "
+            f"writing: {out} is being exported by another process (pid {err.holder}); wait "
+            f"for it to end. Received: out={str(out)!r}"
+        ) from None
+    try:
+        yield
+    finally:
+        lock.close()
+
+
+def _export(run_dir: str | Path, out: Path, formats: Sequence[str], quantize: str,
+            version: int | str | None, replace: bool, parity_examples: int,
+            serving_base: str) -> Path:
+    """`export_run` once its arguments are checked and ``out`` is held."""
     target_version = _pick_version(out, version, replace) if "saved_model" in formats else None
     exporters = [
         make_exporter(f, **({"quantize": quantize} if f == "tflite" else {})) for f in formats

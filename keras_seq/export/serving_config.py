@@ -20,6 +20,8 @@ from __future__ import annotations
 import os
 from pathlib import Path
 
+from keras_seq import _lock
+
 __all__ = ["CONFIG_FILE", "exported_models", "models_config_text", "write_models_config"]
 
 CONFIG_FILE = "models.config"
@@ -60,12 +62,17 @@ def models_config_text(names: list[str], base: str = "/models") -> str:
 
 
 def write_models_config(root: str | Path, base: str = "/models") -> Path:
-    """Rewrite ``<root>/models.config`` (atomically) for every model exported under ``root``."""
+    """Rewrite ``<root>/models.config`` (atomically) for every model exported under ``root``.
+
+    Exports of other names may finish at the same time: each reads the disk and writes under
+    one lock, so the last writer read every export committed before it (without the lock, one
+    that read before another's commit could write last and drop that model)."""
     root = Path(root)
     root.mkdir(parents=True, exist_ok=True)
-    text = models_config_text(list(exported_models(root)), base)
     path = root / CONFIG_FILE
-    tmp = root / f".{CONFIG_FILE}.{os.getpid()}.tmp"
-    tmp.write_text(text, encoding="utf-8")
-    os.replace(tmp, path)
+    with _lock.hold(root / f".{CONFIG_FILE}.lock", wait=True):
+        text = models_config_text(list(exported_models(root)), base)
+        tmp = root / f".{CONFIG_FILE}.{os.getpid()}.tmp"
+        tmp.write_text(text, encoding="utf-8")
+        os.replace(tmp, path)
     return path

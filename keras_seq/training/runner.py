@@ -24,6 +24,7 @@ import keras
 import numpy as np
 import tensorflow as tf
 
+from keras_seq import _lock
 from keras_seq.training import distribute, evaluation, reports
 from keras_seq.training.builders import build_model, compile_model
 
@@ -93,25 +94,15 @@ def lock_run_dir(run_dir: Path):
     it at the same time; the lock goes with the process, ``kill -9`` included. Returns the
     lock file, to keep open (None for a directory it cannot write in); raises `RunInUse`
     naming the holder's pid."""
-    import fcntl
-
     try:
         run_dir.mkdir(parents=True, exist_ok=True)
-        lock = open(run_dir / LOCK, "a+")  # noqa: SIM115 (held until the process ends)
+        return _lock.hold(run_dir / LOCK)
+    except _lock.InUse as err:
+        raise RunInUse(
+            f"{run_dir} is being trained by another process (pid {err.holder})"
+        ) from None
     except OSError:
         return None  # not writable (e.g. a finished run on a read-only disk): nothing to hold
-    try:
-        fcntl.flock(lock, fcntl.LOCK_EX | fcntl.LOCK_NB)
-    except BlockingIOError:
-        lock.seek(0)
-        holder = lock.read().strip() or "unknown"
-        lock.close()
-        raise RunInUse(f"{run_dir} is being trained by another process (pid {holder})") from None
-    lock.seek(0)
-    lock.truncate()
-    lock.write(f"{os.getpid()}\n")
-    lock.flush()
-    return lock
 
 
 def in_use(run_dir: Path) -> bool:
