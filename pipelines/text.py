@@ -290,6 +290,18 @@ class Vocabulary:
         self.lowercase = boolean("lowercase", lowercase)
         self.punctuation = punctuation
         self.replacements: tuple[tuple[str, str], ...] = tuple(pairs)
+        if tokens and not _stored:
+            # The last steps of splitting (lowercasing, punctuation split off, whitespace
+            # split) leave a token they could give as it is; any other token never matches.
+            options = {**self._split_options(), "replacements": ()}
+            split = split_tokens(tf.constant(tokens), **options).to_list()
+            bad = next((t for t, row in zip(tokens, split, strict=True)
+                        if row != [t.encode("utf-8")]), None)
+            if bad is not None:
+                raise invalid(
+                    "tokens", "tokens that split text can hold (none with uppercase when "
+                    "lowercase=True; at level='word' none with whitespace, and a punctuation "
+                    "character only on its own)", bad)
         self.tokens: tuple[str, ...] = SPECIAL_TOKENS + tuple(tokens)
         self._index = {t: i for i, t in enumerate(tokens, start=NUM_SPECIAL)}
         self._tokenizer: Tokenizer | None = None

@@ -177,6 +177,25 @@ def test_argument_errors():
     assert Vocabulary.build(["abca"], max_tokens=np.int64(2)).tokens[4:] == ("a", "b")
 
 
+@pytest.mark.parametrize(("tokens", "options", "bad"), [
+    (["hello", "World"], dict(level="word", lowercase=True), "World"),
+    (["A"], dict(level="char", lowercase=True), "A"),
+    (["new york"], dict(level="word"), "new york"),
+    (["a\u00a0b"], dict(level="word"), "a\u00a0b"),  # a no-break space is split on too
+    ([".", "end."], dict(level="word", punctuation="."), "end."),
+])
+def test_a_token_no_text_can_give_is_refused(tokens, options, bad):
+    """A hand-built vocabulary's token that splitting never gives (an id no text reaches)
+    was accepted, and text holding it was encoded as unknown."""
+    with pytest.raises(ValueError, match=rf"`tokens`. Expected tokens that split text can "
+                       rf"hold .*Received: tokens={re.escape(repr(bad))}$"):
+        Vocabulary(tokens, **options)
+    fine = Vocabulary([t for t in tokens if t != bad], **options)
+    # A stored vocabulary (a run's files) loads with its tokens and ids as written.
+    stored = Vocabulary.from_config({**fine.get_config(), "tokens": [*fine.tokens[:4], *tokens]})
+    assert stored.tokens[4:] == tuple(tokens)
+
+
 def test_one_text_where_a_list_is_expected_is_refused():
     # A bare string was iterated: a word vocabulary of single letters, one "text" per character.
     with pytest.raises(ValueError, match=r"argument `texts`. Expected a sequence of strings .* "
