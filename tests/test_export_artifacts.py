@@ -285,6 +285,131 @@ def test_verify_fails_when_serving_returns_other_labels(exports, tmp_path, monke
     assert row.agreement == 0.0 and not row.ok and not report.ok
 
 
+class _BatchedServingDiffers:
+    """A real ``SavedModelSession`` whose ``serving_default`` answers multi-text requests with
+    ``skew`` applied to the outputs; single-text requests and the numeric signatures are the
+    real graph's."""
+
+    def __init__(self, session, skew):
+        self._session, self._skew, self.skewed = session, skew, 0
+
+    def __getattr__(self, name):
+        return getattr(self._session, name)
+
+    def __call__(self, name, feeds):
+        return self._session(name, feeds)
+
+    def serve(self, texts):
+        outputs = self._session.serve(texts)
+        if len(texts) == 1:
+            return outputs
+        self.skewed += 1
+        return self._skew(dict(outputs))
+
+
+def _off_by_1e3(outputs):  # the probabilities drift, the label does not
+    return {**outputs, "probabilities": outputs["probabilities"] + np.float32(1e-3)}
+
+
+def _rows_rotated(outputs):  # each row gets the real answer to its neighbour's text
+    return {key: np.roll(value, 1, axis=0) for key, value in outputs.items()}
+
+
+@pytest.mark.parametrize("task,skew", [("classification", _off_by_1e3),
+                                       ("language_model", _rows_rotated),
+                                       ("seq2seq", _rows_rotated)])
+def test_verify_fails_when_batched_serving_differs_from_single_requests(
+    exports, monkeypatch, task, skew
+):
+    """TF Serving batches requests: ``serving_default`` on all the texts at once must answer
+    each one as a request of its own does. The classifier's batched probabilities are off by
+    1e-3 with the labels right (caught by max|diff| alone); the text tasks' batched rows are
+    their neighbours' answers (caught by top-1 alone)."""
+    from keras_seq.export import runtimes
+
+    opened = []
+
+    def open_session(path):
+        opened.append(_BatchedServingDiffers(real(path), skew))
+        return opened[-1]
+
+    real = runtimes.SavedModelSession
+    monkeypatch.setattr(runtimes, "SavedModelSession", open_session)
+    report = verify(exports[task][1])
+    rows = {row.runtime: row for row in report.rows}
+    serving = rows["saved_model serving_default (text)"]
+    assert [session.skewed for session in opened] == [1]  # one batched request, skewed
+    assert rows["saved_model (TF1 loader)"].ok  # the session itself is the real one
+    assert not serving.ok and not report.ok, report.table()
+    if task == "classification":
+        assert serving.max_abs_diff == pytest.approx(1e-3, abs=1e-6)
+        assert serving.agreement == 1.0  # single and batched labels agree with Keras
+    else:
+        assert serving.max_abs_diff is None and serving.agreement < 1.0
+
+
+# The rows judged on top-1 against `min_agreement`, and their kinds.
+AGREEMENT_ROWS = {
+    "classification": {"tflite dynamic": "quantized",
+                       "saved_model serving_default (text)": "float"},  # labels, and numbers
+    "seq2seq": {"tflite dynamic": "quantized", "tflite dynamic translate": "quantized",
+                "saved_model translate": "float", "tflite translate": "float",  # decodes only
+                "saved_model serving_default (text)": "float"},
+}
+
+
+@pytest.mark.parametrize("task", AGREEMENT_ROWS)
+def test_verify_passes_a_row_exactly_at_the_agreement_bar(exports, task):
+    """Quantized rows, whole-decode rows (no numbers to compare) and serving_default's text
+    pass when their top-1 agreement is at least ``min_agreement``: exactly at the bar passes,
+    just above it fails (float rows with numbers are judged on max|diff| alone)."""
+    out, judged = exports[task][1], AGREEMENT_ROWS[task]
+    first = {row.runtime: row for row in verify(out).rows}
+    assert {name: first[name].kind for name in judged} == judged
+    bar = first["tflite dynamic"].agreement
+    assert {first[name].agreement for name in judged} == {bar}  # the tiny models: 100%
+
+    at = verify(out, min_agreement=bar)
+    assert at.ok and at.min_agreement == bar, at.table()
+    above = {row.runtime: row for row in verify(out, min_agreement=np.nextafter(bar, 2.0)).rows}
+    assert [name for name in judged if above[name].ok] == []
+    assert all(above[name].ok for name in ("tflite", "onnxruntime", "saved_model (TF1 loader)"))
+    if task == "seq2seq":
+        assert first["saved_model translate"].max_abs_diff is None  # judged on top-1 alone
+
+
+def test_verify_notes_a_model_keras_changed_since_export(exports, tmp_path, capsys):
+    """verify compares the artifacts with the run's model.keras as it is now: one rewritten
+    after the export (its sha256 no longer the metadata's) is named on the keras row, in the
+    report and in `keras-seq verify`'s table; an unchanged run has no note."""
+    from keras_seq import cli
+
+    note = "model.keras changed since export"
+    run, out = tmp_path / "run", tmp_path / "export"
+    shutil.copytree(exports["classification"][0], run)
+    shutil.copytree(exports["classification"][1], out)
+    meta = json.loads((out / "metadata.json").read_text())
+    meta["source_run"]["path"] = str(run)
+    (out / "metadata.json").write_text(json.dumps(meta))
+
+    unchanged = verify(out)
+    assert unchanged.ok and unchanged.rows[0].note == "", unchanged.table()
+    assert cli.main(["verify", str(out)]) == 0
+    assert note not in capsys.readouterr().out
+
+    model = _model(run)
+    model.weights[0].assign(model.weights[0] + 0.05)
+    model.save(run / "model.keras")
+    report = verify(out)
+    keras_row = report.rows[0]
+    assert keras_row.runtime == "keras" and keras_row.artifact == str(run / "model.keras")
+    assert keras_row.ok and keras_row.note == note
+    assert not report.ok  # the artifacts are the old model's
+    assert cli.main(["verify", str(out)]) == 1
+    lines = capsys.readouterr().out.splitlines()
+    assert lines[2].startswith("keras ") and lines[2].endswith(f"ok ({note})"), lines
+
+
 # -- SavedModel: TF1 loader, saved_model_cli, warm-up --------------------------------------------
 
 
