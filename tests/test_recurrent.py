@@ -274,6 +274,170 @@ def test_recurrent_dropout_is_one_mask_per_sequence():
     assert set(np.unique(y[:, 0])) == {0.0, 2.0}
 
 
+# -- recurrent dropout on the cells' one-step path, against NumPy -------------------------------
+# float64 keeps every level off the fused (float32) kernels: each runs the generic runner,
+# which calls `cell.step` once per time step. Peephole and coupled LSTMs take it in any dtype.
+ONE_STEP_KINDS = {
+    "lstm": (layers.LSTM, {}),
+    "lstm_peephole": (layers.LSTM, {"peephole": True}),
+    "lstm_coupled": (layers.LSTM, {"coupled_gates": True}),
+    "lstm_peephole_coupled": (layers.LSTM, {"peephole": True, "coupled_gates": True}),
+    "gru": (layers.GRU, {}),
+    "gru_cho": (layers.GRU, {"reset_after": False}),
+    "simple_rnn": (layers.SimpleRNN, {}),
+}
+INPUT_RATE, RECURRENT_RATE = 0.25, 0.5
+
+
+def np_sigmoid(z):
+    return 1.0 / (1.0 + np.exp(-z))
+
+
+def numpy_one_step(kind, weights, x, states, recurrent_masks):
+    """The cells' documented equations, ``h_{t-1}`` read as ``h_{t-1} * recurrent_masks[t]``
+    in every product with the recurrent kernel (one mask for all gates: keras.layers.LSTMCell
+    and GRUCell compute the same with their per-gate masks all equal); the carried ``h_{t-1}``
+    (GRU's ``z * h_{t-1}``) is unmasked. ``x [B, T, D]`` has its input dropout applied.
+    Returns ``[outputs [B, T, U], *final_states]``."""
+    options = ONE_STEP_KINDS[kind][1]
+    kernel, recurrent = weights[0], weights[1]
+    h, c = states[0], states[1] if len(states) > 1 else None
+    outputs = []
+    for t in range(x.shape[1]):
+        x_t, h_rec = x[:, t], h * recurrent_masks[t]
+        if kind == "simple_rnn":
+            h = np.tanh(x_t @ kernel + h_rec @ recurrent + weights[2])
+        elif kind.startswith("lstm"):
+            coupled = options.get("coupled_gates", False)
+            z = x_t @ kernel + h_rec @ recurrent + weights[2]
+            gates = 3 if coupled else 4
+            peeps = np.split(weights[3], gates - 1) if options.get("peephole") else [0.0] * 3
+            if coupled:  # i = 1 - f; peepholes f, o
+                z_f, z_g, z_o = np.split(z, 3, axis=-1)
+                p_f, p_o = peeps[0], peeps[1]
+                f = np_sigmoid(z_f + p_f * c)
+                i = 1.0 - f
+            else:  # peepholes i, f, o
+                z_i, z_f, z_g, z_o = np.split(z, 4, axis=-1)
+                p_i, p_f, p_o = peeps[0], peeps[1], peeps[2]
+                f = np_sigmoid(z_f + p_f * c)
+                i = np_sigmoid(z_i + p_i * c)
+            c = f * c + i * np.tanh(z_g)
+            o = np_sigmoid(z_o + p_o * c)  # the output gate peeps at c_t
+            h = o * np.tanh(c)
+        else:
+            w_z, w_r, w_h = np.split(kernel, 3, axis=-1)
+            r_z, r_r, r_h = np.split(recurrent, 3, axis=-1)
+            if options.get("reset_after", True):  # bias [2, 3U]: input, recurrent
+                b_z, b_r, b_h = np.split(weights[2][0], 3)
+                rb_z, rb_r, rb_h = np.split(weights[2][1], 3)
+                z = np_sigmoid(x_t @ w_z + b_z + h_rec @ r_z + rb_z)
+                r = np_sigmoid(x_t @ w_r + b_r + h_rec @ r_r + rb_r)
+                n = np.tanh(x_t @ w_h + b_h + r * (h_rec @ r_h + rb_h))
+            else:  # Cho et al.: bias [3U], the reset gate before the product
+                b_z, b_r, b_h = np.split(weights[2], 3)
+                z = np_sigmoid(x_t @ w_z + b_z + h_rec @ r_z)
+                r = np_sigmoid(x_t @ w_r + b_r + h_rec @ r_r)
+                n = np.tanh(x_t @ w_h + b_h + (r * h_rec) @ r_h)
+            h = z * h + (1.0 - z) * n
+        outputs.append(h)
+    return [np.stack(outputs, 1), h] + ([] if c is None else [c])
+
+
+def record_calls(cell, name):
+    """Wrap the cell's method `name` (on the instance); the list gets each call's result."""
+    results, method = [], getattr(cell, name)
+
+    def spy(*args, **kwargs):
+        result = method(*args, **kwargs)
+        results.append(result)
+        return result
+
+    setattr(cell, name, spy)
+    return results
+
+
+@pytest.mark.parametrize("dropout", [0.0, INPUT_RATE], ids=["recurrent", "input_and_recurrent"])
+@pytest.mark.parametrize("kind", ONE_STEP_KINDS)
+def test_recurrent_dropout_on_one_step_path_equals_numpy(kind, dropout, rng):
+    """training=True with recurrent_dropout on the generic one-step runner: the layer's
+    outputs and final states are the NumPy cell equations run with the very masks the layer
+    drew (recorded from the cell's own mask methods), ``h_{t-1} * mask`` in the recurrent
+    products, inverted-dropout scaled by ``1 / (1 - rate)``."""
+    layer_class, options = ONE_STEP_KINDS[kind]
+    layer = layer_class(U, dropout=dropout, recurrent_dropout=RECURRENT_RATE, seed=4,
+                        return_sequences=True, return_state=True, dtype="float64", **options)
+    layer.build((B, T, D))
+    weights = [rng.normal(scale=0.5, size=w.shape) for w in layer.get_weights()]  # biases too
+    layer.set_weights(weights)
+    x = rng.normal(size=(B, T, D))
+    init = [rng.normal(size=(B, U)) for _ in layer.state_sizes]
+    cell = layer.cell
+    input_masks = record_calls(cell, "dropout_mask")
+    recurrent_masks = record_calls(cell, "recurrent_dropout_mask")
+    steps = record_calls(cell, "step")
+
+    got = [np.asarray(v) for v in layer(x, initial_state=init, training=True)]
+
+    assert len(steps) == T  # the one-step path, not a fused kernel
+    assert len(recurrent_masks) == 1  # one mask per sequence
+    recurrent_mask = np.asarray(recurrent_masks[0])
+    assert recurrent_mask.shape == (B, U)
+    assert set(np.unique(recurrent_mask)) == {0.0, 1.0 / (1.0 - RECURRENT_RATE)}
+    input_mask = np.ones((B, D))
+    if dropout:
+        assert len(input_masks) == 1
+        input_mask = np.asarray(input_masks[0])
+        assert input_mask.shape == (B, D)
+        assert set(np.unique(input_mask)) == {0.0, 1.0 / (1.0 - INPUT_RATE)}
+    else:
+        assert input_masks == []
+    dropped_x = x * input_mask[:, None, :]
+    want = numpy_one_step(kind, weights, dropped_x, init, [recurrent_mask] * T)
+    assert len(got) == len(want)
+    for g, w in zip(got, want, strict=True):
+        np.testing.assert_allclose(g, w, rtol=0, atol=1e-12)
+    # The recurrent mask mattered: without it the reference is far from the layer.
+    unmasked = numpy_one_step(kind, weights, dropped_x, init, [np.ones((B, U))] * T)
+    assert np.abs(unmasked[0] - got[0]).max() > 1e-2
+
+
+@pytest.mark.parametrize("kind", ONE_STEP_KINDS)
+def test_cell_call_dropout_per_step_equals_numpy(kind, rng):
+    """The Keras cell contract, ``cell(x_t, states, training=True)`` (what keras.layers.RNN
+    calls): each call draws its own input and recurrent masks (documented on ``call``), and
+    the step is the NumPy equations with those masks."""
+    layer_class, options = ONE_STEP_KINDS[kind]
+    cell = layer_class.cell_class(U, dropout=INPUT_RATE, recurrent_dropout=RECURRENT_RATE,
+                                  seed=6, dtype="float64", **options)
+    cell.build((B, D))
+    weights = [rng.normal(scale=0.5, size=w.shape) for w in cell.get_weights()]
+    cell.set_weights(weights)
+    x = rng.normal(size=(B, T, D))
+    init = [rng.normal(size=(B, U)) for _ in cell.state_sizes]
+    input_masks = record_calls(cell, "dropout_mask")
+    recurrent_masks = record_calls(cell, "recurrent_dropout_mask")
+
+    outputs, states = [], [tf.constant(s) for s in init]
+    for t in range(T):
+        output, states = cell(tf.constant(x[:, t]), states, training=True)
+        outputs.append(np.asarray(output))
+    got = [np.stack(outputs, 1), *(np.asarray(s) for s in states)]
+
+    assert len(input_masks) == len(recurrent_masks) == T  # one of each per step
+    input_masks = np.stack([np.asarray(m) for m in input_masks], 1)  # (B, T, D)
+    recurrent_masks = [np.asarray(m) for m in recurrent_masks]
+    assert input_masks.shape == (B, T, D) and recurrent_masks[0].shape == (B, U)
+    assert set(np.unique(input_masks)) == {0.0, 1.0 / (1.0 - INPUT_RATE)}
+    assert set(np.unique(recurrent_masks)) == {0.0, 1.0 / (1.0 - RECURRENT_RATE)}
+    assert not np.array_equal(recurrent_masks[0], recurrent_masks[1])  # drawn per step
+    want = numpy_one_step(kind, weights, x * input_masks, init, recurrent_masks)
+    for g, w in zip(got, want, strict=True):
+        np.testing.assert_allclose(g, w, rtol=0, atol=1e-12)
+    unmasked = numpy_one_step(kind, weights, x * input_masks, init, [np.ones((B, U))] * T)
+    assert np.abs(unmasked[0] - got[0]).max() > 1e-2
+
+
 def test_inter_layer_dropout_only_in_training(rng):
     layer = layers.GRU(U, num_layers=3, inter_layer_dropout=0.5, seed=1)
     x = rng.normal(size=(B, T, D)).astype("float32")

@@ -9,6 +9,11 @@ Constructor options and weight layout match ``keras.layers.{SimpleRNN, LSTM, GRU
 ``num_layers`` and ``inter_layer_dropout`` (as ``torch.nn.LSTM``'s ``num_layers`` and
 ``dropout``), LSTM ``peephole`` / ``coupled_gates``.
 
+Dropout: one input mask and one recurrent mask per sequence, shared by the gates, as
+``keras.layers.LSTM`` / ``GRU`` draw their input mask. With ``recurrent_dropout`` Keras
+switches to ``implementation=1`` and draws one mask per gate, for inputs and states: the
+same expected values, other random draws.
+
 States: ``return_state=True`` returns ``output, *states`` where ``states`` lists each
 level's states in order (LSTM: ``h_0, c_0, h_1, c_1, ...``); ``initial_state`` takes the
 same list. A state's batch is checked against the inputs' where both are static (eager calls,
