@@ -193,7 +193,8 @@ def export_run(
         version: SavedModel version; None: 1 for a new name (see module docstring).
         replace: allow overwriting an existing version.
         parity_examples: samples compared with Keras for ``metadata.json``'s ``parity``
-            (0 skips; ``keras-seq verify`` runs the full comparison).
+            (0 skips; ``keras-seq verify`` runs the full comparison); with ``quantize``, all
+            of them.
         serving_base: where ``out.parent`` is mounted in the serving container.
 
     Raises:
@@ -302,8 +303,10 @@ def _export(run_dir: str | Path, out: Path, formats: Sequence[str], quantize: st
         )
         write_metadata(staging, metadata)
         if parity_examples:
-            metadata["parity"] = _parity(staging, out, metadata, bundle, formats,
-                                         parity_examples)
+            # A quantized file is judged on every sample, as `verify` judges it: an int8
+            # BiLSTM agreed on the first 16 and on 93.8% of the 32 it was not calibrated on.
+            examples = None if quantize != "none" else parity_examples
+            metadata["parity"] = _parity(staging, out, metadata, bundle, formats, examples)
             write_metadata(staging, metadata)
         _commit(staging, out, target_version)
     finally:
@@ -317,7 +320,7 @@ def _percent(value: float | None) -> str:
 
 
 def _parity(staging: Path, out: Path, metadata: dict[str, Any], bundle: Any,
-            formats: Sequence[str], examples: int) -> dict[str, Any]:
+            formats: Sequence[str], examples: int | None) -> dict[str, Any]:
     """verify() on the artifacts staged by this export (entries kept from an earlier export of
     the same model are not re-run).
 

@@ -166,11 +166,16 @@ def _runtime_copy(state: tf.Tensor, x: tf.Tensor) -> tf.Tensor:
     call's final state across invocations, and after constant deduplication it also corrupts
     every other op reading the same zeros. An activation is recomputed on every invocation,
     but it must be distinct for ``h``, for ``c`` and for every fused call (the converter cannot
-    duplicate a shared non-constant state). ``x == NaN`` is never true, so the added term is
-    exactly zero; the salt makes each copy a distinct value.
+    duplicate a shared non-constant state). ``x == NaN`` is never true, so the copy selects
+    ``state`` exactly; the salt makes each copy a distinct value.
+
+    A select, not ``state + never * salt``: full-integer int8 keeps the LSTM cell state in
+    int16, and the quantizer gave that ADD int8 inputs and an int16 output, which the TFLite
+    kernel retypes int8. The fused LSTM then read and wrote its int16 cell state in an
+    int8-sized buffer (half of it other tensors' bytes): every name got the same answer.
     """
-    never = tf.cast(tf.equal(x[:, 0, :1], float("nan")), x.dtype)  # (B, 1) zeros
-    return state + never * float(1 + next(_SALT) % 1024)  # exact even in float16
+    never = tf.equal(x[:, 0, :1], float("nan"))  # (B, 1) False
+    return tf.where(never, tf.cast(float(1 + next(_SALT) % 1024), state.dtype), state)
 
 
 def _lstm_step(kernel: tf.Tensor, recurrent_kernel: tf.Tensor, bias: tf.Tensor) -> Step:
