@@ -33,8 +33,8 @@ def wilson_interval(successes: int, n: int, z: float = Z95) -> tuple[float, floa
     p, z2 = successes / n, z * z
     center = (p + z2 / (2 * n)) / (1 + z2 / n)
     half = z / (1 + z2 / n) * np.sqrt(p * (1 - p) / n + z2 / (4 * n * n))
-    # At p_hat = 0 (or 1) the bound is exactly 0 (or 1); the formula rounds it to about
-    # +-1e-17 away, on either side.
+    # At p_hat = 0 (or 1) the bound is exactly 0 (or 1); the formula rounds it up to
+    # 2e-16 away, on either side.
     low = 0.0 if successes == 0 else float(center - half)
     high = 1.0 if successes == n else float(center + half)
     return low, high
