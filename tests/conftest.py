@@ -81,3 +81,26 @@ def kill_after_an_epoch(args, backup, timeout=240):
     proc.send_signal(signal.SIGKILL)
     proc.wait()
     return json.loads(meta.read_text())["epoch"]
+
+
+def sigmoid(z):
+    return 1.0 / (1.0 + np.exp(-z))
+
+
+def numpy_lstm_step(x_t, h, c, kernel, recurrent, bias, peephole=None, coupled=False):
+    """One LSTM step, ``(h_t, c_t)``: Gers & Schmidhuber peepholes (``peephole`` [(G-1)U]:
+    i, f, o; or f, o when ``coupled``) and the CIFG input gate ``i = 1 - f`` of
+    ``coupled=True``; the output gate peeps at ``c_t``. ``h`` is what the recurrent kernel
+    reads (with recurrent dropout applied, if any)."""
+    z = x_t @ kernel + h @ recurrent + bias
+    if coupled:
+        z_f, z_g, z_o = np.split(z, 3, axis=-1)
+        p_f, p_o = np.split(peephole, 2) if peephole is not None else (0.0, 0.0)
+    else:
+        z_i, z_f, z_g, z_o = np.split(z, 4, axis=-1)
+        p_i, p_f, p_o = np.split(peephole, 3) if peephole is not None else (0.0, 0.0, 0.0)
+    f = sigmoid(z_f + p_f * c)
+    i = 1.0 - f if coupled else sigmoid(z_i + p_i * c)
+    c_t = f * c + i * np.tanh(z_g)
+    o = sigmoid(z_o + p_o * c_t)
+    return o * np.tanh(c_t), c_t

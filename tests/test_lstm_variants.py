@@ -2,14 +2,11 @@
 
 import numpy as np
 import pytest
+from conftest import numpy_lstm_step
 
 from keras_seq import layers
 
 B, T, D, U = 3, 6, 4, 5
-
-
-def sigmoid(z):
-    return 1.0 / (1.0 + np.exp(-z))
 
 
 def numpy_lstm(x, mask, kernel, recurrent, bias, peephole, coupled):
@@ -18,18 +15,7 @@ def numpy_lstm(x, mask, kernel, recurrent, bias, peephole, coupled):
     c = np.zeros((x.shape[0], U))
     outputs = []
     for t in range(x.shape[1]):
-        z = x[:, t] @ kernel + h @ recurrent + bias
-        if coupled:
-            z_f, z_g, z_o = np.split(z, 3, axis=-1)
-            p_f, p_o = np.split(peephole, 2) if peephole is not None else (0.0, 0.0)
-        else:
-            z_i, z_f, z_g, z_o = np.split(z, 4, axis=-1)
-            p_i, p_f, p_o = np.split(peephole, 3) if peephole is not None else (0.0, 0.0, 0.0)
-        f = sigmoid(z_f + p_f * c)
-        i = 1.0 - f if coupled else sigmoid(z_i + p_i * c)
-        c_new = f * c + i * np.tanh(z_g)
-        o = sigmoid(z_o + p_o * c_new)
-        h_new = o * np.tanh(c_new)
+        h_new, c_new = numpy_lstm_step(x[:, t], h, c, kernel, recurrent, bias, peephole, coupled)
         keep = mask[:, t : t + 1]
         h, c = np.where(keep, h_new, h), np.where(keep, c_new, c)
         outputs.append(h)

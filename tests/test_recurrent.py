@@ -4,6 +4,7 @@ import keras
 import numpy as np
 import pytest
 import tensorflow as tf
+from conftest import numpy_lstm_step, sigmoid
 
 from keras_seq import cells, layers
 
@@ -289,10 +290,6 @@ ONE_STEP_KINDS = {
 INPUT_RATE, RECURRENT_RATE = 0.25, 0.5
 
 
-def np_sigmoid(z):
-    return 1.0 / (1.0 + np.exp(-z))
-
-
 def numpy_one_step(kind, weights, x, states, recurrent_masks):
     """The cells' documented equations, ``h_{t-1}`` read as ``h_{t-1} * recurrent_masks[t]``
     in every product with the recurrent kernel (one mask for all gates: keras.layers.LSTMCell
@@ -308,36 +305,22 @@ def numpy_one_step(kind, weights, x, states, recurrent_masks):
         if kind == "simple_rnn":
             h = np.tanh(x_t @ kernel + h_rec @ recurrent + weights[2])
         elif kind.startswith("lstm"):
-            coupled = options.get("coupled_gates", False)
-            z = x_t @ kernel + h_rec @ recurrent + weights[2]
-            gates = 3 if coupled else 4
-            peeps = np.split(weights[3], gates - 1) if options.get("peephole") else [0.0] * 3
-            if coupled:  # i = 1 - f; peepholes f, o
-                z_f, z_g, z_o = np.split(z, 3, axis=-1)
-                p_f, p_o = peeps[0], peeps[1]
-                f = np_sigmoid(z_f + p_f * c)
-                i = 1.0 - f
-            else:  # peepholes i, f, o
-                z_i, z_f, z_g, z_o = np.split(z, 4, axis=-1)
-                p_i, p_f, p_o = peeps[0], peeps[1], peeps[2]
-                f = np_sigmoid(z_f + p_f * c)
-                i = np_sigmoid(z_i + p_i * c)
-            c = f * c + i * np.tanh(z_g)
-            o = np_sigmoid(z_o + p_o * c)  # the output gate peeps at c_t
-            h = o * np.tanh(c)
+            peephole = weights[3] if options.get("peephole") else None
+            h, c = numpy_lstm_step(x_t, h_rec, c, kernel, recurrent, weights[2], peephole,
+                                   options.get("coupled_gates", False))
         else:
             w_z, w_r, w_h = np.split(kernel, 3, axis=-1)
             r_z, r_r, r_h = np.split(recurrent, 3, axis=-1)
             if options.get("reset_after", True):  # bias [2, 3U]: input, recurrent
                 b_z, b_r, b_h = np.split(weights[2][0], 3)
                 rb_z, rb_r, rb_h = np.split(weights[2][1], 3)
-                z = np_sigmoid(x_t @ w_z + b_z + h_rec @ r_z + rb_z)
-                r = np_sigmoid(x_t @ w_r + b_r + h_rec @ r_r + rb_r)
+                z = sigmoid(x_t @ w_z + b_z + h_rec @ r_z + rb_z)
+                r = sigmoid(x_t @ w_r + b_r + h_rec @ r_r + rb_r)
                 n = np.tanh(x_t @ w_h + b_h + r * (h_rec @ r_h + rb_h))
             else:  # Cho et al.: bias [3U], the reset gate before the product
                 b_z, b_r, b_h = np.split(weights[2], 3)
-                z = np_sigmoid(x_t @ w_z + b_z + h_rec @ r_z)
-                r = np_sigmoid(x_t @ w_r + b_r + h_rec @ r_r)
+                z = sigmoid(x_t @ w_z + b_z + h_rec @ r_z)
+                r = sigmoid(x_t @ w_r + b_r + h_rec @ r_r)
                 n = np.tanh(x_t @ w_h + b_h + (r * h_rec) @ r_h)
             h = z * h + (1.0 - z) * n
         outputs.append(h)
