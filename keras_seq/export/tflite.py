@@ -25,14 +25,16 @@ greedy decode in one ``WHILE`` loop).
 ``quantize``: ``"none"`` writes ``model.tflite`` (float32) only; ``"dynamic"`` (int8 weights,
 float activations), ``"float16"`` (float16 weights) and ``"int8"`` (int8 weights and
 activations calibrated on the run's real samples, float fallback for kernels without an
-int8 version; inputs and outputs stay int32/float32) also write ``model.<quantize>.tflite``.
+int8 version; inputs and outputs stay int32/float32; the fused LSTMs' state quantizations
+repaired by :func:`repair_int8_lstms`) also write ``model.<quantize>.tflite``.
 ``"int8"`` is refused for graphs with ``WHILE`` loops (GRU, SimpleRNN, masked or
 state-returning LSTMs, seq2seq): TensorFlow 2.21's calibrator crashes (SIGSEGV) on them.
-Tensors under 1024 elements are left in float by the converter, so tiny models do not shrink.
+``"dynamic"`` leaves weights under 1024 elements in float, so tiny models do not shrink.
 """
 
 from __future__ import annotations
 
+import copy
 import tempfile
 from collections.abc import Iterator
 from pathlib import Path
@@ -41,7 +43,10 @@ from typing import Any
 from keras_seq.export.job import ExportJob
 from keras_seq.export.registry import Exporter, register_exporter
 
-__all__ = ["QUANTIZE", "TFLiteExporter", "convert", "tflite_ops", "unclip_lstm_cells"]
+__all__ = [
+    "QUANTIZE", "TFLiteExporter", "convert", "repair_int8_lstms", "tflite_ops",
+    "unclip_lstm_cells",
+]
 
 QUANTIZE = ("none", "dynamic", "float16", "int8")
 
@@ -70,6 +75,87 @@ def unclip_lstm_cells(model_bytes: bytes) -> bytes:
             if isinstance(options, schema.UnidirectionalSequenceLSTMOptionsT) and options.cellClip:
                 options.cellClip = 0.0
                 changed = True
+    return bytes(flatbuffer_utils.convert_object_to_bytearray(model)) if changed else model_bytes
+
+
+def repair_int8_lstms(model_bytes: bytes) -> bytes:
+    """`model_bytes` with the state quantization of every int8 fused LSTM made sound.
+
+    TensorFlow's quantizer can give the integer ``UNIDIRECTIONAL_SEQUENCE_LSTM`` kernel state
+    quantizations it silently computes wrong with:
+
+    - **h state unlike the output.** The kernel computes ``h_t`` in the quantization of its
+      hidden intermediate (intermediate 4), reads ``h_{t-1}`` from its output-state operand
+      (input 18) and copies the raw int8 values of ``h_t`` into its output, so the three must
+      be quantized alike. The quantizer ties the first two but not the output, which a
+      same-scale consumer can rescale: a Bidirectional's ``CONCATENATION`` gives both
+      directions' outputs one scale, and the forward LSTM's features reached the next layer
+      about 1.3x too large (a `names-de-it` BiLSTM agreed with Keras on 93.8%). Such an LSTM
+      gets its output's quantization on the hidden intermediate and on a ``QUANTIZE`` (int8
+      -> int8) of its initial state inserted before it, so a zero state stays exactly zero.
+    - **Cell state finer than 2**-15.** The int16 cell state gets a power-of-two scale from
+      the calibrated range. ``tanh(c)`` is dispatched on its integer bits (``15 + log2
+      scale``) and skipped when they are negative, leaving ``h`` as scratch values: an LSTM
+      whose calibrated cell state spans less than +-1 (an untrained one in the tests) gave
+      one saturated output for every step. The scale is raised to 2**-15 (+-1 at a step of
+      3e-5); its initial state, zero, is zero in any scale.
+
+    Files with neither come back unchanged."""
+    from tensorflow.lite.python import schema_py_generated as schema
+    from tensorflow.lite.tools import flatbuffer_utils
+
+    def quantization(tensor: Any) -> tuple[list, list] | None:
+        q = tensor.quantization
+        return None if q is None or q.scale is None else (list(q.scale), list(q.zeroPoint))
+
+    model = flatbuffer_utils.convert_bytearray_to_object(bytearray(model_bytes))
+    codes = model.operatorCodes or []
+    builtin = [max(c.builtinCode, c.deprecatedBuiltinCode) for c in codes]
+    lstm = schema.BuiltinOperator.UNIDIRECTIONAL_SEQUENCE_LSTM
+    changed = False
+    for subgraph in model.subgraphs or []:
+        operators = []
+        for op in subgraph.operators or []:
+            out = subgraph.tensors[op.outputs[0]]
+            if (
+                builtin[op.opcodeIndex] != lstm
+                or out.type != schema.TensorType.INT8
+                or len(op.inputs) < 20
+                or min(op.inputs[18], op.inputs[19]) < 0
+                or op.intermediates is None
+                or len(op.intermediates) != 5  # the integer kernel's gates and hidden
+            ):
+                operators.append(op)
+                continue
+            cell = subgraph.tensors[op.inputs[19]].quantization
+            if cell.scale is not None and cell.scale[0] < 2.0**-15:
+                cell.scale = [2.0**-15]
+                changed = True
+            h_state = op.inputs[18]
+            if quantization(subgraph.tensors[h_state]) != quantization(out):
+                if schema.BuiltinOperator.QUANTIZE not in builtin:
+                    code = schema.OperatorCodeT()
+                    code.builtinCode = code.deprecatedBuiltinCode = schema.BuiltinOperator.QUANTIZE
+                    code.version = 2
+                    codes.append(code)
+                    builtin.append(schema.BuiltinOperator.QUANTIZE)
+                old = subgraph.tensors[h_state]
+                new = copy.deepcopy(old)
+                new.name = old.name + b"/requantized"
+                new.quantization = copy.deepcopy(out.quantization)
+                old.isVariable = False  # the LSTM overwrites `new` now, not `old`
+                subgraph.tensors.append(new)
+                requantize = schema.OperatorT()
+                requantize.opcodeIndex = builtin.index(schema.BuiltinOperator.QUANTIZE)
+                requantize.inputs = [h_state]
+                requantize.outputs = [len(subgraph.tensors) - 1]
+                operators.append(requantize)
+                op.inputs[18] = len(subgraph.tensors) - 1
+                subgraph.tensors[op.intermediates[4]].quantization = copy.deepcopy(out.quantization)
+                changed = True
+            operators.append(op)
+        subgraph.operators = operators
+    model.operatorCodes = codes
     return bytes(flatbuffer_utils.convert_object_to_bytearray(model)) if changed else model_bytes
 
 
@@ -120,6 +206,8 @@ def convert(saved_model_dir: Path, names: list[str], quantize: str, job: ExportJ
     model = converter.convert()
     if quantize != "int8":  # int8 kernels scale the cell state by the clip
         model = unclip_lstm_cells(model)
+    else:
+        model = repair_int8_lstms(model)
     foreign = sorted({op for op in tflite_ops(model) if op.startswith("Flex") or not op.isupper()})
     if foreign:
         raise ValueError(
