@@ -36,7 +36,7 @@ from __future__ import annotations
 
 import copy
 import tempfile
-from collections.abc import Iterator
+from collections.abc import Iterator, Mapping
 from pathlib import Path
 from typing import Any
 
@@ -44,8 +44,8 @@ from keras_seq.export.job import ExportJob
 from keras_seq.export.registry import Exporter, register_exporter
 
 __all__ = [
-    "QUANTIZE", "TFLiteExporter", "convert", "repair_int8_lstms", "tflite_ops",
-    "unclip_lstm_cells",
+    "QUANTIZE", "TFLiteExporter", "convert", "lstm_output_ranges", "repair_int8_lstms",
+    "tflite_ops", "unclip_lstm_cells",
 ]
 
 QUANTIZE = ("none", "dynamic", "float16", "int8")
@@ -78,23 +78,68 @@ def unclip_lstm_cells(model_bytes: bytes) -> bytes:
     return bytes(flatbuffer_utils.convert_object_to_bytearray(model)) if changed else model_bytes
 
 
-def repair_int8_lstms(model_bytes: bytes) -> bytes:
+def _fused_lstms(model: Any) -> dict[str, tuple[int, list[Any]]]:
+    """Signature key -> (its subgraph, its fused LSTM operators in graph order)."""
+    from tensorflow.lite.python import schema_py_generated as schema
+
+    codes = [max(c.builtinCode, c.deprecatedBuiltinCode) for c in model.operatorCodes or []]
+    lstm = schema.BuiltinOperator.UNIDIRECTIONAL_SEQUENCE_LSTM
+    found = {}
+    for signature in model.signatureDefs or []:
+        subgraph = model.subgraphs[signature.subgraphIndex]
+        ops = [op for op in subgraph.operators or [] if codes[op.opcodeIndex] == lstm]
+        found[signature.signatureKey.decode()] = (signature.subgraphIndex, ops)
+    return found
+
+
+def lstm_output_ranges(
+    float_model: bytes, feeds: Mapping[str, list[dict[str, Any]]]
+) -> dict[str, list[tuple[float, float]]]:
+    """Signature key -> ``(min, max)`` of each fused LSTM's output over ``feeds``, zero included.
+
+    Run on the float file with the int8 calibration feeds: every ``h_t`` the recurrence took,
+    which its int8 state has to hold (see :func:`repair_int8_lstms`)."""
+    from ai_edge_litert.interpreter import Interpreter
+    from tensorflow.lite.tools import flatbuffer_utils
+
+    model = flatbuffer_utils.convert_bytearray_to_object(bytearray(float_model))
+    interpreter = Interpreter(model_content=float_model, experimental_preserve_all_tensors=True)
+    ranges = {}
+    for key, (subgraph, ops) in _fused_lstms(model).items():
+        low, high = [0.0] * len(ops), [0.0] * len(ops)
+        runner = interpreter.get_signature_runner(key)
+        for feed in feeds.get(key, []):
+            runner(**feed)
+            for k, op in enumerate(ops):
+                h = interpreter.get_tensor(op.outputs[0], subgraph)
+                low[k], high[k] = min(low[k], float(h.min())), max(high[k], float(h.max()))
+        ranges[key] = list(zip(low, high, strict=True))
+    return ranges
+
+
+def repair_int8_lstms(model_bytes: bytes, ranges: Mapping[str, list[tuple[float, float]]]) -> bytes:
     """`model_bytes` with the state quantization of every int8 fused LSTM made sound.
 
-    TensorFlow's quantizer can give the integer ``UNIDIRECTIONAL_SEQUENCE_LSTM`` kernel state
+    ``ranges``: :func:`lstm_output_ranges` of the float file on the calibration feeds.
+
+    TensorFlow's quantizer gives the integer ``UNIDIRECTIONAL_SEQUENCE_LSTM`` kernel state
     quantizations it silently computes wrong with:
 
     - **h state unlike the output.** The kernel computes ``h_t`` in the quantization of its
       hidden intermediate (intermediate 4), reads ``h_{t-1}`` from its output-state operand
       (input 18) and copies the raw int8 values of ``h_t`` into its output, so the three must
-      be quantized alike. The quantizer ties the first two but not the output, which a
-      same-scale consumer can rescale: a Bidirectional's ``CONCATENATION`` gives both
-      directions' outputs one scale, and the forward LSTM's features reached the next layer
-      about 1.3x too large (a `names-de-it` BiLSTM agreed with Keras on 93.8%). Such an LSTM
-      gets its output's quantization on the hidden intermediate and on a ``QUANTIZE`` (int8
-      -> int8) of its initial state inserted before it, so a zero state stays exactly zero.
+      be quantized alike. The quantizer ties the first two, to the range the state operand
+      held when calibrated (zero and the final ``h_T``, not every ``h_t``), and gives the
+      output its own, which a same-scale consumer then changes: a Bidirectional's
+      ``CONCATENATION`` gives both directions one scale (the forward LSTM's features reached
+      the next layer about 1.3x too large: a `names-de-it` BiLSTM agreed with Keras on 93.8%);
+      max pooling narrows it to the range of the maxima. The state, the hidden intermediate and
+      the output now share one quantization: the output's when it holds every ``h_t`` of
+      ``ranges``, else that range's. A ``QUANTIZE`` (int8 -> int8) of the initial state is
+      inserted before the LSTM (a zero state stays exactly zero) and, where the output's
+      consumers need another quantization, one of the output after it.
     - **Cell state finer than 2**-15.** The int16 cell state gets a power-of-two scale from
-      the calibrated range. ``tanh(c)`` is dispatched on its integer bits (``15 + log2
+      its calibrated range. ``tanh(c)`` is dispatched on its integer bits (``15 + log2
       scale``) and skipped when they are negative, leaving ``h`` as scratch values: an LSTM
       whose calibrated cell state spans less than +-1 (an untrained one in the tests) gave
       one saturated output for every step. The scale is raised to 2**-15 (+-1 at a step of
@@ -104,58 +149,89 @@ def repair_int8_lstms(model_bytes: bytes) -> bytes:
     from tensorflow.lite.python import schema_py_generated as schema
     from tensorflow.lite.tools import flatbuffer_utils
 
-    def quantization(tensor: Any) -> tuple[list, list] | None:
+    def params(tensor: Any) -> tuple[float, int] | None:
         q = tensor.quantization
-        return None if q is None or q.scale is None else (list(q.scale), list(q.zeroPoint))
+        return None if q is None or q.scale is None else (float(q.scale[0]), int(q.zeroPoint[0]))
+
+    def holding(out: Any, low: float, high: float) -> tuple[float, int]:
+        """The output's int8 quantization if it holds [low, high], else that range's."""
+        scale, zero = params(out)
+        if (-128 - zero) * scale <= low + scale / 2 and (127 - zero) * scale >= high - scale / 2:
+            return scale, zero
+        if high <= low:
+            return scale, zero
+        scale = (high - low) / 255
+        return scale, int(min(127, max(-128, round(-128 - low / scale))))
+
+    def quantized_as(tensor: Any, name: bytes, quantization: tuple[float, int]) -> int:
+        twin = copy.deepcopy(tensor)
+        twin.name = name
+        twin.quantization.scale, twin.quantization.zeroPoint = [quantization[0]], [quantization[1]]
+        twin.quantization.min = twin.quantization.max = None
+        subgraph.tensors.append(twin)
+        return len(subgraph.tensors) - 1
+
+    def requantize(source: int, target: int) -> Any:
+        if schema.BuiltinOperator.QUANTIZE not in builtin:
+            code = schema.OperatorCodeT()
+            code.builtinCode = code.deprecatedBuiltinCode = schema.BuiltinOperator.QUANTIZE
+            code.version = 2
+            model.operatorCodes.append(code)
+            builtin.append(schema.BuiltinOperator.QUANTIZE)
+        op = schema.OperatorT()
+        op.opcodeIndex = builtin.index(schema.BuiltinOperator.QUANTIZE)
+        op.inputs, op.outputs = [source], [target]
+        return op
 
     model = flatbuffer_utils.convert_bytearray_to_object(bytearray(model_bytes))
-    codes = model.operatorCodes or []
-    builtin = [max(c.builtinCode, c.deprecatedBuiltinCode) for c in codes]
-    lstm = schema.BuiltinOperator.UNIDIRECTIONAL_SEQUENCE_LSTM
+    builtin = [max(c.builtinCode, c.deprecatedBuiltinCode) for c in model.operatorCodes or []]
     changed = False
-    for subgraph in model.subgraphs or []:
-        operators = []
-        for op in subgraph.operators or []:
+    for key, (index, lstms) in _fused_lstms(model).items():
+        subgraph = model.subgraphs[index]
+        if len(ranges.get(key, [])) != len(lstms):
+            raise RuntimeError(
+                f"int8 TFLite signature {key!r} has {len(lstms)} fused LSTMs; the float file "
+                f"had {len(ranges.get(key, []))}: their states cannot be matched for repair"
+            )
+        before: dict[int, Any] = {}
+        after: dict[int, Any] = {}
+        for op, (low, high) in zip(lstms, ranges[key], strict=True):
             out = subgraph.tensors[op.outputs[0]]
             if (
-                builtin[op.opcodeIndex] != lstm
-                or out.type != schema.TensorType.INT8
-                or len(op.inputs) < 20
-                or min(op.inputs[18], op.inputs[19]) < 0
+                out.type != schema.TensorType.INT8
+                or op.inputs[18] < 0
+                or op.inputs[19] < 0
                 or op.intermediates is None
                 or len(op.intermediates) != 5  # the integer kernel's gates and hidden
             ):
-                operators.append(op)
                 continue
             cell = subgraph.tensors[op.inputs[19]].quantization
             if cell.scale is not None and cell.scale[0] < 2.0**-15:
                 cell.scale = [2.0**-15]
                 changed = True
-            h_state = op.inputs[18]
-            if quantization(subgraph.tensors[h_state]) != quantization(out):
-                if schema.BuiltinOperator.QUANTIZE not in builtin:
-                    code = schema.OperatorCodeT()
-                    code.builtinCode = code.deprecatedBuiltinCode = schema.BuiltinOperator.QUANTIZE
-                    code.version = 2
-                    codes.append(code)
-                    builtin.append(schema.BuiltinOperator.QUANTIZE)
-                old = subgraph.tensors[h_state]
-                new = copy.deepcopy(old)
-                new.name = old.name + b"/requantized"
-                new.quantization = copy.deepcopy(out.quantization)
+            state = holding(out, low, high)
+            old = subgraph.tensors[op.inputs[18]]
+            if params(old) != state:
+                new = quantized_as(old, old.name + b"/requantized", state)
                 old.isVariable = False  # the LSTM overwrites `new` now, not `old`
-                subgraph.tensors.append(new)
-                requantize = schema.OperatorT()
-                requantize.opcodeIndex = builtin.index(schema.BuiltinOperator.QUANTIZE)
-                requantize.inputs = [h_state]
-                requantize.outputs = [len(subgraph.tensors) - 1]
-                operators.append(requantize)
-                op.inputs[18] = len(subgraph.tensors) - 1
-                subgraph.tensors[op.intermediates[4]].quantization = copy.deepcopy(out.quantization)
+                before[id(op)] = requantize(op.inputs[18], new)
+                op.inputs[18] = new
                 changed = True
-            operators.append(op)
-        subgraph.operators = operators
-    model.operatorCodes = codes
+            hidden = subgraph.tensors[op.intermediates[4]]
+            if params(hidden) != state:
+                hidden.quantization.scale, hidden.quantization.zeroPoint = [state[0]], [state[1]]
+                changed = True
+            if params(out) != state:
+                raw = quantized_as(out, out.name + b"/state_quantized", state)
+                after[id(op)] = requantize(raw, op.outputs[0])
+                op.outputs[0] = raw
+                changed = True
+        subgraph.operators = [
+            new_op
+            for op in subgraph.operators
+            for new_op in (before.get(id(op)), op, after.get(id(op)))
+            if new_op is not None
+        ]
     return bytes(flatbuffer_utils.convert_object_to_bytearray(model)) if changed else model_bytes
 
 
@@ -180,14 +256,27 @@ def _trace(job: ExportJob, directory: Path) -> list[str]:
     return [s.name for s in signatures]
 
 
+def _calibration(job: ExportJob, names: list[str]) -> dict[str, list[dict[str, Any]]]:
+    """The int8 calibration feeds of each signature (at most 32)."""
+    return {name: [dict(feeds) for feeds in job.feeds.get(name, [])[:32]] for name in names}
+
+
 def _representative(job: ExportJob, names: list[str]) -> Iterator[tuple[str, dict[str, Any]]]:
-    for name in names:
-        for feeds in job.feeds.get(name, [])[:32]:
-            yield name, dict(feeds)
+    for name, feeds in _calibration(job, names).items():
+        for feed in feeds:
+            yield name, feed
 
 
-def convert(saved_model_dir: Path, names: list[str], quantize: str, job: ExportJob) -> bytes:
-    """Convert the traced signatures with builtins only, quantized as ``quantize``."""
+def convert(
+    saved_model_dir: Path,
+    names: list[str],
+    quantize: str,
+    job: ExportJob,
+    float_model: bytes | None = None,
+) -> bytes:
+    """Convert the traced signatures with builtins only, quantized as ``quantize``.
+
+    ``float_model``: the ``"none"`` conversion, which ``"int8"`` needs to repair its LSTMs."""
     import tensorflow as tf
 
     converter = tf.lite.TFLiteConverter.from_saved_model(str(saved_model_dir), signature_keys=names)
@@ -207,7 +296,10 @@ def convert(saved_model_dir: Path, names: list[str], quantize: str, job: ExportJ
     if quantize != "int8":  # int8 kernels scale the cell state by the clip
         model = unclip_lstm_cells(model)
     else:
-        model = repair_int8_lstms(model)
+        if float_model is None:
+            raise ValueError("quantize='int8' needs the float conversion (float_model)")
+        ranges = lstm_output_ranges(float_model, _calibration(job, names))
+        model = repair_int8_lstms(model, ranges)
     foreign = sorted({op for op in tflite_ops(model) if op.startswith("Flex") or not op.isupper()})
     if foreign:
         raise ValueError(
@@ -229,8 +321,10 @@ class TFLiteExporter(Exporter):
         files: dict[str, Any] = {}
         with tempfile.TemporaryDirectory(prefix="keras_seq_tflite_") as tmp:
             names = _trace(job, Path(tmp) / "traced")
+            float_model = None
             for variant in variants:
-                model = convert(Path(tmp) / "traced", names, variant, job)
+                model = convert(Path(tmp) / "traced", names, variant, job, float_model)
+                float_model = float_model or model  # "none" comes first
                 if variant == "none" and quantize == "int8" and "WHILE" in tflite_ops(model):
                     raise ValueError(
                         "Invalid value for argument `quantize`. Expected 'none', 'dynamic' or "
