@@ -25,8 +25,9 @@ greedy decode in one ``WHILE`` loop).
 ``quantize``: ``"none"`` writes ``model.tflite`` (float32) only; ``"dynamic"`` (int8 weights,
 float activations), ``"float16"`` (float16 weights) and ``"int8"`` (int8 weights and
 activations calibrated on the run's real samples, float fallback for kernels without an
-int8 version; inputs and outputs stay int32/float32; the fused LSTMs' state quantizations
-repaired by :func:`repair_int8_lstms`) also write ``model.<quantize>.tflite``.
+int8 version; inputs and outputs stay int32/float32; the quantizer's mistakes repaired by
+:func:`repair_int8_lstms` and :func:`requantize_raw_copies`) also write
+``model.<quantize>.tflite``.
 ``"int8"`` is refused for graphs with ``WHILE`` loops (GRU, SimpleRNN, masked or
 state-returning LSTMs, seq2seq): TensorFlow 2.21's calibrator crashes (SIGSEGV) on them.
 ``"dynamic"`` leaves weights under 1024 elements in float, so tiny models do not shrink.
@@ -44,8 +45,8 @@ from keras_seq.export.job import ExportJob
 from keras_seq.export.registry import Exporter, register_exporter
 
 __all__ = [
-    "QUANTIZE", "TFLiteExporter", "convert", "lstm_output_ranges", "repair_int8_lstms",
-    "tflite_ops", "unclip_lstm_cells",
+    "QUANTIZE", "RAW_COPIES", "TFLiteExporter", "convert", "lstm_output_ranges",
+    "repair_int8_lstms", "requantize_raw_copies", "tflite_ops", "unclip_lstm_cells",
 ]
 
 QUANTIZE = ("none", "dynamic", "float16", "int8")
@@ -149,13 +150,9 @@ def repair_int8_lstms(model_bytes: bytes, ranges: Mapping[str, list[tuple[float,
     from tensorflow.lite.python import schema_py_generated as schema
     from tensorflow.lite.tools import flatbuffer_utils
 
-    def params(tensor: Any) -> tuple[float, int] | None:
-        q = tensor.quantization
-        return None if q is None or q.scale is None else (float(q.scale[0]), int(q.zeroPoint[0]))
-
     def holding(out: Any, low: float, high: float) -> tuple[float, int]:
         """The output's int8 quantization if it holds [low, high], else that range's."""
-        scale, zero = params(out)
+        scale, zero = _params(out)
         if (-128 - zero) * scale <= low + scale / 2 and (127 - zero) * scale >= high - scale / 2:
             return scale, zero
         if high <= low:
@@ -163,28 +160,7 @@ def repair_int8_lstms(model_bytes: bytes, ranges: Mapping[str, list[tuple[float,
         scale = (high - low) / 255
         return scale, int(min(127, max(-128, round(-128 - low / scale))))
 
-    def quantized_as(tensor: Any, name: bytes, quantization: tuple[float, int]) -> int:
-        twin = copy.deepcopy(tensor)
-        twin.name = name
-        twin.quantization.scale, twin.quantization.zeroPoint = [quantization[0]], [quantization[1]]
-        twin.quantization.min = twin.quantization.max = None
-        subgraph.tensors.append(twin)
-        return len(subgraph.tensors) - 1
-
-    def requantize(source: int, target: int) -> Any:
-        if schema.BuiltinOperator.QUANTIZE not in builtin:
-            code = schema.OperatorCodeT()
-            code.builtinCode = code.deprecatedBuiltinCode = schema.BuiltinOperator.QUANTIZE
-            code.version = 2
-            model.operatorCodes.append(code)
-            builtin.append(schema.BuiltinOperator.QUANTIZE)
-        op = schema.OperatorT()
-        op.opcodeIndex = builtin.index(schema.BuiltinOperator.QUANTIZE)
-        op.inputs, op.outputs = [source], [target]
-        return op
-
     model = flatbuffer_utils.convert_bytearray_to_object(bytearray(model_bytes))
-    builtin = [max(c.builtinCode, c.deprecatedBuiltinCode) for c in model.operatorCodes or []]
     changed = False
     for key, (index, lstms) in _fused_lstms(model).items():
         subgraph = model.subgraphs[index]
@@ -211,19 +187,19 @@ def repair_int8_lstms(model_bytes: bytes, ranges: Mapping[str, list[tuple[float,
                 changed = True
             state = holding(out, low, high)
             old = subgraph.tensors[op.inputs[18]]
-            if params(old) != state:
-                new = quantized_as(old, old.name + b"/requantized", state)
+            if _params(old) != state:
+                new = _twin(subgraph, op.inputs[18], b"/requantized", state)
                 old.isVariable = False  # the LSTM overwrites `new` now, not `old`
-                before[id(op)] = requantize(op.inputs[18], new)
+                before[id(op)] = _quantize_op(model, op.inputs[18], new)
                 op.inputs[18] = new
                 changed = True
             hidden = subgraph.tensors[op.intermediates[4]]
-            if params(hidden) != state:
+            if _params(hidden) != state:
                 hidden.quantization.scale, hidden.quantization.zeroPoint = [state[0]], [state[1]]
                 changed = True
-            if params(out) != state:
-                raw = quantized_as(out, out.name + b"/state_quantized", state)
-                after[id(op)] = requantize(raw, op.outputs[0])
+            if _params(out) != state:
+                raw = _twin(subgraph, op.outputs[0], b"/state_quantized", state)
+                after[id(op)] = _quantize_op(model, raw, op.outputs[0])
                 op.outputs[0] = raw
                 changed = True
         subgraph.operators = [
@@ -233,6 +209,89 @@ def repair_int8_lstms(model_bytes: bytes, ranges: Mapping[str, list[tuple[float,
             if new_op is not None
         ]
     return bytes(flatbuffer_utils.convert_object_to_bytearray(model)) if changed else model_bytes
+
+
+# int8 kernels that move values without requantizing them: they read an input quantized unlike
+# their output in the output's quantization.
+RAW_COPIES = (
+    "EXPAND_DIMS", "GATHER", "RESHAPE", "REVERSE_V2", "SELECT", "SELECT_V2", "SLICE",
+    "SQUEEZE", "STRIDED_SLICE", "TRANSPOSE",
+)
+
+
+def requantize_raw_copies(model_bytes: bytes) -> bytes:
+    """`model_bytes` with a ``QUANTIZE`` before every raw-copy input quantized unlike its output.
+
+    TensorFlow's quantizer propagates one quantization through ops like ``REVERSE_V2``, whose
+    int8 kernels copy values as they are, but can leave an input with another one: a stacked
+    BiLSTM with max pooling reversed its second backward LSTM's output (scale 0.0072) into a
+    tensor that the pooling had narrowed (scale 0.0051), so those features were read about 1.4x
+    too small, 65 quantization steps off. The inserted ``QUANTIZE`` (int8 -> int8) maps the
+    input to the output's quantization first. Files without such inputs come back unchanged."""
+    from tensorflow.lite.python import schema_py_generated as schema
+    from tensorflow.lite.tools import flatbuffer_utils
+
+    model = flatbuffer_utils.convert_bytearray_to_object(bytearray(model_bytes))
+    names = {v: k for k, v in vars(schema.BuiltinOperator).items() if not k.startswith("_")}
+    codes = [names.get(max(c.builtinCode, c.deprecatedBuiltinCode)) for c in model.operatorCodes]
+    changed = False
+    for subgraph in model.subgraphs or []:
+        operators = []
+        for op in subgraph.operators or []:
+            out = subgraph.tensors[op.outputs[0]] if len(op.outputs) else None
+            if codes[op.opcodeIndex] in RAW_COPIES and out is not None and _params(out):
+                for position, index in enumerate(op.inputs):
+                    tensor = subgraph.tensors[index] if index >= 0 else None
+                    if (
+                        tensor is not None
+                        and tensor.type == out.type
+                        and _params(tensor)
+                        and _params(tensor) != _params(out)
+                    ):
+                        twin = _twin(subgraph, index, b"/requantized", _params(out))
+                        operators.append(_quantize_op(model, index, twin))
+                        op.inputs[position] = twin
+                        changed = True
+            operators.append(op)
+        subgraph.operators = operators
+    return bytes(flatbuffer_utils.convert_object_to_bytearray(model)) if changed else model_bytes
+
+
+def _params(tensor: Any) -> tuple[float, int] | None:
+    """A per-tensor quantization as ``(scale, zero_point)``; None when there is none."""
+    q = tensor.quantization
+    if q is None or q.scale is None or len(q.scale) != 1:
+        return None
+    return float(q.scale[0]), int(q.zeroPoint[0])
+
+
+def _twin(subgraph: Any, index: int, suffix: bytes, quantization: tuple[float, int]) -> int:
+    """Append a copy of tensor ``index`` quantized as ``quantization``; returns its index."""
+    twin = copy.deepcopy(subgraph.tensors[index])
+    twin.name += suffix
+    twin.isVariable = subgraph.tensors[index].isVariable
+    twin.buffer = 0  # an activation: the empty buffer, even where the original was a constant
+    twin.quantization.scale, twin.quantization.zeroPoint = [quantization[0]], [quantization[1]]
+    twin.quantization.min = twin.quantization.max = None
+    subgraph.tensors.append(twin)
+    return len(subgraph.tensors) - 1
+
+
+def _quantize_op(model: Any, source: int, target: int) -> Any:
+    """A ``QUANTIZE`` operator from tensor ``source`` to ``target`` (the code added if absent)."""
+    from tensorflow.lite.python import schema_py_generated as schema
+
+    codes = [max(c.builtinCode, c.deprecatedBuiltinCode) for c in model.operatorCodes]
+    if schema.BuiltinOperator.QUANTIZE not in codes:
+        code = schema.OperatorCodeT()
+        code.builtinCode = code.deprecatedBuiltinCode = schema.BuiltinOperator.QUANTIZE
+        code.version = 2
+        model.operatorCodes.append(code)
+        codes.append(schema.BuiltinOperator.QUANTIZE)
+    op = schema.OperatorT()
+    op.opcodeIndex = codes.index(schema.BuiltinOperator.QUANTIZE)
+    op.inputs, op.outputs = [source], [target]
+    return op
 
 
 def _trace(job: ExportJob, directory: Path) -> list[str]:
@@ -299,7 +358,7 @@ def convert(
         if float_model is None:
             raise ValueError("quantize='int8' needs the float conversion (float_model)")
         ranges = lstm_output_ranges(float_model, _calibration(job, names))
-        model = repair_int8_lstms(model, ranges)
+        model = requantize_raw_copies(repair_int8_lstms(model, ranges))
     foreign = sorted({op for op in tflite_ops(model) if op.startswith("Flex") or not op.isupper()})
     if foreign:
         raise ValueError(
