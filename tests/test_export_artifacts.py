@@ -528,6 +528,23 @@ def test_tflite_matches_keras_on_exact_length_ids(exports):
         np.testing.assert_allclose(got, model(ids), atol=1e-5)
 
 
+@pytest.mark.parametrize("pooling,op", [("mean", "MEAN"), ("max", "REDUCE_MAX")])
+def test_tflite_pools_unpadded_inputs_without_their_mask(tmp_path, pooling, op):
+    """TFLite inputs are unpadded, so the all-True mask is dropped from the pooling as from the
+    LSTM: the mean is one MEAN, whose int8 result stays within its input's range (the sum of
+    the masked form saturated on texts longer than the int8 calibration samples)."""
+    run = make_run(tmp_path / "run", "classification", bidirectional=True, pooling=pooling)
+    out = export_run(run, tmp_path / "names", formats=["tflite"])
+    ops = tflite_ops((out / "model.tflite").read_bytes())
+    assert op in ops and "SUM" not in ops, sorted(set(ops))
+    model, vocab = _model(run), _vocab(out)
+    runner = tflite_runner(out / "model.tflite")
+    for text in ["Nakamura", "Kim", "Broż", "Nakamura Smith Rossi Dubois Ivanov"]:
+        ids = vocab.encode_padded([text])
+        got = runner("classify", {"token_ids": ids})["probabilities"]
+        np.testing.assert_allclose(got, model(ids), atol=1e-5)
+
+
 def test_int8_is_judged_on_samples_it_was_not_calibrated_on(exports, tmp_path, monkeypatch):
     # It was calibrated on samples.json[:32]: all of the export's 16 parity examples and half
     # of verify's, so its agreement was measured mostly on its own calibration data.

@@ -30,7 +30,8 @@ int8 version; inputs and outputs stay int32/float32; the quantizer's mistakes re
 ``model.<quantize>.tflite``.
 ``"int8"`` is refused for graphs with ``WHILE`` loops (GRU, SimpleRNN, masked or
 state-returning LSTMs, seq2seq): TensorFlow 2.21's calibrator crashes (SIGSEGV) on them.
-``"dynamic"`` leaves weights under 1024 elements in float, so tiny models do not shrink.
+``"dynamic"`` leaves weights under 1024 elements in float, and every weight of a fused LSTM
+that has one, so tiny models do not shrink.
 """
 
 from __future__ import annotations

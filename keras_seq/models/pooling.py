@@ -8,6 +8,7 @@ import keras
 import tensorflow as tf
 
 from keras_seq import _validate
+from keras_seq.ops import export_padding
 
 __all__ = ["AttentionPooling", "masked_max", "masked_mean"]
 
@@ -15,9 +16,12 @@ __all__ = ["AttentionPooling", "masked_max", "masked_mean"]
 def masked_mean(sequences: tf.Tensor, mask: tf.Tensor | None) -> tf.Tensor:
     """``sum_t m_t h_t / max(sum_t m_t, 1)``: ``[B, T, D], [B, T] -> [B, D]``.
 
-    A row with no valid step pools to the zero vector.
+    A row with no valid step pools to the zero vector. Inside ``export_mode(padding="none")``
+    the mask (all-True) is dropped: a plain mean is one TFLite ``MEAN``, whose int8 result
+    stays in its input's range, where the sum of an int8 file saturated on texts longer than
+    its calibration samples.
     """
-    if mask is None:
+    if mask is None or export_padding() == "none":
         return tf.reduce_mean(sequences, axis=1)
     valid = tf.cast(mask, tf.bool)[:, :, None]  # (B, T, 1)
     m = tf.cast(valid, sequences.dtype)
@@ -29,9 +33,10 @@ def masked_mean(sequences: tf.Tensor, mask: tf.Tensor | None) -> tf.Tensor:
 def masked_max(sequences: tf.Tensor, mask: tf.Tensor | None) -> tf.Tensor:
     """``max_t`` over the valid steps, per feature: ``[B, T, D], [B, T] -> [B, D]``.
 
-    A row with no valid step pools to the zero vector.
+    A row with no valid step pools to the zero vector. Inside ``export_mode(padding="none")``
+    the mask (all-True) is dropped.
     """
-    if mask is None:
+    if mask is None or export_padding() == "none":
         return tf.reduce_max(sequences, axis=1)
     valid = tf.cast(mask, tf.bool)[:, :, None]  # (B, T, 1)
     lowest = tf.cast(sequences.dtype.min, sequences.dtype)
