@@ -21,7 +21,9 @@ import keras
 import numpy as np
 import pytest
 import tensorflow as tf
+from tensorflow.lite.tools import flatbuffer_utils
 
+import keras_seq.export.tflite as tflite_export
 import keras_seq.models as models
 from keras_seq.export import export_all_latest, export_run, predict, verify
 from keras_seq.export.runtimes import SavedModelSession, onnx_runner, tflite_runner
@@ -629,6 +631,19 @@ def test_int8_lstms_follow_the_float_file_on_their_calibration_data(tmp_path):
                 value = interpreter.get_tensor(index).astype(np.float64)
                 values.append(((value - zero) * scale if scale else value, scale))
         return values, probabilities["probabilities"]
+
+    # The k-th int8 LSTM gets the k-th float one's range: the pairing is checked on weights.
+    float_file = (out / "model.tflite").read_bytes()
+    int8_file = (out / "model.int8.tflite").read_bytes()
+    tflite_export._check_lstm_pairing(float_file, int8_file)
+    swapped = flatbuffer_utils.convert_bytearray_to_object(bytearray(int8_file))
+    operators = swapped.subgraphs[0].operators
+    first, second = [i for i, op in enumerate(operators) if op.inputs is not None
+                     and len(op.inputs) == 24][:2]  # the first two fused LSTMs
+    operators[first], operators[second] = operators[second], operators[first]
+    with pytest.raises(RuntimeError, match="do not pair up in order"):
+        tflite_export._check_lstm_pairing(
+            float_file, bytes(flatbuffer_utils.convert_object_to_bytearray(swapped)))
 
     variants = json.loads((out / "metadata.json").read_text())["artifacts"]["tflite"]["variants"]
     start, end = variants["int8"]["calibration_samples"]

@@ -119,10 +119,55 @@ def lstm_output_ranges(
     return ranges
 
 
+def _check_lstm_pairing(float_model: bytes, int8_model: bytes) -> None:
+    """Raise unless each signature's fused LSTMs pair up, in order, between the two files.
+
+    :func:`repair_int8_lstms` gives the k-th int8 LSTM the range of the k-th float one; the
+    pairing is checked on their input-to-forget weights, which int8 holds to within a
+    quantization step."""
+    import numpy as np
+    from tensorflow.lite.tools import flatbuffer_utils
+
+    def forget_weights(model: Any) -> dict[str, list[tuple[np.ndarray, float]]]:
+        found = {}
+        for key, (index, ops) in _fused_lstms(model).items():
+            weights = []
+            for op in ops:
+                tensor = model.subgraphs[index].tensors[op.inputs[2]]
+                data = np.asarray(model.buffers[tensor.buffer].data, np.uint8)
+                q = tensor.quantization
+                if q is None or q.scale is None:
+                    weights.append((data.view(np.float32).reshape(tensor.shape), 0.0))
+                    continue
+                scale = np.asarray(q.scale, np.float64)
+                zero = np.asarray(q.zeroPoint, np.float64)
+                if scale.size > 1:  # per channel, along the first (output) axis
+                    scale, zero = scale[:, None], zero[:, None]
+                values = data.view(np.int8).reshape(tensor.shape).astype(np.float64)
+                weights.append(((values - zero) * scale, float(scale.max())))
+            found[key] = weights
+        return found
+
+    exact = forget_weights(flatbuffer_utils.convert_bytearray_to_object(bytearray(float_model)))
+    quantized = forget_weights(flatbuffer_utils.convert_bytearray_to_object(bytearray(int8_model)))
+    for key, pairs in quantized.items():
+        floats = exact.get(key, [])
+        if len(floats) != len(pairs) or any(
+            want.shape != got.shape or np.abs(want - got).max() > step
+            for (want, _), (got, step) in zip(floats, pairs, strict=True)
+        ):
+            raise RuntimeError(
+                f"The fused LSTMs of TFLite signature {key!r} do not pair up in order between "
+                "the float and int8 files (count or weights differ), so the int8 file's LSTM "
+                "states cannot be repaired. Export without --quantize int8."
+            )
+
+
 def repair_int8_lstms(model_bytes: bytes, ranges: Mapping[str, list[tuple[float, float]]]) -> bytes:
     """`model_bytes` with the state quantization of every int8 fused LSTM made sound.
 
-    ``ranges``: :func:`lstm_output_ranges` of the float file on the calibration feeds.
+    ``ranges``: :func:`lstm_output_ranges` of the float file on the calibration feeds (the
+    k-th LSTM of a signature takes the k-th range; ``convert`` checks that pairing first).
 
     TensorFlow's quantizer gives the integer ``UNIDIRECTIONAL_SEQUENCE_LSTM`` kernel state
     quantizations it silently computes wrong with:
@@ -358,6 +403,7 @@ def convert(
     else:
         if float_model is None:
             raise ValueError("quantize='int8' needs the float conversion (float_model)")
+        _check_lstm_pairing(float_model, model)
         ranges = lstm_output_ranges(float_model, _calibration(job, names))
         model = requantize_raw_copies(repair_int8_lstms(model, ranges))
     foreign = sorted({op for op in tflite_ops(model) if op.startswith("Flex") or not op.isupper()})
