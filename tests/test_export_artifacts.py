@@ -447,6 +447,28 @@ def test_serving_default_takes_raw_text_through_the_tf1_loader(exports, task):
         )
 
 
+@pytest.mark.parametrize("task,signature,key", [
+    ("classification", "classify", "token_ids"),
+    ("language_model", "next_token", "token_ids"),
+    ("seq2seq", "encode", "source_ids"),
+    ("seq2seq", "translate", "source_ids"),
+])
+def test_saved_model_takes_ids_with_no_steps_as_one_padding_step(exports, task, signature, key):
+    """A TF Serving request of ``[B, 0]`` ids failed inside TensorFlow (TensorListConcatV2: an
+    empty list needs a fully defined element shape). It is answered as ``serving_default``
+    answers an empty text: one padding step, which the models mask."""
+    _, out = exports[task]
+    session = SavedModelSession(out / "saved_model" / "1")
+    try:
+        empty = session(signature, {key: np.zeros((2, 0), np.int32)})
+        padding = session(signature, {key: np.zeros((2, 1), np.int32)})
+    finally:
+        session.close()
+    assert empty.keys() == padding.keys()
+    for name in empty:
+        np.testing.assert_array_equal(empty[name], padding[name], err_msg=name)
+
+
 @pytest.mark.parametrize("task", TASKS)
 def test_saved_model_stores_each_weight_once(exports, task):
     """Keras's ExportArchive writes a tracked model's weights twice (keras-team/keras#23553)."""

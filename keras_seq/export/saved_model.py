@@ -47,8 +47,33 @@ def build_archive(job: ExportJob) -> Any:
     )
     for signature in graphs.signatures():
         if "saved_model" in signature.formats:
-            archive.add_endpoint(signature.name, signature.fn, input_signature=[signature.specs()])
+            archive.add_endpoint(
+                signature.name, _at_least_one_step(signature), input_signature=[signature.specs()]
+            )
     return archive
+
+
+def _at_least_one_step(signature: Any) -> Any:
+    """``signature.fn`` with its ``[B, T]`` int32 id inputs right-padded to ``T >= 1``.
+
+    A request with no steps is answered as ``serving_default`` answers an empty text: one
+    padding step, which the models mask. Unpadded, ``[B, 0]`` ids failed inside TensorFlow's
+    ``TensorListConcatV2`` (an empty list at an unknown batch has no element shape).
+    """
+    import tensorflow as tf
+
+    ids = [k for k, (dtype, shape) in signature.inputs.items() if dtype == "int32" and len(shape) == 2]
+    if not ids:
+        return signature.fn
+
+    def fn(inputs: dict[str, Any]) -> dict[str, Any]:
+        inputs = dict(inputs)
+        for key in ids:
+            steps = tf.shape(inputs[key])[1]
+            inputs[key] = tf.pad(inputs[key], [[0, 0], [0, tf.maximum(1 - steps, 0)]])
+        return signature.fn(inputs)
+
+    return fn
 
 
 def _size(path: Path) -> int:
