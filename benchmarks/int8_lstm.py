@@ -61,24 +61,10 @@ def train(runs: Path, data_dir: str) -> list[Path]:
 
 def lstm_outputs(model: bytes, ids: np.ndarray) -> tuple[list[tuple[np.ndarray, float]], np.ndarray]:
     """Each fused LSTM's output (dequantized) with its scale (0 in float), and the probabilities."""
-    from ai_edge_litert.interpreter import Interpreter
-    from tensorflow.lite.tools import flatbuffer_utils
+    from keras_seq.export.tflite import lstm_outputs as run
 
-    from keras_seq.export.tflite import _fused_lstms
-
-    flat = flatbuffer_utils.convert_bytearray_to_object(bytearray(model))
-    subgraph, ops = _fused_lstms(flat)["classify"]
-    interpreter = Interpreter(model_content=model, experimental_preserve_all_tensors=True)
-    probabilities = interpreter.get_signature_runner("classify")(token_ids=ids)["probabilities"]
-    outputs = []
-    for op in ops:
-        q = flat.subgraphs[subgraph].tensors[op.outputs[0]].quantization
-        h = interpreter.get_tensor(op.outputs[0], subgraph).astype(np.float64)
-        if q is not None and q.scale is not None:
-            outputs.append(((h - q.zeroPoint[0]) * q.scale[0], float(q.scale[0])))
-        else:
-            outputs.append((h, 0.0))
-    return outputs, probabilities[0]
+    [(sequences, outputs)] = run(model, "classify", [{"token_ids": ids}])
+    return sequences, outputs["probabilities"][0]
 
 
 def measure(run: Path) -> dict:

@@ -60,7 +60,7 @@ def _at_least_one_step(signature: Any) -> Any:
     padding step, which the models mask. Unpadded, ``[B, 0]`` ids failed inside TensorFlow's
     ``TensorListConcatV2`` (an empty list at an unknown batch has no element shape).
     """
-    import tensorflow as tf
+    from keras_seq.export.tasks.text_graph import at_least_one_step
 
     ids = [k for k, (dtype, shape) in signature.inputs.items() if dtype == "int32" and len(shape) == 2]
     if not ids:
@@ -69,8 +69,7 @@ def _at_least_one_step(signature: Any) -> Any:
     def fn(inputs: dict[str, Any]) -> dict[str, Any]:
         inputs = dict(inputs)
         for key in ids:
-            steps = tf.shape(inputs[key])[1]
-            inputs[key] = tf.pad(inputs[key], [[0, 0], [0, tf.maximum(1 - steps, 0)]])
+            inputs[key] = at_least_one_step(inputs[key])
         return signature.fn(inputs)
 
     return fn

@@ -6,7 +6,7 @@ from typing import Any
 
 import tensorflow as tf
 
-__all__ = ["decode_ids", "padded_ids"]
+__all__ = ["at_least_one_step", "decode_ids", "padded_ids"]
 
 PAD_ID, OOV_ID, START_ID, END_ID = 0, 1, 2, 3
 
@@ -17,7 +17,11 @@ def padded_ids(vocabulary: Any, text: tf.Tensor) -> tf.Tensor:
     The vocabulary's in-graph tokenizer (``Vocabulary.tokenize_tf``); an empty text becomes
     one padding step, which the models mask.
     """
-    ids = vocabulary.tokenize_tf(text).to_tensor(default_value=PAD_ID)  # (N, T)
+    return at_least_one_step(vocabulary.tokenize_tf(text).to_tensor(default_value=PAD_ID))
+
+
+def at_least_one_step(ids: tf.Tensor) -> tf.Tensor:
+    """Ids ``[N, T]`` right-padded with 0 to ``T >= 1`` (unchanged when ``T >= 1``)."""
     return tf.pad(ids, [[0, 0], [0, tf.maximum(1 - tf.shape(ids)[1], 0)]])
 
 
