@@ -622,7 +622,6 @@ def test_int8_lstms_follow_the_float_file_on_their_calibration_data(tmp_path):
       backward direction is made to range wider here, so that the scales differ;
     - max pooling narrows the second layer's output quantization to the maxima's range, which
       the state, tied to it, cannot leave: its negative values were clipped (11 steps off);
-      the backward direction's output was reversed into that range without a requantization;
     - its ``tanh(c)`` is skipped when the int16 cell state's scale is finer than 2**-15 (the
       range it can hold is then under +-1; this untrained model's is +-2**-5): every step
       gave one saturated output.
@@ -641,18 +640,9 @@ def test_int8_lstms_follow_the_float_file_on_their_calibration_data(tmp_path):
     def run(path: Path, ids: np.ndarray) -> tuple[list[tuple[np.ndarray, float]], np.ndarray]:
         """Each fused LSTM's output sequence, dequantized, with its scale (0 in float), and
         the probabilities."""
-        interpreter = tf.lite.Interpreter(model_path=str(path),
-                                          experimental_preserve_all_tensors=True)
-        probabilities = interpreter.get_signature_runner("classify")(token_ids=ids)
-        tensors = {t["index"]: t for t in interpreter.get_tensor_details()}
-        values = []
-        for op in interpreter._get_ops_details():
-            if op["op_name"] == "UNIDIRECTIONAL_SEQUENCE_LSTM":
-                index = op["outputs"][0]
-                scale, zero = tensors[index]["quantization"]
-                value = interpreter.get_tensor(index).astype(np.float64)
-                values.append(((value - zero) * scale if scale else value, scale))
-        return values, probabilities["probabilities"]
+        [(sequences, outputs)] = tflite_export.lstm_outputs(
+            path.read_bytes(), "classify", [{"token_ids": ids}])
+        return sequences, outputs["probabilities"]
 
     # The k-th int8 LSTM gets the k-th float one's range: the pairing is checked on weights.
     float_file = (out / "model.tflite").read_bytes()
@@ -678,9 +668,47 @@ def test_int8_lstms_follow_the_float_file_on_their_calibration_data(tmp_path):
         for (want, _), (got, scale) in zip(exact, quantized, strict=True):
             assert scale > 0
             np.testing.assert_allclose(got, want, atol=4 * scale, err_msg=text)
-        # The reversed backward output of the last layer was read in the quantization that
-        # max pooling narrowed (repaired by requantize_raw_copies): 0.03-0.05 off, now 0.002.
+        # Before the pooling dropped its mask, the reversed backward output of the last layer
+        # was also read in the quantization max pooling narrowed: 0.03-0.05 off, now 0.002.
         np.testing.assert_allclose(p_quantized, p_exact, atol=0.01, err_msg=text)
+
+
+def test_a_raw_copy_reads_its_input_in_its_own_quantization_after_repair(tmp_path):
+    """int8 kernels such as REVERSE_V2 copy values as they are, so an input the quantizer left
+    in another quantization than the output was read in the output's (a BiLSTM's REVERSE_V2:
+    scale 0.00030 in, 0.00034 out). Mimicked on the reversal of a real int8 file's embedding
+    by giving its output twice the scale; requantize_raw_copies inserts a QUANTIZE first."""
+    run = make_run(tmp_path / "run", "classification", bidirectional=True)
+    out = export_run(run, tmp_path / "names", formats=["tflite"], quantize="int8",
+                     parity_examples=0)
+    model = flatbuffer_utils.convert_bytearray_to_object(
+        bytearray((out / "model.int8.tflite").read_bytes()))
+    tensors, codes = model.subgraphs[0].tensors, tflite_export._opcodes(model)
+    operators = model.subgraphs[0].operators
+    lstm_inputs = {op.inputs[0] for op in operators
+                   if codes[op.opcodeIndex] == "UNIDIRECTIONAL_SEQUENCE_LSTM"}
+    reverse = next(op for op in operators  # the backward LSTM's reversed embeddings
+                   if codes[op.opcodeIndex] == "REVERSE_V2" and op.outputs[0] in lstm_inputs)
+    source, target = reverse.inputs[0], reverse.outputs[0]
+    assert tflite_export._params(tensors[source]) == tflite_export._params(tensors[target])
+    tensors[target].quantization.scale = [2 * tensors[target].quantization.scale[0]]
+    mangled = bytes(flatbuffer_utils.convert_object_to_bytearray(model))
+
+    def steps_off(model_bytes: bytes) -> float:
+        """Largest |reversed input - output| of that REVERSE_V2, in steps of its output."""
+        from ai_edge_litert.interpreter import Interpreter
+
+        interpreter = Interpreter(model_content=model_bytes, experimental_preserve_all_tensors=True)
+        interpreter.get_signature_runner("classify")(token_ids=_vocab(out).encode_padded(["Rossi"]))
+        values = {}
+        for index in (source, target):
+            scale, zero = tflite_export._params(tensors[index])
+            values[index] = (interpreter.get_tensor(index).astype(np.float64) - zero) * scale
+        scale = tflite_export._params(tensors[target])[0]
+        return float(np.abs(values[source][:, ::-1] - values[target]).max() / scale)
+
+    assert steps_off(mangled) > 5  # read at twice the scale
+    assert steps_off(tflite_export.requantize_raw_copies(mangled)) <= 0.5
 
 
 def test_a_quantized_artifact_below_the_agreement_bar_stops_the_export(
