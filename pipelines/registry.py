@@ -32,6 +32,7 @@ class Source:
         files: what it reads, relative to the data directory (empty for synthetic sources).
         url: its public download (or TFDS name); `None` for synthetic sources.
         test_layout: what `load(test_path=...)` expects.
+        test_is_dir: whether that is a directory (else a file).
     """
 
     name: str
@@ -40,6 +41,7 @@ class Source:
     files: tuple[str, ...] = ()
     url: str | None = None
     test_layout: str = ""
+    test_is_dir: bool = False
 
     @property
     def load(self) -> Callable[..., Splits]:
@@ -60,7 +62,8 @@ class Source:
         **options,
     ) -> Path | None:
         """Fail early, before any training: find (or download) the source's data and check
-        that `test_path` exists. Returns the data path (`None` for synthetic / TFDS sources).
+        that `test_path` exists, as a directory or a file as the source reads it. Returns the
+        data path (`None` for synthetic / TFDS sources).
 
         Raises:
             DataUnavailableError: naming the missing file and where to get it.
@@ -69,6 +72,11 @@ class Source:
             raise DataUnavailableError(
                 f"Expected test data for source {self.name!r} at {str(test_path)!r} "
                 f"({self.test_layout}), but there is no such file or directory."
+            )
+        if test_path is not None and Path(test_path).is_dir() != self.test_is_dir:
+            raise DataUnavailableError(
+                f"Expected test data for source {self.name!r} at {str(test_path)!r} "
+                f"({self.test_layout}), but it is a {'file' if self.test_is_dir else 'directory'}."
             )
         locate_data = getattr(self.module, "locate_data", None)
         if locate_data is None:
@@ -90,6 +98,7 @@ SOURCES: dict[str, Source] = {
             ("names/<Language>.txt",),
             names.REMOTE.url,
             "a directory of <Language>.txt files, one name per line",
+            test_is_dir=True,
         ),
         Source(
             "sst2",
@@ -106,6 +115,7 @@ SOURCES: dict[str, Source] = {
             (),
             "tfds:imdb_reviews",
             "an aclImdb-style folder with pos/*.txt and neg/*.txt",
+            test_is_dir=True,
         ),
         Source(
             "shakespeare",

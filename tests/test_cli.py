@@ -4,6 +4,7 @@ import os
 from pathlib import Path
 
 import pytest
+from conftest import ROOT
 
 from keras_seq.training import recipes
 
@@ -310,11 +311,22 @@ def test_data_check_reads_the_recipes_own_file(tmp_path, monkeypatch):
         cli._check_data(recipe, None, None)
 
 
-def test_test_data_in_wrong_layout(tmp_path, shared_data, run):
-    bogus = tmp_path / "names.txt"
-    bogus.write_text("not a directory of <Language>.txt files\n")
-    result = run("train", "names", "--data-dir", str(shared_data), "--test-data", str(bogus))
-    assert_one_line_error(result, str(bogus))
+@pytest.mark.parametrize("recipe,make", [
+    ("names", lambda path: path.write_text("not a directory of <Language>.txt files\n")),
+    ("sst2", lambda path: path.mkdir()),
+])
+def test_test_data_in_wrong_layout_is_refused_before_a_run_directory_is_made(
+    tmp_path, shared_data, run, recipe, make
+):
+    # The check came after the default run directory was made: each mistyped --test-data
+    # left a runs/<recipe>/<timestamp>/ holding only config.json.
+    bogus = tmp_path / "test-data"
+    make(bogus)
+    runs = ROOT / "runs" / recipe
+    before = set(runs.iterdir()) if runs.is_dir() else set()
+    result = run("train", recipe, "--data-dir", str(shared_data), "--test-data", str(bogus))
+    assert_one_line_error(result, str(bogus), "but it is a")
+    assert (set(runs.iterdir()) if runs.is_dir() else set()) == before
 
 
 @pytest.mark.parametrize("text,value", [("256", 256), ("0.5", 0.5), ("true", True),
