@@ -21,6 +21,7 @@ import keras
 import numpy as np
 import pytest
 import tensorflow as tf
+from tensorflow.lite.python import schema_py_generated as schema
 from tensorflow.lite.tools import flatbuffer_utils
 
 import keras_seq.export.tflite as tflite_export
@@ -47,7 +48,7 @@ def make_run(root: Path, task: str, seed: int = 0, **model_options: Any) -> Path
         vocab = Vocabulary.build(NAMES[:6], level="char")
         vocab.to_json(root / "vocab" / "source.json")
         spec = {"class": "SequenceClassifier", "cell": "lstm", **small}
-        model = models.SequenceClassifier(vocab.size, len(LABELS), cell="lstm", **small)
+        model = models.SequenceClassifier(vocab.size, len(LABELS), **_options(spec))
         model(vocab.encode_padded(NAMES[:2]))
         (root / "labels.json").write_text(json.dumps(LABELS))
         samples = [{"input": t, "target": LABELS[i % 3]} for i, t in enumerate(NAMES)]
@@ -55,7 +56,7 @@ def make_run(root: Path, task: str, seed: int = 0, **model_options: Any) -> Path
         vocab = Vocabulary.build([TEXT[:40]], level="char")  # later characters are OOV
         vocab.to_json(root / "vocab" / "source.json")
         spec = {"class": "LanguageModel", "cell": "gru", **small}
-        model = models.LanguageModel(vocab.size, cell="gru", **small)
+        model = models.LanguageModel(vocab.size, **_options(spec))
         model(vocab.encode_padded([TEXT[:10]]))
         samples = [{"input": TEXT[i:i + 12], "target": TEXT[i + 1:i + 13]} for i in range(0, 60, 6)]
     else:
@@ -66,7 +67,7 @@ def make_run(root: Path, task: str, seed: int = 0, **model_options: Any) -> Path
         src.to_json(root / "vocab" / "source.json")
         tgt.to_json(root / "vocab" / "target.json")
         spec = {"class": "Seq2Seq", "cell": "lstm", "attention": "luong-general", **small}
-        model = models.Seq2Seq(src.size, tgt.size, cell="lstm", attention="luong-general", **small)
+        model = models.Seq2Seq(src.size, tgt.size, **_options(spec))
         model((src.encode_padded(["you are"]), tgt.encode_padded(["eres"], add_start=True)))
         samples = [{"input": s, "target": t} for s, t in PAIRS]
     model.save(root / "model.keras")
@@ -77,6 +78,10 @@ def make_run(root: Path, task: str, seed: int = 0, **model_options: Any) -> Path
     (root / "samples.json").write_text(json.dumps(samples, ensure_ascii=False))
     (root / "metrics.json").write_text(json.dumps({"recipe": config["recipe"], "test": {}}))
     return root
+
+
+def _options(spec: dict[str, Any]) -> dict[str, Any]:
+    return {k: v for k, v in spec.items() if k != "class"}
 
 
 TASKS = ("classification", "language_model", "seq2seq")
@@ -673,6 +678,42 @@ def test_int8_lstms_follow_the_float_file_on_their_calibration_data(tmp_path):
         np.testing.assert_allclose(p_quantized, p_exact, atol=0.01, err_msg=text)
 
 
+def test_int8_lstm_cell_state_holds_every_step_of_its_calibration_data(tmp_path, monkeypatch):
+    """The quantizer calibrates the int16 cell state on zero and the final ``c_T`` only, and
+    the fused op clipped it at 10 (Keras does not clip). A cell state that climbs to about
+    11.5 over twelve "a"s and falls back to about 1.8 over ten "b"s saturated at +-2 and then
+    at 10 in the int8 file: the last output was -0.24 instead of 0.8, and the answer flipped."""
+    monkeypatch.setitem(globals(), "NAMES", ["a" * n + "b" * m for n, m in
+                                             [(12, 10), (11, 10), (12, 9), (10, 8)] * 2])
+    run = make_run(tmp_path / "run", "classification", units=2, embedding_dim=2)
+    model = _model(run)
+    vocab = _vocab(run)
+    a, b = (int(vocab.encode_padded([ch])[0, 0]) for ch in "ab")
+    embeddings = np.zeros(model.embedding.embeddings.shape, np.float32)
+    embeddings[a, 0], embeddings[b, 0] = 1, -1
+    kernel = np.full((2, 8), 0.05, np.float32)
+    kernel[0, 4:6] = 3  # candidate tanh(+-3) = +-0.995
+    bias = np.full(8, 5.0, np.float32)
+    bias[4:6] = 0  # input, forget and output gates ~0.993
+    model.embedding.embeddings.assign(embeddings)
+    model.encoder.cell.kernel.assign(kernel)
+    model.encoder.cell.recurrent_kernel.assign(np.full((2, 8), 0.01, np.float32))
+    model.encoder.cell.bias.assign(bias)
+    model.head.kernel.assign(np.array([[3, -3, 0], [0, 0, 0]], np.float32))
+    model.head.bias.assign(np.zeros(3, np.float32))
+    model.save(run / "model.keras")
+    out = export_run(run, tmp_path / "out", formats=["tflite"], quantize="int8",
+                     parity_examples=0)
+    ids = vocab.encode_padded(["a" * 12 + "b" * 10])  # a calibration sample
+    [((exact, _),), _] = next(tflite_export.lstm_outputs(
+        (out / "model.tflite").read_bytes(), "classify", [{"token_ids": ids}]))
+    [((quantized, scale),), outputs] = next(tflite_export.lstm_outputs(
+        (out / "model.int8.tflite").read_bytes(), "classify", [{"token_ids": ids}]))
+    assert exact[0, -1, 0] > 0.7  # c came back down to ~1.8: tanh(c) ~0.95
+    np.testing.assert_allclose(quantized, exact, atol=4 * scale)
+    np.testing.assert_allclose(outputs["probabilities"], model(ids), atol=0.01)
+
+
 def test_a_raw_copy_reads_its_input_in_its_own_quantization_after_repair(tmp_path):
     """int8 kernels such as REVERSE_V2 copy values as they are, so an input the quantizer left
     in another quantization than the output was read in the output's (a BiLSTM's REVERSE_V2:
@@ -728,11 +769,96 @@ def test_a_quantized_artifact_below_the_agreement_bar_stops_the_export(
     assert not (tmp_path / "names").exists()
 
 
-def test_int8_is_refused_for_while_loops_with_a_clear_message(exports, tmp_path):
-    run, _ = exports["language_model"]  # GRU: always a WHILE loop in TFLite
-    with pytest.raises(ValueError, match=r"Expected 'none', 'dynamic' or 'float16'.*WHILE"):
-        export_run(run, tmp_path / "lm_int8", formats=["tflite"], quantize="int8")
-    assert not (tmp_path / "lm_int8").exists()
+def _while_bodies(model: Any) -> list[Any]:
+    from tensorflow.lite.python import schema_py_generated as schema
+
+    return [model.subgraphs[op.builtinOptions.bodySubgraphIndex]
+            for subgraph in model.subgraphs for op in subgraph.operators or []
+            if isinstance(op.builtinOptions, schema.WhileOptionsT)]
+
+
+def test_while_bodies_are_unaliased_without_changing_what_they_compute(exports, tmp_path):
+    """TensorFlow's int8 calibrator crashed (SIGSEGV) on a WHILE body that returns an input as
+    that same tensor: the WHILE kernel frees such an output, the calibrator reads it."""
+    _, out = exports["language_model"]  # GRU: a WHILE loop in TFLite
+
+    def passed_through(model_bytes: bytes) -> int:
+        model = flatbuffer_utils.convert_bytearray_to_object(bytearray(model_bytes))
+        return sum(int(i == o) for body in _while_bodies(model)
+                   for i, o in zip(body.inputs, body.outputs, strict=True))
+
+    float_file = (out / "model.tflite").read_bytes()
+    unaliased = tflite_export.unalias_while_bodies(float_file)
+    assert passed_through(float_file) >= 2 and passed_through(unaliased) == 0
+    (tmp_path / "unaliased.tflite").write_bytes(unaliased)
+    before, after = tflite_runner(out / "model.tflite"), tflite_runner(tmp_path / "unaliased.tflite")
+    vocab = _vocab(out)
+    for text in ["F", "First Cit", TEXT[:30]]:
+        feeds = {"token_ids": vocab.encode_padded([text])}
+        np.testing.assert_array_equal(after("next_token", feeds)["logits"],
+                                      before("next_token", feeds)["logits"])
+
+
+@pytest.mark.parametrize("task,options,signature", [
+    ("language_model", {}, "next_token"),  # GRU
+    ("classification", {"cell": "rnn", "bidirectional": True}, "classify"),
+])
+def test_int8_computes_while_loops_in_int8(tmp_path, task, options, signature):
+    """int8 used to be refused for WHILE loops, whose calibration crashed TensorFlow."""
+    run = make_run(tmp_path / "run", task, **options)
+    out = export_run(run, tmp_path / "out", formats=["tflite"], quantize="int8",
+                     parity_examples=0)  # an untrained classifier's near-even answers flip
+    int8_file = (out / "model.int8.tflite").read_bytes()
+    model = flatbuffer_utils.convert_bytearray_to_object(bytearray(int8_file))
+    codes = tflite_export._opcodes(model)
+    bodies = _while_bodies(model)
+    assert len(bodies) == 1 + options.get("bidirectional", False)
+    for body in bodies:
+        products = [op for op in body.operators if codes[op.opcodeIndex] == "FULLY_CONNECTED"]
+        assert products and all(body.tensors[i].type == schema.TensorType.INT8
+                                for op in products for i in op.inputs[:2])
+    exact, quantized = tflite_runner(out / "model.tflite"), tflite_runner(out / "model.int8.tflite")
+    variants = json.loads((out / "metadata.json").read_text())["artifacts"]["tflite"]["variants"]
+    start, end = variants["int8"]["calibration_samples"]
+    vocab, texts = _vocab(out), _texts(out)[start:end]  # others may leave the int8 ranges
+
+    def probabilities(runner: Any, text: str) -> np.ndarray:
+        outputs = runner(signature, {"token_ids": vocab.encode_padded([text])})
+        return outputs["probabilities"] if "probabilities" in outputs else np.asarray(
+            keras.ops.softmax(outputs["logits"]))
+
+    for text in texts:
+        np.testing.assert_allclose(probabilities(quantized, text), probabilities(exact, text),
+                                   atol=0.02, err_msg=text)
+
+
+def test_int8_translate_decodes_as_the_float_file(tmp_path):
+    """Greedy decoding bans ids with -inf: calibrated, the SELECT_V2 that does so ranged to
+    -FLT_MAX, its int8 scale was 1.3e36 and every input translated to [1, 1, 1, 1, 1, 1]. A
+    seq2seq model fit to its pairs, so that its tokens are decisive."""
+    run = make_run(tmp_path / "run", "seq2seq")
+    model = _model(run)
+    source, target = _vocab(run, "source"), _vocab(run, "target")
+    pairs = PAIRS[:4]
+    model.compile(optimizer=keras.optimizers.Adam(3e-2), loss=model.default_loss())
+    model.fit((source.encode_padded([s for s, _ in pairs]),
+               target.encode_padded([t for _, t in pairs], add_start=True)),
+              target.encode_padded([t for _, t in pairs], add_end=True), epochs=60, verbose=0)
+    model.save(run / "model.keras")
+    out = export_run(run, tmp_path / "out", formats=["tflite"], quantize="int8")  # passes the bar
+    int8_file = (out / "model.int8.tflite").read_bytes()
+    flat = flatbuffer_utils.convert_bytearray_to_object(bytearray(int8_file))
+    codes = tflite_export._opcodes(flat)
+    scales = [tflite_export._params(subgraph.tensors[op.outputs[0]])[0]
+              for subgraph in flat.subgraphs for op in subgraph.operators or []
+              if codes[op.opcodeIndex] == "SELECT_V2"
+              and tflite_export._params(subgraph.tensors[op.outputs[0]])]
+    assert scales and max(scales) < 10, scales
+    exact, quantized = tflite_runner(out / "model.tflite"), tflite_runner(out / "model.int8.tflite")
+    for text in [s for s, _ in PAIRS] + ["we are here", "hello you"]:
+        feeds = {"source_ids": source.encode_padded([text])}
+        np.testing.assert_array_equal(quantized("translate", feeds)["token_ids"],
+                                      exact("translate", feeds)["token_ids"], err_msg=text)
 
 
 # -- ONNX ---------------------------------------------------------------------------------------

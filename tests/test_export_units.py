@@ -19,6 +19,28 @@ from keras_seq.export.tasks.text_graph import decode_ids, padded_ids
 from keras_seq.export.warmup import read_warmup_requests, write_warmup_requests
 from pipelines.text import Vocabulary
 
+# -- int8 calibration fixes ---------------------------------------------------------------------
+
+
+def test_int8_calibration_fixes_restore_tensorflows_functions_and_name_what_is_missing(
+    monkeypatch,
+):
+    from tensorflow.lite.python import lite
+
+    from keras_seq.export.tflite import int8_calibration_fixes
+
+    originals = lite._calibrator.add_intermediate_tensors, lite._mlir_quantize
+    with pytest.raises(KeyError), int8_calibration_fixes():
+        assert (lite._calibrator.add_intermediate_tensors, lite._mlir_quantize) != originals
+        raise KeyError("a failed conversion")
+    assert (lite._calibrator.add_intermediate_tensors, lite._mlir_quantize) == originals
+    monkeypatch.delattr(lite, "_mlir_quantize")
+    with pytest.raises(RuntimeError, match=r"no longer has .*_mlir_quantize.*TensorFlow 2\.21"):
+        with int8_calibration_fixes():
+            pass
+    assert lite._calibrator.add_intermediate_tensors is originals[0]
+
+
 # -- registry -----------------------------------------------------------------------------------
 
 

@@ -28,15 +28,20 @@ activations calibrated on the run's real samples, float fallback for kernels wit
 int8 version; inputs and outputs stay int32/float32; the quantizer's mistakes repaired by
 :func:`repair_int8_lstms` and :func:`requantize_raw_copies`) also write
 ``model.<quantize>.tflite``.
-``"int8"`` is refused for graphs with ``WHILE`` loops (GRU, SimpleRNN, masked or
-state-returning LSTMs, seq2seq): TensorFlow 2.21's calibrator crashes (SIGSEGV) on them.
+Graphs with ``WHILE`` loops (GRU, SimpleRNN, state-returning LSTMs, seq2seq) are calibrated
+with two fixes to TensorFlow's own steps (:func:`int8_calibration_fixes`): its calibrator
+crashed on them (SIGSEGV), and greedy decoding's banned ids gave a scale of 1e36. In the
+loop, TensorFlow's quantizer keeps the loop variables float and quantizes them at the start
+of every step, so a step also re-quantizes the whole input sequence (linear in its length).
 ``"dynamic"`` leaves weights under 1024 elements in float, and every weight of a fused LSTM
 that has one, so tiny models do not shrink.
 """
 
 from __future__ import annotations
 
+import contextlib
 import copy
+import math
 import tempfile
 from collections.abc import Iterable, Iterator, Mapping
 from pathlib import Path
@@ -49,8 +54,9 @@ if TYPE_CHECKING:
     import numpy as np
 
 __all__ = [
-    "QUANTIZE", "RAW_COPIES", "TFLiteExporter", "convert", "lstm_output_ranges",
-    "lstm_outputs", "repair_int8_lstms", "requantize_raw_copies", "tflite_ops", "unclip_lstm_cells",
+    "QUANTIZE", "RAW_COPIES", "TFLiteExporter", "bound_select_ranges", "convert",
+    "int8_calibration_fixes", "lstm_output_ranges", "lstm_outputs", "repair_int8_lstms",
+    "requantize_raw_copies", "tflite_ops", "unalias_while_bodies", "unclip_lstm_cells",
 ]
 
 QUANTIZE = ("none", "dynamic", "float16", "int8")
@@ -107,6 +113,23 @@ def _fused_lstms(model: Any) -> dict[str, tuple[int, list[Any]]]:
     return found
 
 
+def _lstm_runs(
+    model_bytes: bytes, signature: str, feeds: Iterable[dict[str, Any]]
+) -> Iterator[tuple[Any, Any, int, list[Any], dict[str, np.ndarray]]]:
+    """Run ``signature`` on each feed (one interpreter for all, every tensor kept); yields
+    ``(interpreter, flatbuffer object, subgraph index, fused LSTM operators, outputs)``."""
+    from ai_edge_litert.interpreter import Interpreter
+    from tensorflow.lite.tools import flatbuffer_utils
+
+    model = flatbuffer_utils.convert_bytearray_to_object(bytearray(model_bytes))
+    subgraph, ops = _fused_lstms(model)[signature]
+    interpreter = Interpreter(model_content=model_bytes, experimental_preserve_all_tensors=True)
+    runner = interpreter.get_signature_runner(signature)
+    for feed in feeds:
+        outputs = runner(**feed)
+        yield interpreter, model, subgraph, ops, outputs
+
+
 def lstm_outputs(
     model_bytes: bytes, signature: str, feeds: Iterable[dict[str, Any]]
 ) -> Iterator[tuple[list[tuple[np.ndarray, float]], dict[str, np.ndarray]]]:
@@ -115,41 +138,70 @@ def lstm_outputs(
     Yields, per feed, each fused LSTM's output sequence in graph order as ``(values, scale)``
     (int8 dequantized; scale 0 in float) and the signature's outputs."""
     import numpy as np
-    from ai_edge_litert.interpreter import Interpreter
-    from tensorflow.lite.tools import flatbuffer_utils
 
-    model = flatbuffer_utils.convert_bytearray_to_object(bytearray(model_bytes))
-    subgraph, ops = _fused_lstms(model)[signature]
-    params = [_params(model.subgraphs[subgraph].tensors[op.outputs[0]]) for op in ops]
-    interpreter = Interpreter(model_content=model_bytes, experimental_preserve_all_tensors=True)
-    runner = interpreter.get_signature_runner(signature)
-    for feed in feeds:
-        outputs = runner(**feed)
+    for interpreter, model, subgraph, ops, outputs in _lstm_runs(model_bytes, signature, feeds):
         sequences = []
-        for op, quantization in zip(ops, params, strict=True):
+        for op in ops:
+            quantization = _params(model.subgraphs[subgraph].tensors[op.outputs[0]])
             h = interpreter.get_tensor(op.outputs[0], subgraph).astype(np.float64)
             scale, zero = quantization or (0.0, 0)
             sequences.append(((h - zero) * scale if quantization else h, scale))
         yield sequences, outputs
 
 
+def _cell_states(model: Any, subgraph: int, op: Any, x: np.ndarray) -> np.ndarray:
+    """Every cell state ``c_t`` of a float fused LSTM on its input ``x``, recomputed in NumPy
+    from the file's weights (the op does not output them)."""
+    import numpy as np
+
+    tensors = model.subgraphs[subgraph].tensors
+
+    def weight(position: int) -> np.ndarray:
+        tensor = tensors[op.inputs[position]]
+        data = np.asarray(model.buffers[tensor.buffer].data, np.uint8)
+        return data.view(np.float32).reshape(tensor.shape).astype(np.float64)
+
+    kernels = [weight(k) for k in (1, 2, 3, 4)]  # gates i, f, c, o: [units, input]
+    recurrent = [weight(k) for k in (5, 6, 7, 8)]  # [units, units]
+    biases = [weight(k) if op.inputs[k] >= 0 else 0.0 for k in (12, 13, 14, 15)]
+    x = x.astype(np.float64)
+    if not op.builtinOptions.timeMajor:
+        x = np.swapaxes(x, 0, 1)  # [T, B, I]
+    h = np.zeros((x.shape[1], recurrent[0].shape[1]))
+    c = np.zeros((x.shape[1], kernels[0].shape[0]))
+    cells = []
+    for x_t in x:
+        i, f, g, o = (x_t @ w.T + h @ r.T + b for w, r, b in zip(kernels, recurrent, biases, strict=True))
+        c = c / (1 + np.exp(-f)) + np.tanh(g) / (1 + np.exp(-i))
+        h = np.tanh(c) / (1 + np.exp(-o))
+        cells.append(c)
+    return np.stack(cells) if cells else np.zeros((0, *c.shape))
+
+
 def lstm_output_ranges(
     float_model: bytes, feeds: Mapping[str, list[dict[str, Any]]]
-) -> dict[str, list[tuple[float, float]]]:
-    """Signature key -> ``(min, max)`` of each fused LSTM's output over ``feeds``, zero included.
+) -> dict[str, list[tuple[float, float, float]]]:
+    """Signature key -> ``(min, max)`` of each fused LSTM's output over ``feeds``, zero
+    included, and the largest ``|c_t|`` of its cell state.
 
-    Run on the float file with the int8 calibration feeds: every ``h_t`` the recurrence took,
-    which its int8 state has to hold (see :func:`repair_int8_lstms`)."""
+    Run on the float file with the int8 calibration feeds: every ``h_t`` and ``c_t`` the
+    recurrence took, which its int8 and int16 states have to hold (see
+    :func:`repair_int8_lstms`)."""
+    import numpy as np
     from tensorflow.lite.tools import flatbuffer_utils
 
     model = flatbuffer_utils.convert_bytearray_to_object(bytearray(float_model))
     ranges = {}
     for key, (_, ops) in _fused_lstms(model).items():
-        low, high = [0.0] * len(ops), [0.0] * len(ops)
-        for sequences, _ in lstm_outputs(float_model, key, feeds.get(key, [])):
-            for k, (h, _) in enumerate(sequences):
+        low, high, cell = [0.0] * len(ops), [0.0] * len(ops), [0.0] * len(ops)
+        for interpreter, _, subgraph, _, _ in _lstm_runs(float_model, key, feeds.get(key, [])):
+            for k, op in enumerate(ops):
+                h = interpreter.get_tensor(op.outputs[0], subgraph)
+                x = interpreter.get_tensor(op.inputs[0], subgraph)
                 low[k], high[k] = min(low[k], float(h.min())), max(high[k], float(h.max()))
-        ranges[key] = list(zip(low, high, strict=True))
+                cell[k] = max(cell[k], float(np.abs(_cell_states(model, subgraph, op, x)).max(
+                    initial=0.0)))
+        ranges[key] = list(zip(low, high, cell, strict=True))
     return ranges
 
 
@@ -219,12 +271,14 @@ def repair_int8_lstms(model_bytes: bytes, ranges: Mapping[str, list[tuple[float,
       ``ranges``, else that range's. A ``QUANTIZE`` (int8 -> int8) of the initial state is
       inserted before the LSTM (a zero state stays exactly zero) and, where the output's
       consumers need another quantization, one of the output after it.
-    - **Cell state finer than 2**-15.** The int16 cell state gets a power-of-two scale from
-      its calibrated range. ``tanh(c)`` is dispatched on its integer bits (``15 + log2
-      scale``) and skipped when they are negative, leaving ``h`` as scratch values: an LSTM
-      whose calibrated cell state spans less than +-1 (an untrained one in the tests) gave
-      one saturated output for every step. The scale is raised to 2**-15 (+-1 at a step of
-      3e-5); its initial state, zero, is zero in any scale.
+    - **Cell state too narrow.** The int16 cell state gets a power-of-two scale from its
+      calibrated range, which is also only zero and the final ``c_T``: a cell state that
+      climbed to 11.5 and came back to 1.8 saturated at 2. It is widened to the smallest power
+      of two that holds every ``|c_t|`` of ``ranges``, and to no less than 2**-15:
+      ``tanh(c)`` is dispatched on its integer bits (``15 + log2 scale``) and skipped when
+      they are negative, leaving ``h`` as scratch values (an LSTM whose calibrated cell
+      state spanned less than +-1, an untrained one in the tests, gave one saturated output
+      for every step). Its initial state, zero, is zero in any scale.
 
     Files with neither come back unchanged."""
     from tensorflow.lite.python import schema_py_generated as schema
@@ -251,7 +305,7 @@ def repair_int8_lstms(model_bytes: bytes, ranges: Mapping[str, list[tuple[float,
             )
         before: dict[int, Any] = {}
         after: dict[int, Any] = {}
-        for op, (low, high) in zip(lstms, ranges[key], strict=True):
+        for op, (low, high, cell_bound) in zip(lstms, ranges[key], strict=True):
             out = subgraph.tensors[op.outputs[0]]
             if (
                 out.type != schema.TensorType.INT8
@@ -262,8 +316,10 @@ def repair_int8_lstms(model_bytes: bytes, ranges: Mapping[str, list[tuple[float,
             ):
                 continue
             cell = subgraph.tensors[op.inputs[19]].quantization
-            if cell.scale is not None and cell.scale[0] < 2.0**-15:
-                cell.scale = [2.0**-15]
+            # The kernel takes log2 of the scale: only powers of two hold.
+            wide = 2.0 ** max(-15, math.ceil(math.log2(max(cell_bound, 1e-30) / 32767)))
+            if cell.scale is not None and cell.scale[0] < wide:
+                cell.scale = [wide]
                 changed = True
             state = holding(out, low, high)
             old = subgraph.tensors[op.inputs[18]]
@@ -357,21 +413,164 @@ def _twin(subgraph: Any, index: int, suffix: bytes, quantization: tuple[float, i
     return len(subgraph.tensors) - 1
 
 
-def _quantize_op(model: Any, source: int, target: int) -> Any:
-    """A ``QUANTIZE`` operator from tensor ``source`` to ``target`` (the code added if absent)."""
+def _operator(model: Any, name: str, inputs: list[int], outputs: list[int], version: int = 1) -> Any:
+    """A builtin operator ``name`` (its operator code added if absent)."""
     from tensorflow.lite.python import schema_py_generated as schema
 
     codes = _opcodes(model)
-    if "QUANTIZE" not in codes:
+    if name not in codes:
         code = schema.OperatorCodeT()
-        code.builtinCode = code.deprecatedBuiltinCode = schema.BuiltinOperator.QUANTIZE
-        code.version = 2
+        code.builtinCode = getattr(schema.BuiltinOperator, name)
+        code.deprecatedBuiltinCode = min(code.builtinCode, 127)
+        code.version = version
         model.operatorCodes.append(code)
-        codes.append("QUANTIZE")
+        codes.append(name)
     op = schema.OperatorT()
-    op.opcodeIndex = codes.index("QUANTIZE")
-    op.inputs, op.outputs = [source], [target]
+    op.opcodeIndex = codes.index(name)
+    op.inputs, op.outputs = list(inputs), list(outputs)
     return op
+
+
+def _quantize_op(model: Any, source: int, target: int) -> Any:
+    """A ``QUANTIZE`` operator from tensor ``source`` to ``target``."""
+    return _operator(model, "QUANTIZE", [source], [target], version=2)
+
+
+def unalias_while_bodies(model_bytes: bytes) -> bytes:
+    """`model_bytes` where no ``WHILE`` body returns one of its inputs as that same tensor.
+
+    Since TensorFlow 2.14 the ``WHILE`` kernel frees such an output (a loop invariant: the
+    sequence length, the input sequence) when it prepares; TensorFlow's int8 calibrator has
+    listed it for logging by then and reads its null data, a SIGSEGV (tensorflow#75140) on
+    every GRU, SimpleRNN and seq2seq graph. Each pass-through gets a tensor of its own, written
+    by ``x + 0`` (``x OR x`` for booleans); the quantizer folds the float ones away again.
+    Files without such outputs come back unchanged."""
+    import numpy as np
+    from tensorflow.lite.python import schema_py_generated as schema
+    from tensorflow.lite.tools import flatbuffer_utils
+
+    zeros = {schema.TensorType.FLOAT32: np.float32, schema.TensorType.INT32: np.int32,
+             schema.TensorType.INT64: np.int64}
+    model = flatbuffer_utils.convert_bytearray_to_object(bytearray(model_bytes))
+    bodies = {op.builtinOptions.bodySubgraphIndex for subgraph in model.subgraphs
+              for op in subgraph.operators or []
+              if isinstance(op.builtinOptions, schema.WhileOptionsT)}
+    changed = False
+    for body in sorted(bodies):
+        subgraph = model.subgraphs[body]
+        outputs = list(subgraph.outputs)
+        for position, (given, returned) in enumerate(zip(subgraph.inputs, outputs, strict=True)):
+            if given != returned:
+                continue
+            source = subgraph.tensors[given]
+            copy_ = _activation_like(subgraph, given, b"/unaliased")
+            if source.type in zeros:
+                zero = _activation_like(subgraph, given, b"/zero")
+                subgraph.tensors[zero].shape = []
+                subgraph.tensors[zero].shapeSignature = None
+                buffer = schema.BufferT()
+                buffer.data = np.frombuffer(np.zeros((), zeros[source.type]).tobytes(), np.uint8)
+                model.buffers.append(buffer)
+                subgraph.tensors[zero].buffer = len(model.buffers) - 1
+                op = _operator(model, "ADD", [given, zero], [copy_])
+                op.builtinOptionsType = schema.BuiltinOptions.AddOptions
+                op.builtinOptions = schema.AddOptionsT()
+            elif source.type == schema.TensorType.BOOL:
+                op = _operator(model, "LOGICAL_OR", [given, given], [copy_])
+            else:
+                raise NotImplementedError(
+                    f"a WHILE loop passes a tensor of TFLite type {source.type} through; "
+                    "int8 calibration handles float32, int32, int64 and bool ones"
+                )
+            subgraph.operators.append(op)
+            outputs[position] = copy_
+            changed = True
+        subgraph.outputs = outputs
+    return bytes(flatbuffer_utils.convert_object_to_bytearray(model)) if changed else model_bytes
+
+
+def _activation_like(subgraph: Any, index: int, suffix: bytes) -> int:
+    """Append a float copy of tensor ``index``'s name, type and shape, with no data or
+    quantization; returns its index."""
+    tensor = copy.deepcopy(subgraph.tensors[index])
+    tensor.name += suffix
+    tensor.buffer, tensor.quantization, tensor.isVariable = 0, None, False
+    subgraph.tensors.append(tensor)
+    return len(subgraph.tensors) - 1
+
+
+# A calibrated bound this far out is a banned id's -inf (logged as -FLT_MAX), not a score.
+_BANNED_BOUND = 1e30
+
+
+def bound_select_ranges(calibrated: bytes) -> bytes:
+    """A calibrated `SELECT_V2` whose range a banned id's ``-inf`` stretched gets the range of
+    its other inputs.
+
+    Greedy decoding bans padding and the start id with ``-inf`` (``decoding._ban``): the
+    calibrated range of that ``SELECT_V2`` reached -FLT_MAX, its int8 scale 1.3e36, every
+    score quantized alike and ``ARG_MAX`` returned the first id (a seq2seq ``translate`` gave
+    ``[1, 1, 1, ...]`` for every input). With its scores' range, the ``-inf`` quantizes to the
+    lowest int8 value, still below every score. Files without such a range come back
+    unchanged."""
+    from tensorflow.lite.tools import flatbuffer_utils
+
+    def bounds(tensor: Any) -> tuple[float, float] | None:
+        q = tensor.quantization
+        if q is None or q.min is None or len(q.min) != 1:
+            return None
+        return float(q.min[0]), float(q.max[0])
+
+    model = flatbuffer_utils.convert_bytearray_to_object(bytearray(calibrated))
+    codes = _opcodes(model)
+    changed = False
+    for subgraph in model.subgraphs:
+        for op in subgraph.operators or []:
+            if codes[op.opcodeIndex] not in ("SELECT", "SELECT_V2"):
+                continue
+            out = subgraph.tensors[op.outputs[0]]
+            if bounds(out) is None or max(map(abs, bounds(out))) < _BANNED_BOUND:
+                continue
+            finite = [b for b in (bounds(subgraph.tensors[i]) for i in op.inputs[1:])
+                      if b is not None and max(map(abs, b)) < _BANNED_BOUND]
+            if finite:
+                out.quantization.min = [min(low for low, _ in finite)]
+                out.quantization.max = [max(high for _, high in finite)]
+                changed = True
+    return bytes(flatbuffer_utils.convert_object_to_bytearray(model)) if changed else calibrated
+
+
+@contextlib.contextmanager
+def int8_calibration_fixes() -> Iterator[None]:
+    """Within: TensorFlow's int8 conversion unaliases ``WHILE`` bodies before it calibrates
+    (:func:`unalias_while_bodies`) and bounds ``-inf``-stretched ``SELECT_V2`` ranges before
+    it quantizes (:func:`bound_select_ranges`).
+
+    Its own steps all still run (float conversion, calibration, MLIR quantizer); the two
+    module functions it calls between them are wrapped for the duration, which affects every
+    conversion in the process (an export converts one at a time). They are private names of
+    TensorFlow 2.21, the version ``pyproject.toml`` pins; if they are gone, this says so."""
+    from tensorflow.lite.python import lite
+
+    calibrator = getattr(lite, "_calibrator", None)
+    if not callable(getattr(calibrator, "add_intermediate_tensors", None)) or not callable(
+        getattr(lite, "_mlir_quantize", None)
+    ):
+        raise RuntimeError(
+            "int8 conversion: tensorflow.lite.python.lite no longer has `_calibrator."
+            "add_intermediate_tensors` and `_mlir_quantize` (TensorFlow 2.21 has them); "
+            "keras_seq cannot apply its WHILE-loop calibration fixes to this version"
+        )
+    add_intermediate_tensors, mlir_quantize = calibrator.add_intermediate_tensors, lite._mlir_quantize
+    calibrator.add_intermediate_tensors = lambda model: unalias_while_bodies(
+        add_intermediate_tensors(model))
+    lite._mlir_quantize = lambda calibrated, *args, **kwargs: mlir_quantize(
+        bound_select_ranges(calibrated), *args, **kwargs)
+    try:
+        yield
+    finally:
+        calibrator.add_intermediate_tensors = add_intermediate_tensors
+        lite._mlir_quantize = mlir_quantize
 
 
 def _trace(job: ExportJob, directory: Path) -> list[str]:
@@ -431,15 +630,17 @@ def convert(
                 "to calibrate int8 activations. Received: quantize='int8' with no samples"
             )
         converter.representative_dataset = lambda: _representative(job, names)
-    model = converter.convert()
-    if quantize != "int8":  # int8 kernels scale the cell state by the clip
-        model = unclip_lstm_cells(model)
-    else:
+    with int8_calibration_fixes() if quantize == "int8" else contextlib.nullcontext():
+        model = converter.convert()
+    if quantize == "int8":
         if float_model is None:
             raise ValueError("quantize='int8' needs the float conversion (float_model)")
         _check_lstm_pairing(float_model, model)
         ranges = lstm_output_ranges(float_model, _calibration(job, names))
         model = requantize_raw_copies(repair_int8_lstms(model, ranges))
+    # After quantizing: the int8 kernel clips at clip / cell scale, and with no clip at the
+    # int16 range its (repaired) cell scale gives.
+    model = unclip_lstm_cells(model)
     foreign = sorted({op for op in tflite_ops(model) if op.startswith("Flex") or not op.isupper()})
     if foreign:
         raise ValueError(
@@ -465,14 +666,6 @@ class TFLiteExporter(Exporter):
             for variant in variants:
                 model = convert(Path(tmp) / "traced", names, variant, job, float_model)
                 float_model = float_model or model  # "none" comes first
-                if variant == "none" and quantize == "int8" and "WHILE" in tflite_ops(model):
-                    raise ValueError(
-                        "Invalid value for argument `quantize`. Expected 'none', 'dynamic' or "
-                        "'float16' for a model whose TFLite graph has WHILE loops (GRU, "
-                        "SimpleRNN, masked or state-returning LSTM, seq2seq decoding): int8 "
-                        "calibration crashes the TFLite calibrator on WHILE. Received: "
-                        "quantize='int8'"
-                    )
                 filename = "model.tflite" if variant == "none" else f"model.{variant}.tflite"
                 (staging / filename).write_bytes(model)
                 ops = tflite_ops(model)
