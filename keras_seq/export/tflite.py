@@ -43,7 +43,7 @@ import contextlib
 import copy
 import math
 import tempfile
-from collections.abc import Iterable, Iterator, Mapping
+from collections.abc import Collection, Iterable, Iterator, Mapping
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
@@ -594,15 +594,60 @@ def _trace(job: ExportJob, directory: Path) -> list[str]:
     return [s.name for s in signatures]
 
 
-def _calibration(job: ExportJob, names: list[str]) -> dict[str, list[dict[str, Any]]]:
-    """The int8 calibration feeds of each signature (at most 32)."""
-    return {name: [dict(feeds) for feeds in job.feeds.get(name, [])[:32]] for name in names}
+def _calibration(
+    job: ExportJob, names: list[str], one_shape: Collection[str] = ()
+) -> dict[str, list[dict[str, Any]]]:
+    """The int8 calibration feeds of each signature (at most 32); for those in `one_shape`,
+    only the feeds of their most common input shapes."""
+    calibration = {}
+    for name in names:
+        feeds = [dict(feed) for feed in job.feeds.get(name, [])[:32]]
+        if name in one_shape and feeds:
+            shapes = [_shapes(feed) for feed in feeds]
+            common = max(shapes, key=shapes.count)
+            feeds = [feed for feed, shape in zip(feeds, shapes, strict=True) if shape == common]
+        calibration[name] = feeds
+    return calibration
 
 
-def _representative(job: ExportJob, names: list[str]) -> Iterator[tuple[str, dict[str, Any]]]:
-    for name, feeds in _calibration(job, names).items():
+def _shapes(feed: Mapping[str, Any]) -> tuple[tuple[str, tuple[int, ...]], ...]:
+    import numpy as np
+
+    return tuple((key, np.shape(value)) for key, value in sorted(feed.items()))
+
+
+def _representative(
+    job: ExportJob, names: list[str], one_shape: Collection[str] = ()
+) -> Iterator[tuple[str, dict[str, Any]]]:
+    for name, feeds in _calibration(job, names, one_shape).items():
         for feed in feeds:
             yield name, feed
+
+
+def _convert_int8(converter: Any, job: ExportJob, names: list[str]) -> bytes:
+    """``converter.convert()``, calibrated on samples of one shape where it must be.
+
+    TensorFlow's calibrator can keep a kernel prepared at the first sample's shapes: the
+    ``decode_step`` of Luong "dot" attention, whose encoder outputs feed ``BATCH_MATMUL``
+    directly, failed at the next encoder length ("accum_dim_lhs != accum_dim_rhs"). Then one
+    signature after another, and last all of them, is calibrated on the samples of its most
+    common shape (the resized runs after calibration are fine; the agreement checks judge
+    the file)."""
+    varied = [n for n in names if len({_shapes(f) for f in job.feeds.get(n, [])[:32]}) > 1]
+    attempts = [(), *[(name,) for name in varied], *([varied] if len(varied) > 1 else [])]
+    error = None
+    for one_shape in attempts:
+        converter.representative_dataset = lambda s=one_shape: _representative(job, names, s)
+        try:
+            with int8_calibration_fixes():
+                return converter.convert()
+        except RuntimeError as err:
+            error = error or err
+    raise ValueError(
+        "Invalid value for argument `quantize`. TensorFlow's int8 calibrator failed on this "
+        f"model ({str(error).splitlines()[0][:200]}); expected 'none', 'dynamic' or 'float16' "
+        "for it. Received: quantize='int8'"
+    )
 
 
 def convert(
@@ -623,16 +668,15 @@ def convert(
         converter.optimizations = [tf.lite.Optimize.DEFAULT]
     if quantize == "float16":
         converter.target_spec.supported_types = [tf.float16]
-    if quantize == "int8":
+    if quantize != "int8":
+        model = converter.convert()
+    else:
         if not any(job.feeds.get(n) for n in names):
             raise ValueError(
                 "Invalid value for argument `quantize`. Expected real samples (samples.json) "
                 "to calibrate int8 activations. Received: quantize='int8' with no samples"
             )
-        converter.representative_dataset = lambda: _representative(job, names)
-    with int8_calibration_fixes() if quantize == "int8" else contextlib.nullcontext():
-        model = converter.convert()
-    if quantize == "int8":
+        model = _convert_int8(converter, job, names)
         if float_model is None:
             raise ValueError("quantize='int8' needs the float conversion (float_model)")
         _check_lstm_pairing(float_model, model)
