@@ -770,8 +770,6 @@ def test_a_quantized_artifact_below_the_agreement_bar_stops_the_export(
 
 
 def _while_bodies(model: Any) -> list[Any]:
-    from tensorflow.lite.python import schema_py_generated as schema
-
     return [model.subgraphs[op.builtinOptions.bodySubgraphIndex]
             for subgraph in model.subgraphs for op in subgraph.operators or []
             if isinstance(op.builtinOptions, schema.WhileOptionsT)]
