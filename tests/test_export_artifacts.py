@@ -115,6 +115,13 @@ def _texts(export_dir: Path) -> list[str]:
     return [s["input"] for s in json.loads((export_dir / "samples.json").read_text())]
 
 
+def _calibration_texts(export_dir: Path) -> list[str]:
+    """The samples the export's int8 file was calibrated on."""
+    meta = json.loads((export_dir / "metadata.json").read_text())
+    start, end = meta["artifacts"]["tflite"]["variants"]["int8"]["calibration_samples"]
+    return _texts(export_dir)[start:end]
+
+
 # -- layout and metadata ------------------------------------------------------------------------
 
 
@@ -662,10 +669,8 @@ def test_int8_lstms_follow_the_float_file_on_their_calibration_data(tmp_path):
         tflite_export._check_lstm_pairing(
             float_file, bytes(flatbuffer_utils.convert_object_to_bytearray(swapped)))
 
-    variants = json.loads((out / "metadata.json").read_text())["artifacts"]["tflite"]["variants"]
-    start, end = variants["int8"]["calibration_samples"]
     vocab = _vocab(out)
-    for text in _texts(out)[start:end]:
+    for text in _calibration_texts(out):
         ids = vocab.encode_padded([text])
         (exact, p_exact), (quantized, p_quantized) = (
             run(out / "model.tflite", ids), run(out / "model.int8.tflite", ids))
@@ -816,9 +821,7 @@ def test_int8_computes_while_loops_in_int8(tmp_path, task, options, signature):
         assert products and all(body.tensors[i].type == schema.TensorType.INT8
                                 for op in products for i in op.inputs[:2])
     exact, quantized = tflite_runner(out / "model.tflite"), tflite_runner(out / "model.int8.tflite")
-    variants = json.loads((out / "metadata.json").read_text())["artifacts"]["tflite"]["variants"]
-    start, end = variants["int8"]["calibration_samples"]
-    vocab, texts = _vocab(out), _texts(out)[start:end]  # others may leave the int8 ranges
+    vocab, texts = _vocab(out), _calibration_texts(out)  # others may leave the int8 ranges
 
     def probabilities(runner: Any, text: str) -> np.ndarray:
         outputs = runner(signature, {"token_ids": vocab.encode_padded([text])})

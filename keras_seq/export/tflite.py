@@ -149,6 +149,23 @@ def lstm_outputs(
         yield sequences, outputs
 
 
+def _constant(model: Any, tensor: Any) -> tuple[np.ndarray, float]:
+    """A constant tensor's values (float32, or int8 dequantized per tensor or per output
+    channel) and its quantization step (0 in float)."""
+    import numpy as np
+
+    data = np.asarray(model.buffers[tensor.buffer].data, np.uint8)
+    q = tensor.quantization
+    if q is None or q.scale is None:
+        return data.view(np.float32).reshape(tensor.shape).astype(np.float64), 0.0
+    scale = np.asarray(q.scale, np.float64)
+    zero = np.asarray(q.zeroPoint, np.float64)
+    if scale.size > 1:  # per channel, along the first (output) axis
+        scale, zero = scale[:, None], zero[:, None]
+    values = data.view(np.int8).reshape(tensor.shape).astype(np.float64)
+    return (values - zero) * scale, float(scale.max())
+
+
 def _cell_states(model: Any, subgraph: int, op: Any, x: np.ndarray) -> np.ndarray:
     """Every cell state ``c_t`` of a float fused LSTM on its input ``x``, recomputed in NumPy
     from the file's weights (the op does not output them)."""
@@ -157,9 +174,7 @@ def _cell_states(model: Any, subgraph: int, op: Any, x: np.ndarray) -> np.ndarra
     tensors = model.subgraphs[subgraph].tensors
 
     def weight(position: int) -> np.ndarray:
-        tensor = tensors[op.inputs[position]]
-        data = np.asarray(model.buffers[tensor.buffer].data, np.uint8)
-        return data.view(np.float32).reshape(tensor.shape).astype(np.float64)
+        return _constant(model, tensors[op.inputs[position]])[0]
 
     kernels = [weight(k) for k in (1, 2, 3, 4)]  # gates i, f, c, o: [units, input]
     recurrent = [weight(k) for k in (5, 6, 7, 8)]  # [units, units]
@@ -215,24 +230,10 @@ def _check_lstm_pairing(float_model: bytes, int8_model: bytes) -> None:
     from tensorflow.lite.tools import flatbuffer_utils
 
     def forget_weights(model: Any) -> dict[str, list[tuple[np.ndarray, float]]]:
-        found = {}
-        for key, (index, ops) in _fused_lstms(model).items():
-            weights = []
-            for op in ops:
-                tensor = model.subgraphs[index].tensors[op.inputs[2]]
-                data = np.asarray(model.buffers[tensor.buffer].data, np.uint8)
-                q = tensor.quantization
-                if q is None or q.scale is None:
-                    weights.append((data.view(np.float32).reshape(tensor.shape), 0.0))
-                    continue
-                scale = np.asarray(q.scale, np.float64)
-                zero = np.asarray(q.zeroPoint, np.float64)
-                if scale.size > 1:  # per channel, along the first (output) axis
-                    scale, zero = scale[:, None], zero[:, None]
-                values = data.view(np.int8).reshape(tensor.shape).astype(np.float64)
-                weights.append(((values - zero) * scale, float(scale.max())))
-            found[key] = weights
-        return found
+        return {
+            key: [_constant(model, model.subgraphs[index].tensors[op.inputs[2]]) for op in ops]
+            for key, (index, ops) in _fused_lstms(model).items()
+        }
 
     exact = forget_weights(flatbuffer_utils.convert_bytearray_to_object(bytearray(float_model)))
     quantized = forget_weights(flatbuffer_utils.convert_bytearray_to_object(bytearray(int8_model)))
@@ -249,7 +250,9 @@ def _check_lstm_pairing(float_model: bytes, int8_model: bytes) -> None:
             )
 
 
-def repair_int8_lstms(model_bytes: bytes, ranges: Mapping[str, list[tuple[float, float]]]) -> bytes:
+def repair_int8_lstms(
+    model_bytes: bytes, ranges: Mapping[str, list[tuple[float, float, float]]]
+) -> bytes:
     """`model_bytes` with the state quantization of every int8 fused LSTM made sound.
 
     ``ranges``: :func:`lstm_output_ranges` of the float file on the calibration feeds (the
@@ -401,14 +404,20 @@ def _params(tensor: Any) -> tuple[float, int] | None:
     return float(q.scale[0]), int(q.zeroPoint[0])
 
 
-def _twin(subgraph: Any, index: int, suffix: bytes, quantization: tuple[float, int]) -> int:
-    """Append a copy of tensor ``index`` quantized as ``quantization``; returns its index."""
+def _twin(
+    subgraph: Any, index: int, suffix: bytes, quantization: tuple[float, int] | None
+) -> int:
+    """Append a copy of tensor ``index`` (its name + ``suffix``, its type and shape, no data)
+    quantized as ``quantization``, or a float activation with no quantization when that is
+    None; returns its index."""
     twin = copy.deepcopy(subgraph.tensors[index])
     twin.name += suffix
-    twin.isVariable = subgraph.tensors[index].isVariable
     twin.buffer = 0  # an activation: the empty buffer, even where the original was a constant
-    twin.quantization.scale, twin.quantization.zeroPoint = [quantization[0]], [quantization[1]]
-    twin.quantization.min = twin.quantization.max = None
+    if quantization is None:
+        twin.quantization, twin.isVariable = None, False
+    else:
+        twin.quantization.scale, twin.quantization.zeroPoint = [quantization[0]], [quantization[1]]
+        twin.quantization.min = twin.quantization.max = None
     subgraph.tensors.append(twin)
     return len(subgraph.tensors) - 1
 
@@ -463,9 +472,9 @@ def unalias_while_bodies(model_bytes: bytes) -> bytes:
             if given != returned:
                 continue
             source = subgraph.tensors[given]
-            copy_ = _activation_like(subgraph, given, b"/unaliased")
+            copy_ = _twin(subgraph, given, b"/unaliased", None)
             if source.type in zeros:
-                zero = _activation_like(subgraph, given, b"/zero")
+                zero = _twin(subgraph, given, b"/zero", None)
                 subgraph.tensors[zero].shape = []
                 subgraph.tensors[zero].shapeSignature = None
                 buffer = schema.BufferT()
@@ -487,16 +496,6 @@ def unalias_while_bodies(model_bytes: bytes) -> bytes:
             changed = True
         subgraph.outputs = outputs
     return bytes(flatbuffer_utils.convert_object_to_bytearray(model)) if changed else model_bytes
-
-
-def _activation_like(subgraph: Any, index: int, suffix: bytes) -> int:
-    """Append a float copy of tensor ``index``'s name, type and shape, with no data or
-    quantization; returns its index."""
-    tensor = copy.deepcopy(subgraph.tensors[index])
-    tensor.name += suffix
-    tensor.buffer, tensor.quantization, tensor.isVariable = 0, None, False
-    subgraph.tensors.append(tensor)
-    return len(subgraph.tensors) - 1
 
 
 # A calibrated bound this far out is a banned id's -inf (logged as -FLT_MAX), not a score.
@@ -633,7 +632,8 @@ def _convert_int8(converter: Any, job: ExportJob, names: list[str]) -> bytes:
     signature after another, and last all of them, is calibrated on the samples of its most
     common shape (the resized runs after calibration are fine; the agreement checks judge
     the file)."""
-    varied = [n for n in names if len({_shapes(f) for f in job.feeds.get(n, [])[:32]}) > 1]
+    varied = [name for name, feeds in _calibration(job, names).items()
+              if len({_shapes(feed) for feed in feeds}) > 1]
     attempts = [(), *[(name,) for name in varied], *([varied] if len(varied) > 1 else [])]
     error = None
     for one_shape in attempts:
