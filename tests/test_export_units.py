@@ -41,6 +41,74 @@ def test_int8_calibration_fixes_restore_tensorflows_functions_and_name_what_is_m
     assert lite._calibrator.add_intermediate_tensors is originals[0]
 
 
+def test_int8_conversion_retries_signatures_at_one_shape_then_names_the_calibrators_failure():
+    from types import SimpleNamespace
+
+    from keras_seq.export.tflite import _convert_int8
+
+    lengths = {"a": [3, 4, 3], "b": [2, 5, 5], "c": [2]}
+    job = SimpleNamespace(calibration=(10, 13), feeds={
+        name: [{"ids": np.zeros((1, n), np.int32)} for n in ns] for name, ns in lengths.items()
+    })
+
+    class Converter:  # records what each attempt calibrates on
+        def __init__(self, succeed_when=None):
+            self.attempts, self.succeed_when = [], succeed_when
+
+        def convert(self):
+            seen = {}
+            for name, feed in self.representative_dataset():
+                seen.setdefault(name, []).append(feed["ids"].shape[1])
+            self.attempts.append(seen)
+            if seen == self.succeed_when:
+                return b"converted"
+            raise RuntimeError("accum_dim_lhs != accum_dim_rhs\nsecond line")
+
+    failing = Converter()
+    with pytest.raises(
+        ValueError,
+        match=r"argument `quantize`.*calibrator failed on this model \(accum_dim_lhs != "
+              r"accum_dim_rhs\); expected 'none', 'dynamic' or 'float16'.*quantize='int8'$",
+    ):
+        _convert_int8(failing, job, ["a", "b", "c"])
+    assert failing.attempts == [  # all samples; then a, then b, then both at their common shape
+        {"a": [3, 4, 3], "b": [2, 5, 5], "c": [2]},
+        {"a": [3, 3], "b": [2, 5, 5], "c": [2]},
+        {"a": [3, 4, 3], "b": [5, 5], "c": [2]},
+        {"a": [3, 3], "b": [5, 5], "c": [2]},
+    ]
+    second = Converter(succeed_when={"a": [3, 3], "b": [2, 5, 5], "c": [2]})
+    assert _convert_int8(second, job, ["a", "b", "c"]) == b"converted"
+    assert len(second.attempts) == 2
+
+
+def test_a_signature_called_at_every_step_is_calibrated_at_one_shape_across_the_samples():
+    from types import SimpleNamespace
+
+    from keras_seq.export.tflite import _calibration
+
+    # 32 samples; decode_step's feeds are their tokens: sample k has 5 tokens and an encoder of
+    # length 9 if k % 3 == 0, else 7. The first 32 feeds would be 7 samples' tokens at 2 lengths.
+    length = [9 if k % 3 == 0 else 7 for k in range(32)]
+    encode = [{"ids": np.full((1, length[k]), k)} for k in range(32)]
+    step = [{"encoder": np.full((1, length[k], 2), k), "token": np.array([t])}
+            for k in range(32) for t in range(5)]
+    job = SimpleNamespace(calibration=(32, 64), feeds={"encode": encode, "decode_step": step})
+    feeds = _calibration(job, ["encode", "decode_step", "absent"])
+
+    def ids(chosen, key):
+        return [int(f[key].flat[0]) for f in chosen]
+
+    assert ids(feeds["encode"], "ids") == list(range(32))  # once per sample: all, any length
+    chosen = feeds["decode_step"]
+    assert len(chosen) == 32 and {f["encoder"].shape for f in chosen} == {(1, 7, 2)}
+    assert set(ids(chosen, "encoder")) == {k for k in range(32) if length[k] == 7}
+    assert set(ids(chosen, "token")) == set(range(5))
+    assert feeds["absent"] == []
+    one = _calibration(job, ["encode"], one_shape=["encode"])["encode"]
+    assert ids(one, "ids") == [k for k in range(32) if length[k] == 7]
+
+
 # -- registry -----------------------------------------------------------------------------------
 
 
