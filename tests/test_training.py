@@ -469,6 +469,23 @@ def _tiny_dates(*overrides):
     return recipes.apply_overrides(recipes.load("dates"), sets)
 
 
+@pytest.fixture(scope="module")
+def tiny_reference(tmp_path_factory):
+    """``tiny_reference(*overrides)``: the uninterrupted run of ``_tiny_dates(*overrides)``,
+    trained once per module (cases of a kill share it)."""
+    from keras_seq.training import runner
+
+    runs = {}
+
+    def reference(*overrides):
+        if overrides not in runs:
+            runs[overrides] = tmp_path_factory.mktemp("reference")
+            runner.train(_tiny_dates(*overrides), run_dir=runs[overrides], verbose=0)
+        return runs[overrides]
+
+    return reference
+
+
 def _train_killed(recipe, run_dir, monkeypatch, epoch, where, **settings):
     """Train until epoch `epoch`'s end is killed `where` ("end": after every callback,
     "after_backup" or "before_backup"), then train again with the same settings (the resume)."""
@@ -531,15 +548,12 @@ def _same_run(run_dir, reference):
 ], ids=["reduced-learning-rate", "best-checkpoint", "before-the-backup", "stopped", "ema",
         "ema-before-the-backup"])
 def test_a_kill_at_an_epochs_end_resumes_like_an_uninterrupted_run(
-        tmp_path, monkeypatch, overrides, epoch, where):
-    from keras_seq.training import runner
-
-    recipe = _tiny_dates(*overrides)
-    runner.train(recipe, run_dir=tmp_path / "reference", verbose=0)
-    _train_killed(recipe, tmp_path / "killed", monkeypatch, epoch, where)
-    _same_run(tmp_path / "killed", tmp_path / "reference")
+        tmp_path, monkeypatch, tiny_reference, overrides, epoch, where):
+    reference = tiny_reference(*overrides)
+    _train_killed(_tiny_dates(*overrides), tmp_path / "killed", monkeypatch, epoch, where)
+    _same_run(tmp_path / "killed", reference)
     if "reduce_lr_patience=1" in overrides:  # the case is real: reduced at epoch 1's end
-        rates = scalars(tmp_path / "reference")[("train", "epoch_learning_rate")]
+        rates = scalars(reference)[("train", "epoch_learning_rate")]
         assert [step for step, _ in rates] == [0, 1, 2, 3] and rates[1][1] == rates[0][1] / 2
 
 
